@@ -1,0 +1,25 @@
+# Two entry points (see README): `make study` runs the main study, `make test` runs the tests.
+# Both create .venv on first use and install the package with its test and UCR extras.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: study test install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e ".[test,ucr]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+study: $(STAMP)
+	$(PY) studies/noise_robustness.py
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 -q tests
+
+clean:
+	rm -rf $(VENV) results

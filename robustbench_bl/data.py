@@ -1,0 +1,256 @@
+"""Datasets as tensors: CIFAR-10 and MNIST images N x C x H x W in [0, 1], UCR series N x C x L.
+
+Images are found, in order, under an explicit `root`, under $RBL_DATA, in the user cache (a
+torchvision download when online) and, for CIFAR-10, in the small sample shipped with the package.
+Each `Dataset` says which source it came from.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from robustbench_bl.validation import check_choice, check_positive_int
+
+log = logging.getLogger(__name__)
+
+IMAGE_DATASETS = ("cifar10", "mnist")
+SPLITS = ("train", "test")
+UCR_DATASETS = ("GunPoint", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "ACSF1", "BasicMotions")
+SAMPLE_DIR = Path(__file__).parent / "_sample"
+
+# Shape of one uint8 image in the npz layout (see ../shared/data/*/README.md).
+_NPZ_IMAGE_SHAPE = {"cifar10": (32, 32, 3), "mnist": (28, 28)}
+# Host of torchvision's download for each dataset: probed before a download is attempted.
+_DOWNLOAD_HOST = {"cifar10": "www.cs.toronto.edu", "mnist": "ossci-datasets.s3.amazonaws.com"}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Inputs `x` (float32), integer labels `y` (int64) and where they came from."""
+
+    name: str
+    split: str
+    x: torch.Tensor
+    y: torch.Tensor
+    source: str
+    num_classes: int
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def at_most(self, limit: int, seed: int | None = None) -> "Dataset":
+        """A class-balanced subset of `limit` examples, or the whole dataset when it is smaller."""
+        check_positive_int(limit, "limit")
+        if limit >= len(self):
+            return self
+        idx = torch.from_numpy(balanced_indices(self.y.numpy(), limit, seed))
+        return Dataset(self.name, self.split, self.x[idx], self.y[idx], self.source, self.num_classes)
+
+    @property
+    def source_kind(self) -> str:
+        """The source without its path: 'npz', 'torchvision', 'packaged' or 'aeon'."""
+        return self.source.split(":", 1)[0]
+
+
+def cache_dir() -> Path:
+    """Where downloads go: $XDG_CACHE_HOME/robustbench_bl (default ~/.cache/robustbench_bl)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "robustbench_bl"
+
+
+def load(
+    name: str,
+    split: str = "train",
+    *,
+    root: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    seed: int | None = None,
+    download: bool = True,
+) -> Dataset:
+    """Load an image dataset ('cifar10' or 'mnist') as float tensors in [0, 1].
+
+    `limit` keeps a class-balanced subset (the first examples of each class, or a random choice
+    per class when `seed` is given). `download=False` never touches the network.
+    """
+    check_choice(name, "name", IMAGE_DATASETS)
+    check_choice(split, "split", SPLITS)
+    if limit is not None:
+        check_positive_int(limit, "limit")
+    x, y, source = _find(name, split, root, download)
+    if limit is not None:
+        idx = balanced_indices(y, limit, seed)
+        x, y = x[idx], y[idx]
+    images = torch.from_numpy(np.ascontiguousarray(x))
+    images = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)
+    log.info("%s/%s: %d images from %s", name, split, len(y), source)
+    return Dataset(name, split, images.float().div_(255), torch.from_numpy(y).long(), source, 10)
+
+
+def cifar10(split: str = "train", **kwargs: object) -> Dataset:
+    """CIFAR-10, 3 x 32 x 32; see `load` for the keyword arguments."""
+    return load("cifar10", split, **kwargs)  # type: ignore[arg-type]
+
+
+def mnist(split: str = "train", **kwargs: object) -> Dataset:
+    """MNIST, 1 x 28 x 28; see `load` for the keyword arguments."""
+    return load("mnist", split, **kwargs)  # type: ignore[arg-type]
+
+
+def balanced_indices(y: np.ndarray, limit: int, seed: int | None = None) -> np.ndarray:
+    """Indices of `limit` examples spread evenly over the classes of `y` (the first classes take the
+    remainder); in dataset order, or drawn at random per class when `seed` is given."""
+    classes = np.unique(y)
+    if limit > len(y):
+        raise ValueError(f"limit must be <= the {len(y)} examples available, got {limit}")
+    per, extra = divmod(limit, len(classes))
+    rng = np.random.default_rng(seed) if seed is not None else None
+    chosen = []
+    for i, c in enumerate(classes):
+        members = np.flatnonzero(y == c)
+        want = per + (i < extra)
+        if want > len(members):
+            raise ValueError(f"limit={limit} needs {want} examples of class {c}, only {len(members)} exist")
+        if rng is not None:
+            members = rng.permutation(members)
+        chosen.append(members[:want])
+    return np.sort(np.concatenate(chosen))
+
+
+def _find(name: str, split: str, root: str | os.PathLike[str] | None, download: bool) -> tuple[np.ndarray, np.ndarray, str]:
+    """Return (uint8 images, labels, source) from the first source that has the dataset."""
+    if root is not None:
+        folder = Path(root).expanduser()
+        if not folder.is_dir():
+            raise ValueError(f"root must be an existing folder, got {str(root)!r}")
+        found = _from_folder(name, split, folder)
+        if found is None and download and _online(name):
+            found = _torchvision(name, split, folder, download=True)
+        if found is None:
+            raise ValueError(
+                f"root={str(root)!r} holds no {name} {split} data: expected torchvision's layout or "
+                f"npz files ({split}.npz or {split}_*.npz with keys x, y) in {folder} or {folder / name}"
+            )
+        return found
+    env = os.environ.get("RBL_DATA")
+    if env:
+        found = _from_folder(name, split, Path(env).expanduser())
+        if found is not None:
+            return found
+        log.warning("RBL_DATA=%s holds no %s %s data; trying the next source", env, name, split)
+    found = _torchvision(name, split, cache_dir(), download=False)
+    if found is None and download and _online(name):
+        found = _torchvision(name, split, cache_dir(), download=True)
+    if found is None and name == "cifar10":
+        found = _npz(name, split, SAMPLE_DIR / name, kind="packaged")
+    if found is None:
+        raise FileNotFoundError(
+            f"no {name} data found offline. Provide it in one of these ways: pass root=<folder> "
+            f"(torchvision's layout or npz files as in shared/data/{name}/README.md); set "
+            f"RBL_DATA=<folder holding {name}/>; or connect to the internet so torchvision can "
+            f"download it into {cache_dir()}"
+        )
+    return found
+
+
+def _from_folder(name: str, split: str, folder: Path) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """Look for the npz layout in folder/name and folder, then torchvision's layout in folder."""
+    for candidate in (folder / name, folder):
+        found = _npz(name, split, candidate, kind="npz")
+        if found is not None:
+            return found
+    return _torchvision(name, split, folder, download=False)
+
+
+def _npz(name: str, split: str, folder: Path, kind: str) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """Read `split.npz` or the parts `split_*.npz` (concatenated in name order) from `folder`."""
+    files = [folder / f"{split}.npz"] if (folder / f"{split}.npz").is_file() else sorted(folder.glob(f"{split}_*.npz"))
+    if not files:
+        return None
+    xs, ys = [], []
+    for file in files:
+        with np.load(file, allow_pickle=False) as data:
+            x, y = data["x"], data["y"]
+        if x.shape[1:] != _NPZ_IMAGE_SHAPE[name] or x.dtype != np.uint8:
+            # A folder of another dataset's files: not ours, let the next candidate answer.
+            return None
+        xs.append(x)
+        ys.append(y.astype(np.int64))
+    return np.concatenate(xs), np.concatenate(ys), f"{kind}:{folder.resolve()}"
+
+
+def _torchvision(name: str, split: str, folder: Path, download: bool) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """Read torchvision's own layout under `folder` (downloading into it when asked)."""
+    from torchvision import datasets
+
+    cls = {"cifar10": datasets.CIFAR10, "mnist": datasets.MNIST}[name]
+    try:
+        ds = cls(str(folder), train=split == "train", download=download)
+    except (RuntimeError, OSError) as err:
+        if download:
+            log.warning("torchvision could not download %s: %s", name, err)
+        return None
+    x = ds.data.numpy() if isinstance(ds.data, torch.Tensor) else np.asarray(ds.data)
+    y = np.asarray(ds.targets, dtype=np.int64)
+    return x, y, f"torchvision:{folder.resolve()}"
+
+
+def _online(name: str, timeout: float = 3.0) -> bool:
+    """Whether the dataset's download host answers (skipped when RBL_OFFLINE is set)."""
+    if os.environ.get("RBL_OFFLINE"):
+        return False
+    try:
+        with socket.create_connection((_DOWNLOAD_HOST[name], 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def ucr(name: str, split: str = "train", *, limit: int | None = None, seed: int | None = None) -> Dataset:
+    """A UCR/UEA series dataset bundled with aeon, as float32 N x C x L with labels 0..K-1.
+
+    Labels are numbered in the sorted order of the class names over train and test together,
+    so both splits agree.
+    """
+    check_choice(name, "name", UCR_DATASETS)
+    check_choice(split, "split", SPLITS)
+    if limit is not None:
+        check_positive_int(limit, "limit")
+    x, labels = _aeon_split(name, split)
+    _, other = _aeon_split(name, "test" if split == "train" else "train")
+    classes = np.unique(np.concatenate([labels, other]))
+    y = np.searchsorted(classes, labels).astype(np.int64)
+    if limit is not None:
+        idx = balanced_indices(y, limit, seed)
+        x, y = x[idx], y[idx]
+    series = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    return Dataset(name, split, series, torch.from_numpy(y), "aeon:bundled", len(classes))
+
+
+def _aeon_split(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """One split of a dataset bundled with aeon: (N x C x L float array, string labels)."""
+    import warnings
+
+    try:
+        from aeon import datasets
+    except ImportError as err:
+        raise ImportError("UCR data needs aeon: pip install 'robustbench-bl[ucr]'") from err
+    loader = {
+        "GunPoint": "load_gunpoint",
+        "ArrowHead": "load_arrow_head",
+        "ItalyPowerDemand": "load_italy_power_demand",
+        "OSULeaf": "load_osuleaf",
+        "ACSF1": "load_acsf1",
+        "BasicMotions": "load_basic_motions",
+    }[name]
+    with warnings.catch_warnings():
+        # aeon 1.6 deprecates its bundled ACSF1 copy (still shipped); the data are what we need.
+        warnings.filterwarnings("ignore", message=".*load_acsf1.*", category=FutureWarning)
+        x, y = getattr(datasets, loader)(split=split)
+    return np.asarray(x), np.asarray(y).astype(str)

@@ -1,0 +1,43 @@
+"""Pieces every model shares: the input normalization layer and dataset statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+# Per-channel mean/std of the training sets (CIFAR-10 and MNIST, official values).
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+MNIST_MEAN = (0.1307,)
+MNIST_STD = (0.3081,)
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std per channel, so a model takes [0, 1] inputs and attacks live in pixel space."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        if len(mean) != len(std):
+            raise ValueError(f"mean and std must have the same length, got {len(mean)} and {len(std)}")
+        if any(s <= 0 for s in std):
+            raise ValueError(f"std must be positive, got {tuple(std)}")
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return (x - self.mean.view(shape).to(x.dtype)) / self.std.view(shape).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"mean={tuple(round(v, 4) for v in self.mean.tolist())}, std={tuple(round(v, 4) for v in self.std.tolist())}"
+
+
+def default_stats(in_channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Normalization statistics for an image model: CIFAR-10's for 3 channels, MNIST's for 1, else 0.5/0.25."""
+    if in_channels == 3:
+        return CIFAR10_MEAN, CIFAR10_STD
+    if in_channels == 1:
+        return MNIST_MEAN, MNIST_STD
+    return (0.5,) * in_channels, (0.25,) * in_channels

@@ -1,0 +1,67 @@
+"""Plumbing every study script shares: presets, the common command line, output folder, store.
+
+A study script defines its presets and a `main(args)`; `parse_args` gives it --preset, --data,
+--device, --out and --seed, and `Study` holds the results store and figure paths under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+import torch
+
+from robustbench_bl.results import ResultsStore
+from robustbench_bl.training import resolve_device
+
+PRESETS = ("smoke", "quick", "paper")
+
+
+def parse_args(
+    name: str, description: str, argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None
+) -> argparse.Namespace:
+    """Parse the common study options (plus any already added to `parser`)."""
+    parser = parser or argparse.ArgumentParser(description=description)
+    parser.add_argument("--preset", choices=PRESETS, default="quick", help="smoke: seconds; quick (default): <= 10 min on a 2-core CPU; paper: the seeds' settings, for a GPU")
+    parser.add_argument("--data", default=None, help="data folder (torchvision layout or npz files); default: $RBL_DATA, a download, or the packaged CIFAR-10 sample")
+    parser.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...")
+    parser.add_argument("--out", default=f"results/{name}", help=f"output folder (default results/{name}/)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for training, sampling and noise draws")
+    parser.add_argument("--checkpoints", default=None, help="checkpoint folder (default $RBL_CHECKPOINTS or the user cache)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    args.study = name
+    if args.data is not None and not Path(args.data).is_dir():
+        parser.error(f"--data must be an existing folder, got {args.data!r}")
+    try:
+        args.device = resolve_device(args.device)
+    except RuntimeError as err:
+        parser.error(f"--device: {err}")
+    if args.device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device} asked for CUDA, but no CUDA device is available")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return args
+
+
+@dataclass
+class Study:
+    """A study's output folder: `results.jsonl` (the store), `results.csv` and figures."""
+
+    name: str
+    out: Path
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "Study":
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        return cls(args.study, out)
+
+    @property
+    def store(self) -> ResultsStore:
+        return ResultsStore(self.out / "results.jsonl")
+
+    def figure(self, stem: str | None = None) -> Path:
+        """Stem (no suffix) of a figure in the output folder."""
+        return self.out / (stem or self.name)

@@ -1,0 +1,309 @@
+"""Training, evaluation and the checkpoint store that lets studies reuse trained models.
+
+A checkpoint is a state dict (`.pt`, loaded with weights_only=True) beside a JSON file holding
+the training configuration, the file's sha256 and the versions that produced it; its key is a
+hash of the configuration and the data source, so the same request trains once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from robustbench_bl import data as datasets
+from robustbench_bl import models
+from robustbench_bl.validation import check_choice, check_images, check_positive_int, check_range
+from robustbench_bl.versions import versions
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("cosine", "step", "constant")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a trained model; its hash is the checkpoint key."""
+
+    model: str = "lenet"
+    dataset: str = "cifar10"
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    augment: bool = False
+    limit: int | None = None
+    compress_rate: float | None = None
+    energy: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice(self.model, "model", models.names())
+        check_choice(self.dataset, "dataset", datasets.IMAGE_DATASETS + datasets.UCR_DATASETS)
+        check_positive_int(self.epochs, "epochs")
+        check_positive_int(self.batch_size, "batch_size")
+        check_choice(self.optimizer, "optimizer", OPTIMIZERS)
+        check_choice(self.schedule, "schedule", SCHEDULES)
+        check_range(self.lr, "lr", 0.0, math.inf, low_inclusive=False)
+        if self.limit is not None:
+            check_positive_int(self.limit, "limit")
+        if self.compress_rate is not None and self.energy is not None:
+            raise ValueError("give compress_rate or energy, not both")
+        if self.compress_rate is not None:
+            check_range(self.compress_rate, "compress_rate", 0.0, 1.0, high_inclusive=False)
+        if self.energy is not None:
+            check_range(self.energy, "energy", 0.0, 1.0, low_inclusive=False)
+
+    def key(self, data_source: str) -> str:
+        """16 hex digits of sha256 over the configuration and the kind of data source used."""
+        blob = json.dumps({"config": asdict(self), "data": data_source}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' picks CUDA when available, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def build_model(config: TrainConfig, dataset: datasets.Dataset) -> nn.Module:
+    """A freshly initialized model for `dataset`, band-limited when the config asks for it."""
+    torch.manual_seed(config.seed)
+    in_channels = dataset.x.shape[1]
+    model = models.make(config.model, dataset.num_classes, in_channels, image_size=dataset.x.shape[-1])
+    if config.compress_rate is not None or config.energy is not None:
+        from robustbench_bl.spectral import bandlimit
+
+        model = bandlimit(model, compress_rate=config.compress_rate, energy=config.energy)
+    return model
+
+
+def load_train_data(config: TrainConfig, root: str | os.PathLike[str] | None = None) -> datasets.Dataset:
+    """The training split the config names (class-balanced `limit`, seeded)."""
+    if config.dataset in datasets.UCR_DATASETS:
+        return datasets.ucr(config.dataset, "train", limit=config.limit, seed=config.seed)
+    return datasets.load(config.dataset, "train", root=root, limit=config.limit, seed=config.seed)
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random crop (zero padding 4) and horizontal flip per image, the standard CIFAR augmentation."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (4, 4, 4, 4))
+    dy = torch.randint(0, 9, (n,), generator=generator, device=x.device)
+    dx = torch.randint(0, 9, (n,), generator=generator, device=x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    idx_n = torch.arange(n, device=x.device)[:, None, None, None]
+    idx_c = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    out = padded[idx_n, idx_c, rows, cols]
+    flip = torch.rand(n, generator=generator, device=x.device) < 0.5
+    return torch.where(flip[:, None, None, None], out.flip(-1), out)
+
+
+def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True
+        )
+    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    if config.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, steps // 3), gamma=0.1)
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
+
+
+def train(
+    model: nn.Module,
+    dataset: datasets.Dataset,
+    config: TrainConfig,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
+) -> list[dict[str, float]]:
+    """Train `model` in place on `dataset` as `config` says; returns one row per epoch.
+
+    `on_epoch(epoch, model)` runs after each epoch (studies use it to record layer statistics).
+    """
+    check_inputs(dataset.x, "dataset.x")
+    dev = resolve_device(device)
+    model.to(dev).train()
+    generator = torch.Generator(device=dev).manual_seed(config.seed)
+    x, y = dataset.x.to(dev), dataset.y.to(dev)
+    steps_per_epoch = math.ceil(len(y) / config.batch_size)
+    optimizer = _optimizer(model, config)
+    scheduler = _scheduler(optimizer, config, config.epochs * steps_per_epoch)
+    history = []
+    bar = tqdm(range(config.epochs), desc=f"train {config.model}", disable=not progress, unit="epoch")
+    for epoch in bar:
+        order = torch.randperm(len(y), generator=generator, device=dev)
+        total_loss, correct, start = 0.0, 0, time.perf_counter()
+        for i in range(steps_per_epoch):
+            idx = order[i * config.batch_size : (i + 1) * config.batch_size]
+            xb, yb = x[idx], y[idx]
+            if config.augment and xb.dim() == 4:
+                xb = augment_batch(xb, generator)
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}; lower lr={config.lr}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total_loss += loss.item() * len(yb)
+            correct += (logits.argmax(1) == yb).sum().item()
+        row = {
+            "epoch": epoch,
+            "loss": total_loss / len(y),
+            "train_accuracy": correct / len(y),
+            "epoch_seconds": time.perf_counter() - start,
+        }
+        history.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['train_accuracy']:.3f}")
+        if on_epoch is not None:
+            on_epoch(epoch, model)
+    model.eval()
+    return history
+
+
+def check_inputs(x: object, name: str = "x") -> torch.Tensor:
+    """Images N x C x H x W in [0, 1], or series N x C x L (any real values)."""
+    if isinstance(x, torch.Tensor) and x.dim() == 3:
+        return check_images(x, name, ndim=3, range_check=False)
+    return check_images(x, name)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500, device: str | torch.device | None = None) -> torch.Tensor:
+    """Predicted labels of `model` on `x`, batched; on the model's device unless `device` is given."""
+    check_inputs(x)
+    dev = resolve_device(device) if device is not None else next(model.parameters()).device
+    model.eval()
+    out = [model(x[i : i + batch_size].to(dev)).argmax(1).cpu() for i in range(0, len(x), batch_size)]
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
+    """Top-1 accuracy of `model` on (x, y)."""
+    if len(x) != len(y):
+        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
+    return (predict(model, x, batch_size) == y.cpu()).float().mean().item()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class CheckpointStore:
+    """Trained models on disk, keyed by their training configuration.
+
+    Default folder: $RBL_CHECKPOINTS, else the user cache (robustbench_bl/checkpoints).
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        default = os.environ.get("RBL_CHECKPOINTS") or datasets.cache_dir() / "checkpoints"
+        self.root = Path(root if root is not None else default).expanduser()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def paths(self, config: TrainConfig, data_source: str) -> tuple[Path, Path]:
+        """(state dict file, metadata file) for a configuration."""
+        stem = f"{config.model}-{config.dataset}-{config.key(data_source)}"
+        return self.root / f"{stem}.pt", self.root / f"{stem}.json"
+
+    def exists(self, config: TrainConfig, data_source: str) -> bool:
+        weights, meta = self.paths(config, data_source)
+        return weights.is_file() and meta.is_file()
+
+    def save(self, model: nn.Module, config: TrainConfig, data_source: str, metrics: dict[str, object]) -> Path:
+        """Store the state dict, then its metadata (config, sha256, versions, metrics)."""
+        weights, meta = self.paths(config, data_source)
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        _atomic_write(weights, lambda p: torch.save(state, p))
+        record = {
+            "config": asdict(config),
+            "data_source": data_source,
+            "sha256": _sha256(weights),
+            "versions": versions(),
+            "metrics": metrics,
+        }
+        _atomic_write(meta, lambda p: p.write_text(json.dumps(record, indent=2, sort_keys=True)))
+        return weights
+
+    def metadata(self, config: TrainConfig, data_source: str) -> dict[str, object]:
+        _, meta = self.paths(config, data_source)
+        return json.loads(meta.read_text())
+
+    def load_state(self, config: TrainConfig, data_source: str) -> dict[str, torch.Tensor]:
+        """The stored state dict, after checking its sha256; never unpickles code."""
+        weights, _ = self.paths(config, data_source)
+        expected = self.metadata(config, data_source)["sha256"]
+        actual = _sha256(weights)
+        if actual != expected:
+            raise ValueError(
+                f"checkpoint {weights} is corrupted or was modified: sha256 {actual} does not match the "
+                f"recorded {expected}; delete it (and its .json) to retrain"
+            )
+        return torch.load(weights, map_location="cpu", weights_only=True)
+
+    def get_or_train(
+        self,
+        config: TrainConfig,
+        *,
+        data_root: str | os.PathLike[str] | None = None,
+        device: str | torch.device = "auto",
+        progress: bool = True,
+    ) -> tuple[nn.Module, dict[str, object]]:
+        """The model for `config`: loaded when stored, else trained, evaluated and stored.
+
+        Returns (model in eval mode on `device`, metadata with metrics and data source).
+        """
+        dataset = load_train_data(config, data_root)
+        source = dataset.source_kind
+        model = build_model(config, dataset)
+        if self.exists(config, source):
+            model.load_state_dict(self.load_state(config, source))
+            return model.to(resolve_device(device)).eval(), self.metadata(config, source)
+        start = time.perf_counter()
+        history = train(model, dataset, config, device=device, progress=progress)
+        metrics: dict[str, object] = {
+            "train_seconds": time.perf_counter() - start,
+            "train_size": len(dataset),
+            "data_source": dataset.source,
+            "history": history,
+        }
+        self.save(model, config, source, metrics)
+        return model.eval(), self.metadata(config, source)

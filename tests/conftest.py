@@ -1,0 +1,19 @@
+"""Test-wide settings: offline, one torch thread per worker, checkpoints in a throwaway folder."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ["RBL_OFFLINE"] = "1"  # never probe the network from tests
+torch.set_num_threads(1)  # pytest-xdist runs one worker per core
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test sees no RBL_DATA and a session-wide temporary checkpoint folder."""
+    monkeypatch.delenv("RBL_DATA", raising=False)
+    monkeypatch.setenv("RBL_CHECKPOINTS", str(tmp_path_factory.getbasetemp() / "checkpoints"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
