@@ -1,5 +1,5 @@
 # Two entry points (see README): `make study` runs the main study, `make test` runs the tests.
-# Both create .venv on first use and install the package with its test and UCR extras.
+# Both create .venv on first use and install the package with its test, UCR and Ray extras.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e ".[test,ucr]"
+	$(PY) -m pip install -e ".[test,ucr,ray]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -19,7 +19,7 @@ study: $(STAMP)
 	$(PY) studies/noise_robustness.py
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -q tests
+	$(PY) -m pytest -n 2 --dist loadgroup -q tests
 
 clean:
 	rm -rf $(VENV) results

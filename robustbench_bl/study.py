@@ -1,7 +1,8 @@
 """Plumbing every study script shares: presets, the common command line, output folder, store.
 
 A study script defines its presets and a `main(args)`; `parse_args` gives it --preset, --data,
---device, --out and --seed, and `Study` holds the results store and figure paths under --out.
+--device, --out, --seed and --executor, and `Study` holds the results store and figure paths
+under --out. Under torchrun, every rank trains its share and only rank 0 goes on to the sweep.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 
 from robustbench_bl.results import ResultsStore
+from robustbench_bl.sweep import EXECUTORS, Executor, make_executor
 from robustbench_bl.training import resolve_device
 
 PRESETS = ("smoke", "quick", "paper")
@@ -31,6 +33,9 @@ def parse_args(
     parser.add_argument("--seed", type=int, default=0, help="seed for training, sampling and noise draws")
     parser.add_argument("--checkpoints", default=None, help="checkpoint folder (default $RBL_CHECKPOINTS or the user cache)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--executor", choices=EXECUTORS, default="local", help="where sweep cells run: in this process, or as Ray tasks (RAY_ADDRESS or a local instance)")
+    parser.add_argument("--ray-address", default=None, help="Ray cluster address (default $RAY_ADDRESS, else a local instance)")
+    parser.add_argument("--num-gpus", type=float, default=0.0, help="GPUs each Ray task reserves (fractions share a GPU)")
     args = parser.parse_args(argv)
     args.study = name
     if args.data is not None and not Path(args.data).is_dir():
@@ -57,6 +62,13 @@ class Study:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         return cls(args.study, out)
+
+    @staticmethod
+    def executor(args: argparse.Namespace) -> Executor:
+        """The sweep executor the command line asks for."""
+        if args.executor == "ray":
+            return make_executor("ray", address=args.ray_address, num_gpus=args.num_gpus)
+        return make_executor("local")
 
     @property
     def store(self) -> ResultsStore:

@@ -23,6 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from robustbench_bl import data as datasets
+from robustbench_bl import distributed
 from robustbench_bl import models
 from robustbench_bl.validation import check_choice, check_images, check_positive_int, check_range
 from robustbench_bl.versions import versions
@@ -140,36 +141,47 @@ def train(
 ) -> list[dict[str, float]]:
     """Train `model` in place on `dataset` as `config` says; returns one row per epoch.
 
+    Under torchrun the model is wrapped in DistributedDataParallel: every rank draws the same
+    global batch (same seed) and takes its share, and the loss is scaled so that the averaged
+    gradient equals the single-process one, whatever the number of ranks.
     `on_epoch(epoch, model)` runs after each epoch (studies use it to record layer statistics).
     """
     check_inputs(dataset.x, "dataset.x")
-    dev = resolve_device(device)
+    distributed.setup()
+    rank, world = distributed.rank_world()
+    dev = distributed.local_device() if world > 1 and device == "auto" else resolve_device(device)
     model.to(dev).train()
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     generator = torch.Generator(device=dev).manual_seed(config.seed)
     x, y = dataset.x.to(dev), dataset.y.to(dev)
     steps_per_epoch = math.ceil(len(y) / config.batch_size)
     optimizer = _optimizer(model, config)
     scheduler = _scheduler(optimizer, config, config.epochs * steps_per_epoch)
     history = []
-    bar = tqdm(range(config.epochs), desc=f"train {config.model}", disable=not progress, unit="epoch")
+    bar = tqdm(range(config.epochs), desc=f"train {config.model}", disable=not progress or rank != 0, unit="epoch")
     for epoch in bar:
         order = torch.randperm(len(y), generator=generator, device=dev)
-        total_loss, correct, start = 0.0, 0, time.perf_counter()
+        total_loss, correct, start = 0.0, 0.0, time.perf_counter()
         for i in range(steps_per_epoch):
             idx = order[i * config.batch_size : (i + 1) * config.batch_size]
             xb, yb = x[idx], y[idx]
             if config.augment and xb.dim() == 4:
                 xb = augment_batch(xb, generator)
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}; lower lr={config.lr}")
+            xb, yb = xb[rank::world], yb[rank::world]
+            logits = net(xb)
+            loss_sum = F.cross_entropy(logits, yb, reduction="sum")
+            if not torch.isfinite(loss_sum):
+                raise FloatingPointError(f"training loss became {loss_sum.item()} at epoch {epoch}; lower lr={config.lr}")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            # DDP averages gradients over ranks, so scale by world / global batch size.
+            (loss_sum * world / len(idx)).backward()
             optimizer.step()
             scheduler.step()
-            total_loss += loss.item() * len(yb)
+            total_loss += loss_sum.item()
             correct += (logits.argmax(1) == yb).sum().item()
+        total_loss, correct = distributed.all_reduce_sum([total_loss, correct], dev)
         row = {
             "epoch": epoch,
             "loss": total_loss / len(y),
@@ -289,7 +301,8 @@ class CheckpointStore:
     ) -> tuple[nn.Module, dict[str, object]]:
         """The model for `config`: loaded when stored, else trained, evaluated and stored.
 
-        Returns (model in eval mode on `device`, metadata with metrics and data source).
+        Returns (model in eval mode on `device`, metadata with metrics and data source). Under
+        torchrun every rank trains its share and rank 0 alone writes the checkpoint.
         """
         dataset = load_train_data(config, data_root)
         source = dataset.source_kind
@@ -303,7 +316,10 @@ class CheckpointStore:
             "train_seconds": time.perf_counter() - start,
             "train_size": len(dataset),
             "data_source": dataset.source,
+            "ranks": distributed.rank_world()[1],
             "history": history,
         }
-        self.save(model, config, source, metrics)
+        if distributed.is_main():
+            self.save(model, config, source, metrics)
+        distributed.barrier()  # under torchrun, the other ranks wait until rank 0 has written
         return model.eval(), self.metadata(config, source)
