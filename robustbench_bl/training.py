@@ -149,7 +149,9 @@ def train(
     check_inputs(dataset.x, "dataset.x")
     distributed.setup()
     rank, world = distributed.rank_world()
-    dev = distributed.local_device() if world > 1 and device == "auto" else resolve_device(device)
+    dev = resolve_device(device)
+    if world > 1 and dev.type == "cuda":
+        dev = distributed.local_device()  # one GPU per rank: cuda:LOCAL_RANK
     model.to(dev).train()
     net: nn.Module = model
     if world > 1:

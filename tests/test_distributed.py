@@ -148,3 +148,9 @@ def test_ddp_two_processes_match_single_process(tmp_path: Path) -> None:
     single, _ = CheckpointStore(tmp_path / "single").get_or_train(config, device="cpu", progress=False)
     for key, value in single.state_dict().items():
         torch.testing.assert_close(ddp_state[key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_ray_executor_without_ray_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ImportError, match=r"pip install 'robustbench-bl\[ray\]'"):
+        make_executor("ray")
