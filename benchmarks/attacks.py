@@ -1,0 +1,105 @@
+"""Cost of attacking through Defended and of EOT, and accuracy and cost of the Hessian probe.
+
+Prints markdown tables (medians over interleaved rounds) for benchmarks/README.md. Run:
+    .venv/bin/python benchmarks/attacks.py [--repeats 7] [--images 64] [--eot-samples 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from channels import interleaved_seconds, rows_against  # benchmarks/channels.py, beside this script
+from torch import nn
+
+from robustbench_bl import Defended, attacks, data, models, probes
+from robustbench_bl._foolbox import import_foolbox
+from robustbench_bl.channels import GaussianNoise, Identity
+from robustbench_bl.training import TrainConfig, train
+
+
+def trained_lenet() -> nn.Module:
+    """LeNet after a few epochs on 1,000 packaged training images: a Hessian with real structure."""
+    config = TrainConfig(model="lenet", epochs=10, batch_size=64, optimizer="adam", lr=2e-3, weight_decay=0.0, limit=1000)
+    model = models.make("lenet")
+    train(model, data.cifar10("train", limit=1000), config, device="cpu", progress=False)
+    return model.eval()
+
+
+def count_forwards(model: nn.Module, run: object) -> list[int]:
+    """Batch sizes of every forward of `model` during `run()`."""
+    sizes: list[int] = []
+    handle = model.register_forward_hook(lambda _m, inputs, _o: sizes.append(len(inputs[0])))
+    try:
+        run()  # type: ignore[operator]
+    finally:
+        handle.remove()
+    return sizes
+
+
+def attack_costs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int, repeats: int) -> None:
+    fb = import_foolbox()
+    pgd = attacks.make("pgd-linf")  # 40 steps
+    identity = Defended(model, Identity(), votes=1).eval()
+    eot = attacks.threat_model(Defended(model, GaussianNoise(0.03), votes=k), attacks.GRADIENT, "eot", k, 0, batch_size=len(x))
+    repeated_x, repeated_y = x.repeat(k, 1, 1, 1), y.repeat(k)
+    bare_label = f"PGD-40, bare lenet, N={len(x)}"
+    runs = {
+        bare_label: lambda: pgd(fb.PyTorchModel(model, (0, 1)), x, y, epsilons=8 / 255),
+        "PGD-40, Defended(lenet, Identity(), votes=1)": lambda: pgd(fb.PyTorchModel(identity, (0, 1)), x, y, epsilons=8 / 255),
+        f"PGD-40, bare lenet on the {k} x N repeated batch": lambda: pgd(fb.PyTorchModel(model, (0, 1)), repeated_x, repeated_y, epsilons=8 / 255),
+        f"PGD-40 under eot, gauss:0.03, k={k}": lambda: pgd(fb.PyTorchModel(eot.module, (0, 1)), x, y, epsilons=8 / 255),
+    }  # fmt: skip
+    times = interleaved_seconds(runs, repeats)
+    sizes = count_forwards(model, runs[f"PGD-40 under eot, gauss:0.03, k={k}"])
+    print("| measurement | median ms | speed vs bare PGD-40 (median of per-round ratios) |\n|---|---:|---:|")
+    for label, seconds, ratio in rows_against(bare_label, times, {}):
+        print(f"| {label} | {seconds * 1e3:.1f} | {ratio} |")
+    defended_cost = statistics.median(d / b for d, b in zip(times["PGD-40, Defended(lenet, Identity(), votes=1)"], times[bare_label]))
+    print(f"\nDefended/bare cost ratio: {defended_cost:.2f}x (target <= 1.2x)")
+    print(f"eot: {len(sizes)} model forwards for 40 steps, batch sizes {sorted(set(sizes))} (k x N = {k * len(x)}): one batched forward per step\n")
+
+
+def hessian_probe(model: nn.Module, x: torch.Tensor, small: int) -> None:
+    """Lanczos (tol 1e-3, <= 50 products) against the exact Hessian's eigenvalues, per example."""
+    torch.manual_seed(0)
+    cnn = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Softplus(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 7 * 7, 10))
+    cases = {f"small softplus CNN, 3 x {small} x {small}": (cnn, nn.functional.interpolate(x, size=small, mode="area")),
+             "trained lenet, 3 x 32 x 32": (model, x)}  # fmt: skip
+    print("| model | examples | HVPs (max) | Lanczos ms/example | exact Hessian ms/example | max relative error |\n|---|---:|---:|---:|---:|---:|")
+    for label, (net, images) in cases.items():
+        start = time.perf_counter()
+        hvp, leaf = probes.hessian_operator(net, images)
+        v0 = torch.randn(leaf.flatten(1).shape, generator=torch.Generator().manual_seed(0))
+        values, products = probes.top_eigenvalue(hvp, v0, 50, 1e-3)
+        lanczos = (time.perf_counter() - start) / len(images)
+        start, exact = time.perf_counter(), []
+        for xi in images:
+            label_i = net(xi[None]).argmax()
+            f = lambda z: net(z.view(1, *xi.shape)).softmax(-1)[0, label_i]  # noqa: E731
+            eig = torch.linalg.eigvalsh(torch.autograd.functional.hessian(f, xi.flatten(), vectorize=True))
+            exact.append(eig[eig.abs().argmax()])
+        full = (time.perf_counter() - start) / len(images)
+        error = ((values - torch.stack(exact)).abs() / torch.stack(exact).abs()).max().item()
+        print(f"| {label} | {len(images)} | {products} | {lanczos * 1e3:.1f} | {full * 1e3:.1f} | {error:.2e} (target <= 1e-2) |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--eot-samples", type=int, default=8)
+    parser.add_argument("--hessian-images", type=int, default=4, help="examples whose exact 3072 x 3072 Hessian is formed")
+    parser.add_argument("--small", type=int, default=16, help="side of the small input for the small CNN")
+    args = parser.parse_args()
+    test = data.cifar10("test").at_most(args.images, seed=0)
+    model = trained_lenet()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.repeats} interleaved rounds\n")
+    attack_costs(model, test.x, test.y, args.eot_samples, args.repeats)
+    hessian_probe(model, test.x[: args.hessian_images], args.small)
+
+
+if __name__ == "__main__":
+    main()

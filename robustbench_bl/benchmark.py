@@ -1,0 +1,186 @@
+"""A fixed, sound evaluation protocol for randomized and lossy defenses: `robustbench_bl.benchmark`.
+
+RobustBench leaves such defenses out; this protocol picks the adaptive threat model the defense
+calls for, runs a fixed suite, takes the worst case per example and repeats stochastic evaluations.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import torch
+from scipy.stats import beta
+from torch import nn
+
+from robustbench_bl import attacks
+from robustbench_bl import data as datasets
+from robustbench_bl.channels import Channel, make as make_channel
+from robustbench_bl.defense import Defended
+from robustbench_bl.validation import check_choice, check_positive_int, check_range
+from robustbench_bl.versions import versions
+
+NORMS = ("Linf", "L2")
+#: The suite per norm: the gradient attacks (run under the defense's threat model) and one
+#: decision-based attack (querying the vote), each as (registry name, options).
+SUITES: dict[str, tuple[tuple[str, dict[str, Any]], ...]] = {
+    "Linf": (("pgd-linf", {}), ("hopskipjump", {"constraint": "linf"})),
+    "L2": (("pgd-l2", {}), ("cw-l2", {}), ("hopskipjump", {"constraint": "l2"})),
+}
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    """`row`: the protocol's one result row (accuracies, 95% intervals, flags, the exact suite and
+    every setting); `attacks`: the tidy rows of every attack and repeat behind it."""
+
+    row: dict[str, Any]
+    attacks: pd.DataFrame
+
+    @property
+    def clean_accuracy(self) -> float:
+        return float(self.row["clean_accuracy"])
+
+    @property
+    def robust_accuracy(self) -> float:
+        return float(self.row["robust_accuracy"])
+
+
+def threat_for(defended: Defended, x: torch.Tensor, y: torch.Tensor) -> str:
+    """bpda where the channel masks gradients, eot where it is random, both when both, else whitebox."""
+    masked = attacks.gradient_masking(defended, x, y) > 0
+    stochastic = defended.channel.stochastic
+    return {(False, False): "whitebox", (True, False): "bpda", (False, True): "eot", (True, True): "bpda+eot"}[
+        (masked, stochastic)
+    ]
+
+
+def clopper_pearson(successes: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact binomial interval; `successes` may be fractional (a mean over repeats of per-example
+    outcomes in [0, 1], whose variance is at most the binomial one, so the interval stays valid)."""
+    tail = (1 - level) / 2
+    low = 0.0 if successes <= 0 else float(beta.ppf(tail, successes, n - successes + 1))
+    high = 1.0 if successes >= n else float(beta.ppf(1 - tail, successes + 1, n - successes))
+    return low, high
+
+
+def benchmark(
+    model: nn.Module,
+    channel: Channel | str | None = None,
+    votes: int = 1,
+    dataset: str = "cifar10",
+    norm: str = "Linf",
+    eps: float = 8 / 255,
+    n: int = 1000,
+    repeats: int = 5,
+    seed: int = 0,
+    *,
+    eot_samples: int = 16,
+    data_root: str | os.PathLike[str] | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: bool = False,
+) -> BenchmarkResult:
+    """Clean and worst-case robust accuracy of Defended(model, channel, votes) with 95% intervals.
+
+    Runs the suite for `norm` (`SUITES`) on `n` class-balanced test images of `dataset`: gradient
+    attacks under the threat model `threat_for` picks, a decision-based attack on the vote. An
+    example counts as robust in a repeat only if its clean vote is right and no attack of the
+    suite fools the vote. Stochastic defenses are evaluated `repeats` times (seeds seed..seed+r);
+    `robust_accuracy` is the mean over repeats, `robust_accuracy_every_repeat` counts examples
+    robust in all of them. `options` overrides attack settings by name (e.g. {'pgd-linf': {'steps': 10}}).
+    """
+    norm = check_choice(norm, "norm", NORMS)
+    eps = check_range(eps, "eps", 0.0, math.inf, high_inclusive=False)
+    repeats = check_positive_int(repeats, "repeats")
+    n = check_positive_int(n, "n")
+    seed = check_positive_int(seed, "seed", minimum=0)
+    if isinstance(channel, str):
+        channel = make_channel(channel)
+    defended = Defended(model, channel, check_positive_int(votes, "votes"))
+    test = datasets.load(dataset, "test", root=data_root, limit=n, seed=seed)
+    x, y = test.x, test.y
+    threat = threat_for(defended, x, y)
+    runs = repeats if defended.channel.stochastic else 1
+    suite = [(name, {**opts, **(options or {}).get(name, {})}) for name, opts in SUITES[norm]]
+    start = time.perf_counter()
+    frames, clean, robust = [], [], []
+    for r in range(runs):
+        outcomes = []
+        for name, opts in suite:
+            outcome = attacks.run(defended, name, x, y, threat, [eps], eot_samples, seed + r, options=opts, progress=progress)
+            outcomes.append(outcome)
+            frames.append(pd.DataFrame(attacks.summary_rows(outcome)).assign(attack=name, attack_kind=outcome.kind,
+                          norm=norm, threat=threat, gradient_path=outcome.gradient_path, repeat=r,
+                          channel=attacks.channel_label(defended.channel), votes=votes))  # fmt: skip
+        clean.append(outcomes[0].clean_correct.float())
+        fooled = torch.stack([o.fooled[0] for o in outcomes]).any(0)
+        robust.append((outcomes[0].clean_correct & ~fooled).float())
+    per_attack = attacks.flag_obfuscation(pd.concat(frames, ignore_index=True).assign(warnings=""))
+    clean_mean, robust_mean = torch.stack(clean).mean(0), torch.stack(robust).mean(0)
+    row = _row(defended, test, threat, suite, runs, eot_samples, norm, eps, seed, clean_mean, robust_mean, robust, per_attack)
+    row["seconds"] = time.perf_counter() - start
+    return BenchmarkResult(row, per_attack)
+
+
+def _row(
+    defended: Defended,
+    test: datasets.Dataset,
+    threat: str,
+    suite: list[tuple[str, dict[str, Any]]],
+    runs: int,
+    eot_samples: int,
+    norm: str,
+    eps: float,
+    seed: int,
+    clean: torch.Tensor,
+    robust: torch.Tensor,
+    robust_runs: list[torch.Tensor],
+    per_attack: pd.DataFrame,
+) -> dict[str, Any]:
+    """The protocol's result row: settings, the suite as run, accuracies with intervals, flags."""
+    n = len(clean)
+    clean_ci = clopper_pearson(clean.sum().item(), n)
+    robust_ci = clopper_pearson(robust.sum().item(), n)
+    gradient_threat = f"[{threat}, eot_samples={eot_samples}]" if "eot" in threat else f"[{threat}]"
+    described = [f"{name}{gradient_threat if attacks.spec(name).kind == attacks.GRADIENT else '[vote]'}"
+                 f"{opts if opts else ''}" for name, opts in suite]  # fmt: skip
+    masking = threat in ("bpda", "bpda+eot")
+    decision_wins = bool(per_attack["flag_decision_beats_gradient"].any())
+    notes = [text for flag, text in (
+        (masking, "the channel masks gradients: gradient attacks ran with bpda"),
+        (defended.channel.stochastic, f"stochastic channel: eot with {eot_samples} draws, {runs} repeats"),
+        (decision_wins, "a decision-based attack beat the gradient attacks: gradients are likely obfuscated"),
+    ) if flag]  # fmt: skip
+    return {
+        "protocol": "robustbench_bl.benchmark",
+        "dataset": test.name,
+        "data_source": test.source_kind,
+        "n": n,
+        "norm": norm,
+        "eps": eps,
+        "channel": attacks.channel_label(defended.channel),
+        "stochastic": defended.channel.stochastic,
+        "votes": defended.votes,
+        "threat": threat,
+        "eot_samples": eot_samples if "eot" in threat else None,
+        "suite": "; ".join(described),
+        "repeats": runs,
+        "seed": seed,
+        "clean_accuracy": clean.mean().item(),
+        "clean_ci_low": clean_ci[0],
+        "clean_ci_high": clean_ci[1],
+        "robust_accuracy": robust.mean().item(),
+        "robust_ci_low": robust_ci[0],
+        "robust_ci_high": robust_ci[1],
+        "robust_accuracy_every_repeat": torch.stack(robust_runs).amin(0).mean().item(),
+        "flag_gradient_masking": masking,
+        "flag_stochastic": defended.channel.stochastic,
+        "flag_decision_beats_gradient": decision_wins,
+        "warnings": "; ".join(notes),
+        **{f"version_{k}": v for k, v in versions().items()},
+    }

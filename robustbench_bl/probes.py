@@ -1,0 +1,191 @@
+"""Instability probes around an input: the gradient norm M1 and the top input-Hessian eigenvalue M2.
+
+Both are of f_y(x), the softmax confidence of class y (predicted unless given); the second seed
+finds them larger around adversarial examples than around natural ones. M2 uses Hessian-vector
+products (double backward) and batched Lanczos; the Hessian itself is never formed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+
+from robustbench_bl.validation import check_images, check_positive_int, check_range
+
+#: A batched matrix-vector product: N x D vectors in, N x D products out (one matrix per row).
+MatVec = Callable[[Tensor], Tensor]
+
+
+def check_labels(y: object, n: int, num_classes: int | None, name: str = "y") -> Tensor:
+    """Check that `y` is an integer tensor of `n` labels in [0, num_classes) (any range if None); return it."""
+    if not isinstance(y, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of integer labels, got {type(y).__name__}")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer labels (int64), got dtype {y.dtype}")
+    if y.dim() != 1 or len(y) != n:
+        raise ValueError(f"{name} must be a 1-D tensor with one label per example of x ({n}), got shape {tuple(y.shape)}")
+    if num_classes is not None and n and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(f"{name} must hold labels in [0, {num_classes - 1}], got range [{y.min().item()}, {y.max().item()}]")
+    return y
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run `model` in eval mode (per-example outputs, no batch statistics), restoring its mode after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def _confidence(model: nn.Module, x: Tensor, target: Tensor | None) -> Tensor:
+    """f_y(x) per example: softmax probability of the target (or predicted) class, differentiable in x."""
+    probs = model(x).softmax(-1)
+    if target is None:
+        target = probs.argmax(-1)
+    else:
+        target = check_labels(target, len(x), probs.shape[-1], "target").to(x.device)
+    return probs.gather(1, target[:, None]).squeeze(1)
+
+
+def _leaf(model: nn.Module, x: object) -> Tensor:
+    """A fresh leaf copy of checked images, in the dtype and on the device of the model's parameters."""
+    batch = check_images(x, "x")
+    parameter = next(model.parameters(), None)
+    if parameter is not None:
+        batch = batch.to(device=parameter.device, dtype=parameter.dtype)
+    return batch.detach().clone().requires_grad_(True)
+
+
+def gradient_norm(model: nn.Module, x: Tensor, target: Tensor | None = None, batch_size: int = 256) -> Tensor:
+    """M1 per example: ||grad_x f_y(x)||_2, f_y the softmax confidence of the predicted (or given) class.
+
+    Examples are independent in eval mode, so the gradient of the batch sum is every example's own.
+    """
+    batch_size = check_positive_int(batch_size, "batch_size")
+    leaf = _leaf(model, x)
+    if target is not None:
+        check_labels(target, len(leaf), None, "target")
+    out = []
+    with eval_mode(model):
+        for start in range(0, len(leaf), batch_size):
+            chunk = leaf[start : start + batch_size].detach().requires_grad_(True)
+            goal = None if target is None else target[start : start + batch_size]
+            (grad,) = torch.autograd.grad(_confidence(model, chunk, goal).sum(), chunk)
+            out.append(grad.flatten(1).norm(dim=1))
+    return torch.cat(out) if out else leaf.new_zeros(0)
+
+
+def hessian_operator(model: nn.Module, x: Tensor, target: Tensor | None = None) -> tuple[MatVec, Tensor]:
+    """(hvp, leaf): hvp(V) returns H_i v_i for every example i, H_i the input Hessian of f_y at x_i.
+
+    The first-order graph is built once with create_graph=True; each product is then one backward
+    pass through it (double backward). V and the products are N x D, D the flattened input size.
+    The model should stay in eval mode while hvp is in use.
+    """
+    leaf = _leaf(model, x)
+    (grad,) = torch.autograd.grad(_confidence(model, leaf, target).sum(), leaf, create_graph=True)
+
+    def hvp(v: Tensor) -> Tensor:
+        (product,) = torch.autograd.grad(grad, leaf, grad_outputs=v.view_as(leaf), retain_graph=True)
+        return product.flatten(1)
+
+    return hvp, leaf
+
+
+def top_eigenvalue(matvec: MatVec, start: Tensor, iters: int = 50, tol: float = 1e-3) -> tuple[Tensor, int]:
+    """Eigenvalue of largest magnitude of N symmetric operators at once, by Lanczos: (values (N,), products).
+
+    `start` (N x D) holds the starting vectors. Lanczos with full reorthogonalization builds one
+    tridiagonal matrix T per example; its extreme Ritz values converge to the extreme eigenvalues
+    (both ends at once, which matters because the top eigenvalue of a confidence Hessian can be
+    negative) far faster than power iteration. It stops when every example's Ritz residual
+    |beta_k s_k| is at most tol * |theta|, which bounds the eigenvalue error by the same amount,
+    or after `iters` products. An exhausted Krylov space (beta = 0) is exact and stays so.
+    """
+    iters = check_positive_int(iters, "iters")
+    tol = check_range(tol, "tol", 0.0, 1.0, low_inclusive=False)
+    q = start / start.norm(dim=1, keepdim=True).clamp_min(torch.finfo(start.dtype).tiny)
+    basis = [q]
+    alphas: list[Tensor] = []
+    betas: list[Tensor] = []
+    theta = start.new_zeros(len(start))
+    scale = start.new_zeros(len(start))  # running max of |alpha| and beta: the operator's size seen so far
+    for k in range(1, iters + 1):
+        w = matvec(q)
+        alphas.append((w * q).sum(1))
+        stacked = torch.stack(basis, 1)  # N x k x D
+        for _ in range(2):  # classical Gram-Schmidt twice: orthogonal to working precision
+            w = w - torch.einsum("nk,nkd->nd", torch.einsum("nkd,nd->nk", stacked, w), stacked)
+        beta = w.norm(dim=1)
+        values, vectors = torch.linalg.eigh(_tridiagonal(alphas, betas))
+        pick = torch.where(values[:, -1].abs() >= values[:, 0].abs(), k - 1, 0)
+        rows = torch.arange(len(start), device=start.device)
+        theta = values[rows, pick]
+        residual = beta * vectors[rows, k - 1, pick].abs()
+        if bool((residual <= tol * theta.abs()).all()):
+            return theta, k
+        # Where the Krylov space is exhausted, continue with zeros: T gains a decoupled zero block.
+        scale = torch.maximum(scale, torch.maximum(alphas[-1].abs(), beta))
+        alive = beta > 1e3 * torch.finfo(start.dtype).eps * scale
+        q = torch.where(alive[:, None], w / beta.clamp_min(torch.finfo(start.dtype).tiny)[:, None], 0.0)
+        betas.append(torch.where(alive, beta, 0.0))
+        basis.append(q)
+    return theta, iters
+
+
+def _tridiagonal(alphas: list[Tensor], betas: list[Tensor]) -> Tensor:
+    """N x k x k symmetric tridiagonal matrices from diagonals (k of N) and off-diagonals (k - 1 of N)."""
+    t = torch.diag_embed(torch.stack(alphas, 1))
+    if betas:
+        off = torch.diag_embed(torch.stack(betas, 1), offset=1)
+        t = t + off + off.mT
+    return t
+
+
+def hessian_top_eigenvalue(
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor | None = None,
+    iters: int = 50,
+    tol: float = 1e-3,
+    *,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> Tensor:
+    """M2 per example: the eigenvalue of largest magnitude (with its sign) of the input Hessian of f_y.
+
+    At most `iters` Hessian-vector products per batch of `batch_size` examples; relative accuracy
+    `tol` (see `top_eigenvalue`). Lanczos starts from a random vector drawn with `seed`.
+    """
+    batch_size = check_positive_int(batch_size, "batch_size")
+    check_images(x, "x")
+    if target is not None:
+        check_labels(target, len(x), None, "target")
+    out = []
+    with eval_mode(model):
+        for start in range(0, len(x), batch_size):
+            goal = None if target is None else target[start : start + batch_size]
+            hvp, leaf = hessian_operator(model, x[start : start + batch_size], goal)
+            generator = torch.Generator(device=leaf.device).manual_seed(seed)
+            v0 = torch.randn(leaf.flatten(1).shape, generator=generator, device=leaf.device, dtype=leaf.dtype)
+            values, _ = top_eigenvalue(hvp, v0, iters, tol)
+            out.append(values.detach())
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def taylor_bound(m1: Tensor | float, m2: Tensor | float, distortion: Tensor | float) -> Tensor:
+    """delta * M1 + delta^2 * |M2| / 2: the second-order Taylor bound on how much f_y can move
+    under a perturbation of L2 size delta (the channel's distortion). |M2| because the eigenvalue
+    of largest magnitude may be negative and the bound is on the size of the change."""
+    m1, m2, delta = (torch.as_tensor(v, dtype=torch.float64) for v in (m1, m2, distortion))
+    if (delta < 0).any() or not torch.isfinite(delta).all():
+        raise ValueError(f"distortion must be finite and >= 0, got {distortion!r}")
+    if (m1 < 0).any():
+        raise ValueError(f"m1 is a gradient norm and must be >= 0, got {m1!r}")
+    return delta * m1 + delta**2 * m2.abs() / 2

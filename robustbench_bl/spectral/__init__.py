@@ -1,0 +1,19 @@
+"""Band-limited convolution (Dziedzic et al., ICML 2019): conv through a low-frequency band.
+
+Layers, functional forms and bandlimit(model) keep nn.Conv's interface; masks live in
+`compression`, the per-frequency channel products in `backends`.
+"""
+
+from robustbench_bl.spectral import compression
+from robustbench_bl.spectral.convert import bandlimit
+from robustbench_bl.spectral.functional import band_limited_conv1d, band_limited_conv2d
+from robustbench_bl.spectral.layers import BandLimitedConv1d, BandLimitedConv2d
+
+__all__ = [
+    "BandLimitedConv1d",
+    "BandLimitedConv2d",
+    "band_limited_conv1d",
+    "band_limited_conv2d",
+    "bandlimit",
+    "compression",
+]

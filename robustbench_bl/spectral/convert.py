@@ -1,0 +1,34 @@
+"""bandlimit(model): swap every nn.Conv1d / nn.Conv2d for its band-limited twin, keeping weights."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from robustbench_bl.spectral.backends import get_backend
+from robustbench_bl.spectral.functional import check_band
+from robustbench_bl.spectral.layers import BandLimitedConv1d, BandLimitedConv2d
+
+
+def bandlimit(
+    model: nn.Module, compress_rate: float | None = None, energy: float | None = None, backend: str = "auto"
+) -> nn.Module:
+    """Band-limit every 1D/2D convolution of `model` in place and return it.
+
+    Give compress_rate (static, default 0) or energy (dynamic), not both. Layers that are already
+    band-limited get the new band; other modules (Conv3d, transposed convs) are left as they are.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(model, (nn.Conv1d, nn.Conv2d)):
+        raise TypeError("model is itself a convolution: use BandLimitedConv2d.from_conv(conv, ...) instead")
+    rate, energy = check_band(compress_rate, energy)
+    get_backend(backend)
+    targets = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()]
+    for parent, name, child in targets:
+        if isinstance(child, (BandLimitedConv1d, BandLimitedConv2d)):
+            child.set_band(rate, energy)
+            child.backend = backend
+        elif isinstance(child, (nn.Conv1d, nn.Conv2d)):
+            twin = BandLimitedConv2d if isinstance(child, nn.Conv2d) else BandLimitedConv1d
+            setattr(parent, name, twin.from_conv(child, rate, energy, backend))
+    return model

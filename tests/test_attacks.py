@@ -1,0 +1,200 @@
+"""Attacks under threat models on a small trained model: every registered attack runs, robust <=
+clean, epsilon 0 changes nothing, larger epsilons never help the defense, bpda >= nonadaptive on
+color depth, eot draws the channel eot_samples times per step in one batch, flags, bad input."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import ClassVar
+
+import pandas as pd
+import pytest
+import torch
+from torch import Tensor, nn
+
+from robustbench_bl import Defended, attacks, data, models
+from robustbench_bl.channels import ColorDepth, GaussianNoise
+from robustbench_bl.training import TrainConfig, train
+
+#: Few steps with large relative step sizes: every attack runs in well under a second.
+FAST: dict[str, dict[str, object]] = {
+    "fgsm": {},
+    "pgd-linf": {"steps": 8, "rel_stepsize": 0.25},
+    "pgd-l2": {"steps": 8, "rel_stepsize": 0.25},
+    "cw-l2": {"steps": 10, "binary_search_steps": 2, "initial_const": 1.0, "stepsize": 0.05},
+    "deepfool-linf": {"steps": 10},
+    "boundary": {"steps": 10},
+    "hopskipjump": {"steps": 2, "initial_gradient_eval_steps": 10, "max_gradient_eval_steps": 20},
+    "additive-uniform": {"repeats": 5},
+    "additive-gaussian": {"repeats": 5},
+    "blended-uniform": {"directions": 20, "steps": 10},
+    "salt-and-pepper": {"steps": 20},
+    "gaussian-blur": {"steps": 10},
+}
+#: An epsilon no [0, 1] image pair exceeds in each norm (sqrt(3 * 32 * 32) < 56).
+UNBOUNDED = {"Linf": 1.0, "L2": 56.0}
+
+
+@lru_cache(maxsize=1)
+def trained_lenet() -> tuple[nn.Module, Tensor, Tensor]:
+    """LeNet fitted to 200 packaged CIFAR-10 training images (it classifies nearly all of them right)."""
+    train_set = data.cifar10("train", limit=200)
+    config = TrainConfig(model="lenet", epochs=30, batch_size=32, optimizer="adam", lr=3e-3, weight_decay=0.0, limit=200)
+    model = models.make("lenet")
+    train(model, train_set, config, device="cpu", progress=False)
+    return model.eval(), train_set.x, train_set.y
+
+
+@pytest.fixture(scope="module")
+def lenet() -> tuple[nn.Module, Tensor, Tensor]:
+    return trained_lenet()
+
+
+def metric(frame: pd.DataFrame, name: str) -> pd.Series:
+    rows = frame[frame.metric == name]
+    return rows.set_index("epsilon").value if rows.epsilon.notna().any() else rows.value
+
+
+@pytest.mark.parametrize("name", attacks.names())
+def test_every_attack_runs_and_robust_never_exceeds_clean(lenet: tuple[nn.Module, Tensor, Tensor], name: str) -> None:
+    model, x, y = lenet
+    defended = Defended(model, GaussianNoise(0.02), votes=3)
+    norm = attacks.norm_of(attacks.make(name))
+    frame = attacks.evaluate(defended, name, x[:6], y[:6], "eot", [0.01, UNBOUNDED[norm]], eot_samples=2, options=FAST[name])
+    clean = metric(frame, "clean_accuracy").item()
+    robust = metric(frame, "robust_accuracy")
+    assert (robust <= clean).all()
+    assert frame.norm.eq(norm).all() and frame.attack.eq(name).all()
+    expected_path = "majority vote" if attacks.spec(name).kind == attacks.DECISION else "2 draw(s) per step"
+    assert expected_path in frame.gradient_path.iloc[0]
+    assert {"version_torch", "version_foolbox", "options", "seed", "votes", "channel"} <= set(frame.columns)
+
+
+def test_unbounded_attacks_fool_the_bare_model(lenet: tuple[nn.Module, Tensor, Tensor]) -> None:
+    """With no budget to speak of, a working attack pipeline must report some successes."""
+    model, x, y = lenet
+    for name in ("fgsm", "pgd-linf", "cw-l2", "hopskipjump", "gaussian-blur", "additive-uniform"):
+        norm = attacks.norm_of(attacks.make(name))
+        out = attacks.run(model, name, x[:8], y[:8], epsilons=UNBOUNDED[norm], options=FAST[name])
+        assert out.fooled.any(), name
+        assert (out.l2[out.fooled] > 0).all() and (out.linf[out.fooled] <= UNBOUNDED["Linf"]).all()
+
+
+def test_pgd_at_epsilon_zero_changes_no_prediction(lenet: tuple[nn.Module, Tensor, Tensor]) -> None:
+    model, x, y = lenet
+    frame = attacks.evaluate(model, "pgd-linf", x[:16], y[:16], epsilons=[0.0], options=FAST["pgd-linf"])
+    assert metric(frame, "robust_accuracy").item() == metric(frame, "clean_accuracy").item()
+    assert metric(frame, "success_rate").item() == 0.0
+    assert math.isnan(metric(frame, "l2_median").item())
+
+
+@pytest.mark.parametrize("name", ["pgd-linf", "deepfool-linf"])
+def test_larger_epsilon_never_lowers_success(lenet: tuple[nn.Module, Tensor, Tensor], name: str) -> None:
+    model, x, y = lenet
+    out = attacks.run(model, name, x[:16], y[:16], epsilons=[8 / 255, 0.0, 1 / 255, 2 / 255, 4 / 255], options=FAST[name])
+    assert out.epsilons == (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255)
+    assert (out.fooled[:-1] <= out.fooled[1:]).all()  # per example, not just in the mean
+    assert out.fooled[-1].sum() > out.fooled[0].sum()
+    assert (out.linf[out.fooled] <= torch.tensor(out.epsilons)[:, None].expand_as(out.fooled)[out.fooled] + 1e-6).all()
+
+
+def test_bpda_succeeds_at_least_as_often_as_nonadaptive_on_color_depth(lenet: tuple[nn.Module, Tensor, Tensor]) -> None:
+    model, x, y = lenet
+    defended = Defended(model, ColorDepth(3))
+    runs = {threat: attacks.run(defended, "pgd-linf", x[:32], y[:32], threat, 8 / 255, options=FAST["pgd-linf"])
+            for threat in ("nonadaptive", "bpda", "whitebox")}  # fmt: skip
+    assert runs["bpda"].fooled.sum() >= runs["nonadaptive"].fooled.sum()
+    assert runs["bpda"].fooled.sum() > runs["whitebox"].fooled.sum()  # exact gradients through rounding are zero
+    assert runs["nonadaptive"].masked_fraction == 1.0
+
+
+class CountingNoise(GaussianNoise):
+    """Gaussian noise that records the batch size of every draw."""
+
+    sizes: ClassVar[list[int]] = []
+
+    def _lossy(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        CountingNoise.sizes.append(len(x))
+        return super()._lossy(x, generator)
+
+
+def test_eot_draws_the_channel_eot_samples_times_per_step_in_one_batch(lenet: tuple[nn.Module, Tensor, Tensor]) -> None:
+    model, x, y = lenet
+    n, k, steps = 4, 3, 5
+    CountingNoise.sizes.clear()
+    attacks.run(Defended(model, CountingNoise(0.02), votes=2), "pgd-linf", x[:n], y[:n], "eot", 8 / 255, eot_samples=k,
+                options={"steps": steps})  # fmt: skip
+    # Each attack step is one channel call on the batch repeated k times (plus foolbox's final check);
+    # the judge votes on batches of 2 * n and the gradient probe and distortion use other sizes.
+    assert CountingNoise.sizes.count(k * n) == steps + 1
+    assert all(size in (n, 2 * n, 16 * n, k * n) for size in CountingNoise.sizes)
+
+
+def test_flags(lenet: tuple[nn.Module, Tensor, Tensor]) -> None:
+    model, x, y = lenet
+    run = lambda d, threat: attacks.evaluate(d, "fgsm", x[:8], y[:8], threat, 2 / 255).iloc[0]  # noqa: E731
+    cd = Defended(model, ColorDepth(3))
+    assert run(cd, "nonadaptive").flag_gradient_masking and "bpda" in run(cd, "nonadaptive")["warnings"]
+    assert not run(cd, "bpda").flag_gradient_masking
+    noisy = Defended(model, GaussianNoise(0.02), votes=2)
+    assert run(noisy, "whitebox").flag_stochastic_without_eot
+    assert not run(noisy, "eot").flag_stochastic_without_eot
+
+
+def test_flag_obfuscation_compares_decision_with_gradient_attacks() -> None:
+    def rows(decision_robust: float) -> pd.DataFrame:
+        base = {"channel": "cd:3", "votes": 1, "norm": "Linf", "epsilon": 0.03, "metric": "robust_accuracy", "warnings": ""}
+        return pd.DataFrame([{**base, "attack": "pgd-linf", "attack_kind": "gradient", "value": 0.5},
+                             {**base, "attack": "boundary", "attack_kind": "decision", "value": decision_robust}])  # fmt: skip
+
+    assert attacks.flag_obfuscation(rows(0.3)).flag_decision_beats_gradient.all()
+    assert "obfuscated" in attacks.flag_obfuscation(rows(0.3))["warnings"].iloc[0]
+    assert not attacks.flag_obfuscation(rows(0.5)).flag_decision_beats_gradient.any()
+
+
+def test_transfer_from_laplace(lenet: tuple[nn.Module, Tensor, Tensor]) -> None:
+    model, x, y = lenet
+    frame = attacks.evaluate(Defended(model, ColorDepth(4)), "pgd-linf", x[:8], y[:8], "bpda+eot", [8 / 255],
+                             eot_samples=2, transfer="laplace:0.03", options=FAST["pgd-linf"])  # fmt: skip
+    assert frame.transfer_from.eq("laplace:0.03").all() and frame.channel.eq("cd:4").all()
+    assert "laplace:0.03" in frame.gradient_path.iloc[0]
+    assert metric(frame, "robust_accuracy").item() <= metric(frame, "clean_accuracy").item()
+    assert metric(frame, "success_rate").item() > 0
+
+
+def test_same_seed_same_rows(lenet: tuple[nn.Module, Tensor, Tensor]) -> None:
+    model, x, y = lenet
+    defended = Defended(model, GaussianNoise(0.05), votes=3)
+    frames = [attacks.evaluate(defended, "pgd-linf", x[:8], y[:8], "eot", [2 / 255, 8 / 255], eot_samples=2, seed=3,
+                               options=FAST["pgd-linf"]) for _ in range(2)]  # fmt: skip
+    values = [f[f.metric != "attack_seconds"].value.fillna(-1).tolist() for f in frames]
+    assert values[0] == values[1]
+
+
+def test_vote_scores_give_the_defended_majority_label(lenet: tuple[nn.Module, Tensor, Tensor]) -> None:
+    model, x, _ = lenet
+    defended = Defended(model, GaussianNoise(0.1), votes=5)
+    vote = attacks.Vote(defended, seed=7)
+    labels, _ = Defended(model, GaussianNoise(0.1), votes=5, seed=7).predict(x[:10])
+    assert torch.equal(vote(x[:10]).argmax(1), labels)
+    assert torch.equal(vote(x[:10]), vote(x[:10]))  # common random numbers: the same draws every query
+
+
+def test_bad_input(lenet: tuple[nn.Module, Tensor, Tensor]) -> None:
+    model, x, y = lenet
+    x, y = x[:4], y[:4]
+    with pytest.raises(ValueError, match="attack must be one of .*pgd-linf"):
+        attacks.evaluate(model, "pgd", x, y)
+    with pytest.raises(ValueError, match="threat must be one of .*bpda"):
+        attacks.evaluate(model, "fgsm", x, y, threat="adaptive")
+    with pytest.raises(ValueError, match="epsilons must be in"):
+        attacks.evaluate(model, "fgsm", x, y, epsilons=[0.1, -0.01])
+    with pytest.raises(ValueError, match=r"y must hold labels in \[0, 9\]"):
+        attacks.evaluate(model, "fgsm", x, torch.tensor([0, 1, 2, 10]))
+    with pytest.raises(ValueError, match="one label per example of x"):
+        attacks.evaluate(model, "fgsm", x, y[:3])
+    with pytest.raises(ValueError, match="transfer needs an adaptive threat"):
+        attacks.evaluate(model, "fgsm", x, y, transfer="laplace:0.03")
+    with pytest.raises(ValueError, match="options for attack 'pgd-linf'"):
+        attacks.evaluate(model, "pgd-linf", x, y, options={"stepz": 3})

@@ -1,0 +1,44 @@
+"""The attack command line: trains on demand through the checkpoint store, prints the table,
+appends one cell per attack to the results store and skips stored cells on a second run."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from robustbench_bl.results import ResultsStore
+
+SCRIPT = Path(__file__).resolve().parents[1] / "attacks" / "attack.py"
+
+
+def load_cli():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("attack_cli", SCRIPT)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def test_cli_prints_and_stores(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cli = load_cli()
+    argv = ["--preset", "smoke", "--channel", "cd:3", "--attack", "fgsm,deepfool-linf", "--threat", "bpda",
+            "--epsilons", "0,8/255", "--steps", "3", "--n", "10", "--out", str(tmp_path), "--quiet"]  # fmt: skip
+    table = cli.main(argv)
+    printed = capsys.readouterr().out
+    assert "cd:3, votes=1, threat=bpda, n=10" in printed and "eps=0.03137" in printed
+    assert set(table.attack) == {"fgsm", "deepfool-linf"}
+    store = ResultsStore(tmp_path / "results.jsonl")
+    assert len(store.keys()) == 2 and (tmp_path / "results.csv").is_file()
+    stored = store.frame()
+    assert (stored[stored.metric == "robust_accuracy"].threat == "bpda").all()
+    cli.main(argv)  # stored cells are not recomputed or appended again
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2
+
+
+def test_cli_rejects_bad_epsilons_and_names(tmp_path: Path) -> None:
+    cli = load_cli()
+    with pytest.raises(SystemExit):
+        cli.main(["--epsilons", "1/0", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="attack must be one of"):
+        cli.main(["--attack", "pgd", "--out", str(tmp_path)])

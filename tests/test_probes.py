@@ -1,0 +1,114 @@
+"""M1 and M2 against independent references: closed forms for a softmax-linear model and
+torch.autograd.functional.hessian for a small CNN; the Lanczos solver's accuracy and budget."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from robustbench_bl import probes
+
+
+def softmax_linear(seed: int = 0, d: int = 12, k: int = 4) -> nn.Module:
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(d, k)).double()
+    with torch.no_grad():
+        model[1].weight.mul_(3.0)
+    return model
+
+
+def analytic(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(M1, M2) of p_y(Wx + b) from the closed-form gradient W^T p_y (e_y - p) and Hessian
+    W^T p_y [(e_y - p)(e_y - p)^T - diag(p) + p p^T] W."""
+    w, b = model[1].weight, model[1].bias
+    m1, m2 = [], []
+    for xi, yi in zip(x.flatten(1), target):
+        p = (w @ xi + b).softmax(0)
+        e = torch.nn.functional.one_hot(yi, len(p)).double() - p
+        m1.append((w.T @ (p[yi] * e)).norm())
+        hessian = w.T @ (p[yi] * (torch.outer(e, e) - torch.diag(p) + torch.outer(p, p))) @ w
+        eigenvalues = torch.linalg.eigvalsh(hessian)
+        m2.append(eigenvalues[eigenvalues.abs().argmax()])
+    return torch.stack(m1), torch.stack(m2)
+
+
+@pytest.mark.parametrize("given_target", [False, True])
+def test_softmax_linear_matches_closed_form(given_target: bool) -> None:
+    model = softmax_linear()
+    x = torch.rand(6, 1, 3, 4, dtype=torch.float64)
+    predicted = model(x).argmax(1)
+    target = (predicted + 1) % 4 if given_target else None
+    m1_ref, m2_ref = analytic(model, x, predicted if target is None else target)
+    torch.testing.assert_close(probes.gradient_norm(model, x, target), m1_ref, rtol=1e-10, atol=1e-12)
+    m2 = probes.hessian_top_eigenvalue(model, x, target, iters=12, tol=1e-9)
+    torch.testing.assert_close(m2, m2_ref, rtol=1e-7, atol=1e-12)
+
+
+def small_cnn() -> nn.Module:
+    torch.manual_seed(1)
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 3), nn.Softplus(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 1), nn.Tanh(), nn.Flatten(), nn.Linear(16, 5)
+    ).double()
+
+
+def exact_probes(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """M1 and M2 from the full Jacobian and Hessian that torch.autograd.functional forms."""
+    m1, m2 = [], []
+    for xi in x:
+        label = model(xi[None]).argmax()
+        f = lambda z: model(z.view(1, *xi.shape)).softmax(-1)[0, label]  # noqa: E731
+        m1.append(torch.autograd.functional.jacobian(f, xi.flatten()).norm())
+        eigenvalues = torch.linalg.eigvalsh(torch.autograd.functional.hessian(f, xi.flatten()))
+        m2.append(eigenvalues[eigenvalues.abs().argmax()])
+    return torch.stack(m1), torch.stack(m2)
+
+
+def test_small_cnn_matches_autograd_hessian() -> None:
+    model = small_cnn()
+    x = torch.rand(4, 2, 6, 6, dtype=torch.float64)
+    m1_ref, m2_ref = exact_probes(model, x)
+    torch.testing.assert_close(probes.gradient_norm(model, x), m1_ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(probes.hessian_top_eigenvalue(model, x, iters=72, tol=1e-10), m2_ref, rtol=1e-7, atol=1e-12)
+
+
+def test_default_budget_is_within_one_percent_in_at_most_50_products() -> None:
+    model = small_cnn()
+    x = torch.rand(4, 2, 6, 6, dtype=torch.float64)
+    _, m2_ref = exact_probes(model, x)
+    hvp, leaf = probes.hessian_operator(model, x)
+    values, products = probes.top_eigenvalue(hvp, torch.randn(leaf.flatten(1).shape, dtype=torch.float64), 50, 1e-3)
+    assert products <= 50
+    assert ((values - m2_ref).abs() <= 0.01 * m2_ref.abs()).all()
+
+
+def test_batched_equals_one_at_a_time_and_model_mode_is_restored() -> None:
+    model = small_cnn().train()
+    x = torch.rand(5, 2, 6, 6, dtype=torch.float64)
+    together = probes.hessian_top_eigenvalue(model, x, tol=1e-9, iters=72)
+    alone = probes.hessian_top_eigenvalue(model, x, tol=1e-9, iters=72, batch_size=1)
+    torch.testing.assert_close(together, alone, rtol=1e-7, atol=1e-12)
+    torch.testing.assert_close(probes.gradient_norm(model, x, batch_size=2), probes.gradient_norm(model, x))
+    assert model.training
+
+
+def test_taylor_bound() -> None:
+    bound = probes.taylor_bound(torch.tensor([1.0, 2.0]), torch.tensor([4.0, -4.0]), 0.5)
+    torch.testing.assert_close(bound, torch.tensor([0.5 + 0.5, 1.0 + 0.5], dtype=torch.float64))
+    with pytest.raises(ValueError, match="distortion"):
+        probes.taylor_bound(1.0, 1.0, -0.1)
+
+
+def test_bad_input() -> None:
+    model = softmax_linear()
+    x = torch.rand(3, 1, 3, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"target must hold labels in \[0, 3\]"):
+        probes.gradient_norm(model, x, torch.tensor([0, 1, 4]))
+    with pytest.raises(ValueError, match="one label per example"):
+        probes.hessian_top_eigenvalue(model, x, torch.tensor([0, 1]))
+    with pytest.raises(TypeError, match="integer labels"):
+        probes.gradient_norm(model, x, torch.tensor([0.0, 1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        probes.gradient_norm(model, x + 2)
+    with pytest.raises(ValueError, match="iters"):
+        probes.hessian_top_eigenvalue(model, x, iters=0)

@@ -1,0 +1,285 @@
+"""band_limited_conv1d/2d against F.conv (rate 0), gradcheck, and an explicitly masked FFT reference."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from robustbench_bl.spectral import band_limited_conv1d, band_limited_conv2d, compression
+from robustbench_bl.spectral.backends import TorchBackend, get_backend
+
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel")
+
+CONV = {1: (F.conv1d, band_limited_conv1d), 2: (F.conv2d, band_limited_conv2d)}
+SIZES = {1: [(11,), (12,)], 2: [(13, 13), (12, 12), (11, 14)]}  # odd, even, non-square
+
+
+def extent(k: int, dilation: int) -> int:
+    return dilation * (k - 1) + 1
+
+
+def valid(size, k, stride, padding, dilation) -> bool:
+    if padding == "same":
+        return stride == 1
+    return all(n + 2 * padding >= extent(k, dilation) for n in size)
+
+
+def grid(sizes, kernels, strides, paddings, dilations, groups, biases):
+    """Every valid combination, with readable ids."""
+    cases = []
+    for d in (1, 2):
+        for size, k, s, p, dil, g, b in itertools.product(sizes[d], kernels, strides, paddings, dilations, groups, biases):
+            if valid(size, k, s, p, dil):
+                cases.append(pytest.param(d, size, k, s, p, dil, g, b, id=f"{d}d-{size}-k{k}-s{s}-p{p}-d{dil}-g{g}-b{int(b)}"))
+    return cases
+
+
+def make_inputs(d, size, k, groups, bias, dtype, seed=0, batch=2, cin=4, cout=4):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, cin, *size, generator=g, dtype=dtype, requires_grad=True)
+    w = torch.randn(cout, cin // groups, *(k,) * d, generator=g, dtype=dtype, requires_grad=True)
+    b = torch.randn(cout, generator=g, dtype=dtype, requires_grad=True) if bias else None
+    return x, w, b
+
+
+def grads(y, inputs, seed=1):
+    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=y.dtype)
+    present = [t for t in inputs if t is not None]
+    return torch.autograd.grad(y, present, gy)
+
+
+def assert_rel_close(actual, expected, rtol):
+    scale = expected.abs().max().clamp_min(1e-30)
+    err = (actual - expected).abs().max() / scale
+    assert err <= rtol, f"relative error {err:.3g} > {rtol}"
+
+
+def pads(d, size, k, padding, dilation):
+    """(left, right) per axis as F.conv pads: 'same' puts the odd extra tap on the right."""
+    if padding == "same":
+        total = dilation * (k - 1)
+        return [(total // 2, total - total // 2)] * d
+    return [(padding, padding)] * d
+
+
+def masked_reference(x, w, b, stride, padding, dilation, groups, mask_of):
+    """Band-limited correlation the slow, obvious way: full rfftn of the padded input and the
+    zero-dilated, zero-padded filter, one explicit mask on both, einsum over channels, irfftn,
+    crop the valid part, subsample by the stride."""
+    d = x.dim() - 2
+    k = w.shape[-1]
+    p = pads(d, x.shape[2:], k, padding, dilation)
+    xp = F.pad(x, [v for lr in reversed(p) for v in lr])
+    n = tuple(xp.shape[2:])
+    wd = torch.zeros(*w.shape[:2], *(extent(k, dilation),) * d, dtype=w.dtype)
+    wd[(slice(None), slice(None)) + (slice(None, None, dilation),) * d] = w  # differentiable in w
+    dims = tuple(range(2, 2 + d))
+    mask = mask_of(n, xp)
+    xs = torch.fft.rfftn(xp, s=n, dim=dims) * mask
+    ws = torch.fft.rfftn(wd, s=n, dim=dims) * mask
+    nb, cin = x.shape[:2]
+    cout = w.shape[0]
+    xs = xs.reshape(nb, groups, cin // groups, *xs.shape[2:])
+    ws = ws.reshape(groups, cout // groups, cin // groups, *ws.shape[2:])
+    ys = torch.einsum("ngc...,goc...->ngo...", xs, ws.conj()).reshape(nb, cout, *xs.shape[3:])
+    y = torch.fft.irfftn(ys, s=n, dim=dims)
+    crop = (slice(None), slice(None)) + tuple(slice(0, m - extent(k, dilation) + 1, stride) for m in n)
+    y = y[crop]
+    return y if b is None else y + b.view(-1, *(1,) * d)
+
+
+def static(rate):
+    return lambda n, xp: compression.static_mask(n, rate)
+
+
+GRID0 = grid(SIZES, range(1, 8), (1, 2), (0, 1, "same"), (1, 2), (1, 2), (True, False))
+
+
+@pytest.mark.parametrize("d, size, k, stride, padding, dilation, groups, bias", GRID0)
+def test_rate_zero_equals_conv_float32(d, size, k, stride, padding, dilation, groups, bias):
+    conv, blconv = CONV[d]
+    x, w, b = make_inputs(d, size, k, groups, bias, torch.float32)
+    expected = conv(x, w, b, stride, padding, dilation, groups)
+    actual = blconv(x, w, b, stride, padding, dilation, groups, compress_rate=0.0)
+    assert actual.shape == expected.shape
+    assert_rel_close(actual, expected, 1e-4)
+    for ga, ge in zip(grads(actual, (x, w, b)), grads(expected, (x, w, b))):
+        assert_rel_close(ga, ge, 1e-4)
+
+
+GRID_SMALL = grid({1: [(7,)], 2: [(5, 6)]}, (1, 2, 3), (1, 2), (0, 1, "same"), (1, 2), (1, 2), (True,))
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.5])
+@pytest.mark.parametrize("d, size, k, stride, padding, dilation, groups, bias", GRID_SMALL)
+def test_gradcheck_float64(d, size, k, stride, padding, dilation, groups, bias, rate):
+    _, blconv = CONV[d]
+    x, w, b = make_inputs(d, size, k, groups, bias, torch.float64, batch=1, cin=2, cout=2)
+    fn = lambda x, w, b: blconv(x, w, b, stride, padding, dilation, groups, compress_rate=rate)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x, w, b))
+
+
+def test_reference_itself_equals_conv_at_rate_zero():
+    for d, k, s, p, dil, g in [(2, 3, 2, 1, 2, 2), (1, 4, 1, "same", 2, 1), (2, 2, 1, "same", 1, 2)]:
+        conv, _ = CONV[d]
+        x, w, b = make_inputs(d, SIZES[d][-1], k, g, True, torch.float64)
+        torch.testing.assert_close(masked_reference(x, w, b, s, p, dil, g, static(0.0)), conv(x, w, b, s, p, dil, g))
+
+
+GRID_MASKED = grid(SIZES, (1, 2, 3, 5), (1, 2), (0, 1, "same"), (1, 2), (1, 2), (True,))
+
+
+@pytest.mark.parametrize("rate", [0.3, 0.5, 0.85])
+@pytest.mark.parametrize("d, size, k, stride, padding, dilation, groups, bias", GRID_MASKED)
+def test_compressed_equals_masked_reference(d, size, k, stride, padding, dilation, groups, bias, rate):
+    _, blconv = CONV[d]
+    x, w, b = make_inputs(d, size, k, groups, bias, torch.float64)
+    expected = masked_reference(x, w, b, stride, padding, dilation, groups, static(rate))
+    actual = blconv(x, w, b, stride, padding, dilation, groups, compress_rate=rate)
+    torch.testing.assert_close(actual, expected)
+    for ga, ge in zip(grads(actual, (x, w, b)), grads(expected, (x, w, b))):
+        torch.testing.assert_close(ga, ge)
+
+
+@pytest.mark.parametrize("energy", [0.5, 0.9, 0.99])
+@pytest.mark.parametrize("d, size, padding", [(1, (12,), 1), (1, (11,), "same"), (2, (12, 12), 1), (2, (11, 14), 0)])
+def test_energy_band_equals_masked_reference(d, size, padding, energy):
+    _, blconv = CONV[d]
+    x, w, b = make_inputs(d, size, 3, 1, True, torch.float64)
+    x = x.detach().cumsum(-1).requires_grad_()  # a decaying spectrum, so the band is partial
+
+    def mask_of(n, xp):
+        spectrum = torch.fft.rfftn(xp.detach(), s=n, dim=tuple(range(2, 2 + d)))
+        return compression.energy_mask(spectrum, energy, d, signal_shape=n)
+
+    expected = masked_reference(x, w, b, 1, padding, 1, 1, mask_of)
+    actual = blconv(x, w, b, 1, padding, 1, 1, compress_rate=None, energy=energy)
+    torch.testing.assert_close(actual, expected)
+    for ga, ge in zip(grads(actual, (x, w, b)), grads(expected, (x, w, b))):
+        torch.testing.assert_close(ga, ge)
+
+
+@pytest.mark.parametrize("d, size, k", [(1, (64,), 5), (2, (24, 24), 3), (2, (16, 20), 5)])
+def test_error_against_conv_grows_with_rate(d, size, k):
+    """The paper's Fig. 24 trend: relative error of output and input gradient rise with the rate."""
+    conv, blconv = CONV[d]
+    x, w, b = make_inputs(d, size, k, 1, True, torch.float64, batch=4, cin=3, cout=5)
+    expected = conv(x, w, b, 1, k // 2)
+    g_expected = grads(expected, (x,))[0]
+    errors = []
+    for rate in (0.0, 0.2, 0.4, 0.6, 0.8, 0.95):
+        y = blconv(x, w, b, 1, k // 2, compress_rate=rate)
+        gx = grads(y, (x,))[0]
+        errors.append(((y - expected).norm() / expected.norm()).item() + ((gx - g_expected).norm() / g_expected.norm()).item())
+    assert errors[0] < 1e-10
+    assert all(a < b for a, b in zip(errors, errors[1:])), errors
+    assert errors[-1] > 0.3
+
+
+def saved_bytes(fn) -> int:
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return total
+
+
+def test_saves_only_compressed_spectra():
+    x, w, _ = make_inputs(2, (32, 32), 3, 1, False, torch.float32, batch=4, cin=8, cout=8)
+    kept = {}
+    for rate in (0.0, 0.5, 0.85):
+        kept[rate] = saved_bytes(lambda: band_limited_conv2d(x, w, padding=1, compress_rate=rate))
+        band = compression.static_mask((34, 34), rate).sum().item()
+        assert kept[rate] == band * (4 * 8 + 8 * 8) * 8  # X (K, N, C) and W (K, C, O), complex64
+    assert kept[0.5] <= 0.6 * kept[0.0]
+
+
+@pytest.mark.parametrize("groups", [1, 2, 4])
+@pytest.mark.parametrize("lazy", [False, True])
+def test_torch_backend_products_match_einsum(groups, lazy):
+    g = torch.Generator().manual_seed(groups)
+    k, n, c, o = 5, 3, 4, 8
+
+    def rand(*shape):
+        return torch.complex(torch.randn(*shape, generator=g), torch.randn(*shape, generator=g)).double()
+
+    x, w, grad = rand(k, n, c), rand(k, c // groups, o), rand(k, n, o)
+    grad_arg = grad.conj().resolve_conj().conj() if lazy else grad  # the caller may hand G as a lazy conj view
+    xg, gg = x.view(k, n, groups, -1), grad.view(k, n, groups, -1)
+    wg = w.view(k, c // groups, groups, -1)
+    backend = TorchBackend()
+    torch.testing.assert_close(
+        backend.forward_product(x, w, groups), torch.einsum("kngc,kcgo->kngo", xg, wg).reshape(k, n, o)
+    )
+    torch.testing.assert_close(
+        backend.grad_input_product(grad_arg, w, groups).resolve_conj(),
+        torch.einsum("kngo,kcgo->kngc", gg, wg.conj()).reshape(k, n, c),
+    )
+    torch.testing.assert_close(
+        backend.grad_weight_product(x, grad_arg, groups).resolve_conj(),
+        torch.einsum("kngc,kngo->kcgo", xg.conj(), gg).reshape(k, c // groups, o),
+    )
+
+
+def test_backend_choice():
+    assert get_backend("auto").name == "torch"
+    assert get_backend("torch").name == "torch"
+    with pytest.raises(ValueError, match="backend must be one of"):
+        get_backend("numpy")
+
+
+def test_cupy_backend_without_cupy_or_cuda_is_a_clear_error():
+    with pytest.raises(ValueError, match="backend='cupy'"):
+        get_backend("cupy")
+
+
+X2, W2 = torch.randn(2, 4, 8, 8), torch.randn(6, 4, 3, 3)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(compress_rate=1.0), ValueError, r"compress_rate must be in \[0.0, 1.0\)"),
+        (dict(compress_rate=-0.2), ValueError, r"compress_rate must be in \[0.0, 1.0\)"),
+        (dict(compress_rate=0.5, energy=0.9), ValueError, "either compress_rate or energy, not both"),
+        (dict(energy=0.0), ValueError, r"energy must be in \(0.0, 1.0\]"),
+        (dict(energy=1.01), ValueError, r"energy must be in \(0.0, 1.0\]"),
+        (dict(x=torch.randn(4, 8, 8)), ValueError, r"input must be N x C x H x W \(rank 4\)"),
+        (dict(x=torch.randn(2, 3, 8, 8)), ValueError, "input must have in_channels=4 channels"),
+        (dict(x=X2.half()), TypeError, "input must be float32 or float64"),
+        (dict(padding="full"), ValueError, "padding must be an int, a tuple of 2 ints, 'same' or 'valid'"),
+        (dict(padding="same", stride=2), ValueError, "padding='same' needs stride=1"),
+        (dict(stride=0), ValueError, "stride must be >= 1"),
+        (dict(groups=3), ValueError, "in_channels"),
+        (dict(x=torch.randn(2, 4, 2, 2)), ValueError, "smaller than the dilated kernel"),
+        (dict(backend="cuda"), ValueError, "backend must be one of"),
+    ],
+)
+def test_bad_input_names_the_argument(kwargs, error, match):
+    x = kwargs.pop("x", X2)
+    with pytest.raises(error, match=match):
+        band_limited_conv2d(x, W2, **kwargs)
+
+
+def test_weight_rank_is_checked_per_function():
+    with pytest.raises(ValueError, match=r"weight must be out x in/groups x kL \(rank 3\)"):
+        band_limited_conv1d(torch.randn(2, 4, 8), W2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("d", [1, 2])
+def test_cuda_matches_conv(d):
+    conv, blconv = CONV[d]
+    x, w, b = (t.detach().cuda().requires_grad_() for t in make_inputs(d, SIZES[d][0], 3, 2, True, torch.float64))
+    torch.testing.assert_close(blconv(x, w, b, 2, 1, 1, 2), conv(x, w, b, 2, 1, 1, 2))
+    y = blconv(x, w, b, 1, "same", 2, 2, compress_rate=0.5)
+    expected = masked_reference(*(t.detach().cpu().requires_grad_() for t in (x, w, b)), 1, "same", 2, 2, static(0.5))
+    torch.testing.assert_close(y.cpu(), expected)
