@@ -1,7 +1,7 @@
 """Cost of attacking through Defended and of EOT, and accuracy and cost of the Hessian probe.
 
 Prints markdown tables (medians over interleaved rounds) for benchmarks/README.md. Run:
-    .venv/bin/python benchmarks/attacks.py [--repeats 7] [--images 64] [--eot-samples 8]
+    .venv/bin/python benchmarks/attacks.py [--repeats 7] [--images 64] [--eot-samples 8] [--threads 1]
 """
 
 from __future__ import annotations
@@ -93,7 +93,9 @@ def main() -> None:
     parser.add_argument("--eot-samples", type=int, default=8)
     parser.add_argument("--hessian-images", type=int, default=4, help="examples whose exact 3072 x 3072 Hessian is formed")
     parser.add_argument("--small", type=int, default=16, help="side of the small input for the small CNN")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     test = data.cifar10("test").at_most(args.images, seed=0)
     model = trained_lenet()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.repeats} interleaved rounds\n")

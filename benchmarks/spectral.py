@@ -3,8 +3,9 @@
 Every variant of a layer is timed round-robin in the same repeats (so machine load hits all of
 them alike) and the medians are printed as ratios. Also compares the two ways of computing the
 kept band of an input: partial DFT as matrix products (used) and a pruned FFT (measured only).
+With --device cuda and CuPy installed, a cupy column times the fused kernels beside backend='torch'.
 
-    .venv/bin/python benchmarks/spectral.py [--repeats 5] [--batch 128] [--threads 2]
+    .venv/bin/python benchmarks/spectral.py [--repeats 5] [--batch 128] [--threads 2] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from robustbench_bl.spectral import band_limited_conv1d, band_limited_conv2d, compression
+from robustbench_bl.spectral.backends import get_backend
 from robustbench_bl.spectral.functional import _static_band
 from robustbench_bl.spectral.transforms import AxisGeometry, analysis, axis_dft
 
@@ -38,31 +40,41 @@ def saved_bytes(fn: Callable[[], torch.Tensor]) -> int:
     return total
 
 
-def timed(fn: Callable[[], object]) -> float:
+def timed(fn: Callable[[], object], device: str = "cpu") -> float:
+    """Seconds for fn(); on CUDA, waits for the GPU before and after (launches are asynchronous)."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
     start = time.perf_counter()
     fn()
+    sync()
     return time.perf_counter() - start
 
 
-def round_robin(variants: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+def round_robin(variants: dict, repeats: int, device: str = "cpu") -> dict:
     """Median seconds per variant, all variants timed within each repeat after two warm-ups."""
     for fn in list(variants.values()) * 2:
         fn()
-    times: dict[str, list[float]] = {name: [] for name in variants}
+    times: dict[object, list[float]] = {name: [] for name in variants}
     for _ in range(repeats):
         for name, fn in variants.items():
-            times[name].append(timed(fn))
+            times[name].append(timed(fn, device))
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def conv_case(d: int, batch: int, cin: int, cout: int, size: int, k: int, padding: int, repeats: int) -> list[dict]:
-    """One layer: F.conv and the band-limited layer at each rate, forward and forward+backward."""
-    x = torch.randn(batch, cin, *(size,) * d, requires_grad=True)
-    w = torch.randn(cout, cin, *(k,) * d, requires_grad=True)
+def conv_case(
+    d: int, batch: int, cin: int, cout: int, size: int, k: int, padding: int, repeats: int,
+    device: str = "cpu", cupy: bool = False,
+) -> list[dict]:  # fmt: skip
+    """One layer: F.conv and the band-limited layer at each rate, forward and forward+backward;
+    with `cupy`, the band-limited layer also with backend='cupy' (the cupy columns)."""
+    x = torch.randn(batch, cin, *(size,) * d, device=device, requires_grad=True)
+    w = torch.randn(cout, cin, *(k,) * d, device=device, requires_grad=True)
     conv, blconv = (F.conv1d, band_limited_conv1d) if d == 1 else (F.conv2d, band_limited_conv2d)
     fns = {"conv": lambda: conv(x, w, None, 1, padding)}
     for rate in RATES:
-        fns[rate] = lambda rate=rate: blconv(x, w, None, 1, padding, compress_rate=rate)
+        fns[rate] = lambda rate=rate: blconv(x, w, None, 1, padding, compress_rate=rate, backend="torch")
+        if cupy:
+            fns["cupy", rate] = lambda rate=rate: blconv(x, w, None, 1, padding, compress_rate=rate, backend="cupy")
 
     def fwd_bwd(fn):
         def run():
@@ -72,24 +84,30 @@ def conv_case(d: int, batch: int, cin: int, cout: int, size: int, k: int, paddin
         return run
 
     with torch.no_grad():
-        fwd = round_robin(fns, repeats)
-    fb = round_robin({name: fwd_bwd(fn) for name, fn in fns.items()}, repeats)
-    mem = {name: saved_bytes(fn) for name, fn in fns.items()}
+        fwd = round_robin(fns, repeats, device)
+    fb = round_robin({name: fwd_bwd(fn) for name, fn in fns.items()}, repeats, device)
+    mem = {name: saved_bytes(fns[name]) for name in ("conv", *RATES)}
     rows = []
     layer = f"{d}D {cin}->{cout}, {'x'.join([str(size)] * d)}, k={k}"
-    for name in fns:
-        rows.append(
-            dict(
-                layer=layer,
-                variant="F.conv" if name == "conv" else f"BL {int(100 * name)}%",
-                fwd_ms=1e3 * fwd[name],
-                fb_ms=1e3 * fb[name],
-                saved_mb=mem[name] / 2**20,
-                fb_vs_conv=fb[name] / fb["conv"],
-                fb_vs_0=fb[name] / fb[0.0],
-                saved_vs_0=mem[name] / mem[0.0],
-            )
+    for name in ("conv", *RATES):
+        row = dict(
+            layer=layer,
+            variant="F.conv" if name == "conv" else f"BL {int(100 * name)}%",
+            fwd_ms=1e3 * fwd[name],
+            fb_ms=1e3 * fb[name],
+            saved_mb=mem[name] / 2**20,
+            fb_vs_conv=fb[name] / fb["conv"],
+            fb_vs_0=fb[name] / fb[0.0],
+            saved_vs_0=mem[name] / mem[0.0],
         )
+        if cupy:
+            fused = ("cupy", name)
+            row.update(
+                cupy_fwd_ms=1e3 * fwd[fused] if name != "conv" else "-",
+                cupy_fb_ms=1e3 * fb[fused] if name != "conv" else "-",
+                cupy_fb_vs_torch=fb[fused] / fb[name] if name != "conv" else "-",
+            )
+        rows.append(row)
     return rows
 
 
@@ -145,18 +163,33 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the layers run")
     args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats} round-robin repeats\n")
+    where = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {args.threads} threads"
+    print(f"torch {torch.__version__}, {where}, median of {args.repeats} round-robin repeats\n")
+    cupy = False
+    if args.device == "cpu":
+        print("cupy columns skipped: the layers run on the CPU; the cupy kernels need CUDA tensors (--device cuda)\n")
+    else:
+        try:
+            cupy = bool(get_backend("cupy", args.device))
+        except ValueError as err:
+            print(f"cupy columns skipped: {err}\n")
+    case = dict(repeats=args.repeats, device=args.device, cupy=cupy)
     rows = []
     for k in (3, 5, 7):
-        rows += conv_case(2, args.batch, 64, 64, 32, k, k // 2, args.repeats)
+        rows += conv_case(2, args.batch, 64, 64, 32, k, k // 2, **case)
     # The FCN's layers (1 -> 128, k=8; 128 -> 256, k=5; 256 -> 128, k=3) on a length-270 series,
     # 'same' padding as the model applies it (explicitly, before an unpadded conv).
     for cin, cout, k in ((1, 128, 8), (128, 256, 5), (256, 128, 3)):
-        rows += conv_case(1, args.batch // 4, cin, cout, 270 + k - 1, k, 0, args.repeats)
+        rows += conv_case(1, args.batch // 4, cin, cout, 270 + k - 1, k, 0, **case)
     print_table(rows)
+    if args.device == "cuda":
+        return  # the transform comparison below measures CPU strategies
     transforms = []
     for d, size, k in ((2, 32, 3), (2, 32, 7), (1, 270, 5)):
         transforms += transform_case(d, args.batch * 64, size, k, args.repeats)

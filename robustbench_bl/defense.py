@@ -53,6 +53,8 @@ class Defended(nn.Module):
         """Log of the mean softmax over `votes` draws (N x classes): the smoothed classifier, differentiable."""
         draws = self._draws(self.votes)
         log_probs = torch.cat([logits.log_softmax(-1) for logits in self._logits(x, draws)])
+        if draws == 1:
+            return log_probs[0]  # the mean over one draw is that draw: skip the logsumexp
         return log_probs.logsumexp(0) - math.log(draws)
 
     @torch.no_grad()
@@ -119,7 +121,8 @@ class Defended(nn.Module):
         generator = self.generator(batch.device)
         for start in range(0, draws, per_chunk):
             copies = min(per_chunk, draws - start)
-            logits = self.model(self.channel.transform(batch.repeat(copies, 1, 1, 1), generator))
+            copied = batch if copies == 1 else batch.repeat(copies, 1, 1, 1)
+            logits = self.model(self.channel.transform(copied, generator))
             yield logits.view(copies, len(batch), -1)
 
     def _counts(self, x: Tensor, votes: int) -> Tensor:

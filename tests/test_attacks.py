@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from robustbench_bl import Defended, attacks, data, models
+from robustbench_bl import Defended, attacks, data
 from robustbench_bl.channels import ColorDepth, GaussianNoise
-from robustbench_bl.training import TrainConfig, train
+from robustbench_bl.training import TrainConfig, build_model, train
 
 #: Few steps with large relative step sizes: every attack runs in well under a second.
 FAST: dict[str, dict[str, object]] = {
@@ -41,7 +41,7 @@ def trained_lenet() -> tuple[nn.Module, Tensor, Tensor]:
     """LeNet fitted to 200 packaged CIFAR-10 training images (it classifies nearly all of them right)."""
     train_set = data.cifar10("train", limit=200)
     config = TrainConfig(model="lenet", epochs=30, batch_size=32, optimizer="adam", lr=3e-3, weight_decay=0.0, limit=200)
-    model = models.make("lenet")
+    model = build_model(config, train_set)  # seeded initialization, whatever ran before in this process
     train(model, train_set, config, device="cpu", progress=False)
     return model.eval(), train_set.x, train_set.y
 
@@ -102,10 +102,13 @@ def test_larger_epsilon_never_lowers_success(lenet: tuple[nn.Module, Tensor, Ten
 def test_bpda_succeeds_at_least_as_often_as_nonadaptive_on_color_depth(lenet: tuple[nn.Module, Tensor, Tensor]) -> None:
     model, x, y = lenet
     defended = Defended(model, ColorDepth(3))
-    runs = {threat: attacks.run(defended, "pgd-linf", x[:32], y[:32], threat, 8 / 255, options=FAST["pgd-linf"])
+    # Small budgets, where rounding to 8 levels decides, and enough steps for the attacks to converge.
+    options = {"steps": 20, "rel_stepsize": 0.1}
+    runs = {threat: attacks.run(defended, "pgd-linf", x[:64], y[:64], threat, [2 / 255, 4 / 255], options=options)
             for threat in ("nonadaptive", "bpda", "whitebox")}  # fmt: skip
-    assert runs["bpda"].fooled.sum() >= runs["nonadaptive"].fooled.sum()
-    assert runs["bpda"].fooled.sum() > runs["whitebox"].fooled.sum()  # exact gradients through rounding are zero
+    fooled = {threat: out.fooled.sum(1) for threat, out in runs.items()}
+    assert (fooled["bpda"] >= fooled["nonadaptive"]).all()
+    assert fooled["bpda"][-1] > fooled["whitebox"][-1]  # exact gradients through rounding are zero
     assert runs["nonadaptive"].masked_fraction == 1.0
 
 

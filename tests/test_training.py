@@ -112,6 +112,8 @@ def test_evaluate_matches_a_hand_count() -> None:
         (torch.rand(3, 4), ValueError, "N x C x H x W"),
         (torch.zeros(2, 3, 4, 4, dtype=torch.uint8), TypeError, "floating-point"),
         (torch.full((2, 3, 4, 4), float("nan")), ValueError, "NaN"),
+        (torch.full((2, 3, 4, 4), float("inf")), ValueError, r"values in \[0, 1\]"),
+        (torch.full((3, 4, 4), float("inf")), ValueError, "NaN or infinite"),
     ],
 )
 def test_evaluate_checks_inputs(x: torch.Tensor, error: type | None, match: str | None) -> None:

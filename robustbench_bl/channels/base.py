@@ -102,8 +102,10 @@ class Channel(nn.Module, ABC):
         `generator` overrides the channel's own draws (Defended passes its seeded one).
         """
         y = self._lossy(x, generator if generator is not None else self.generator(x.device))
+        if y is x:
+            return x  # a lossless step on a checked [0, 1] batch: nothing to clip or to straighten
         # Clip in place where no graph records y (voting): it saves a pass over the repeated batch.
-        y = y.clamp(0, 1) if y is x or y.requires_grad else y.clamp_(0, 1)
+        y = y.clamp(0, 1) if y.requires_grad else y.clamp_(0, 1)
         return straight_through(x, y) if self.gradient == "bpda" else y
 
     @abstractmethod

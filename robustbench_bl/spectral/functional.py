@@ -178,7 +178,7 @@ def band_limited_conv(
     bands = _band(x, geoms, rate, energy)
     device = str(x.device)
     axes = [axis_dft(g, band, a == d - 1, x.dtype, device) for a, (g, band) in enumerate(zip(geoms, bands))]
-    y = _BandLimitedConv.apply(x, weight, axes, get_backend(backend), groups)
+    y = _BandLimitedConv.apply(x, weight, axes, get_backend(backend, x.device), groups)
     if bias is not None:
         y = y + bias.view(-1, *([1] * d))
     kept = math.prod(len(b) for b in bands) / math.prod(compression.spectrum_shape(tuple(g.n for g in geoms)))

@@ -11,6 +11,7 @@ from typing import Protocol
 
 import torch
 
+from robustbench_bl.spectral.backends import cupy_backend  # imports CuPy only when loaded
 from robustbench_bl.spectral.backends.torch_backend import TorchBackend
 from robustbench_bl.validation import check_choice
 
@@ -29,19 +30,20 @@ class SpectralBackend(Protocol):
     def grad_weight_product(self, x_spec: torch.Tensor, g_spec: torch.Tensor, groups: int) -> torch.Tensor: ...
 
 
-def _cupy_backend() -> SpectralBackend:
-    try:
-        import cupy  # noqa: F401  (optional dependency: pip install robustbench-bl[gpu])
-    except ImportError as err:
-        raise ValueError("backend='cupy' needs CuPy (pip install 'robustbench-bl[gpu]'); use 'torch' or 'auto'") from err
-    if not torch.cuda.is_available():
-        raise ValueError("backend='cupy' needs a CUDA device, and torch sees none; use 'torch' or 'auto'")
-    raise ValueError("backend='cupy' is not implemented yet; use 'torch' or 'auto'")
+def get_backend(name: str = "auto", device: torch.device | str | None = None) -> SpectralBackend:
+    """The backend called `name` for tensors on `device` (None: not yet known, e.g. in a constructor).
 
-
-def get_backend(name: str = "auto") -> SpectralBackend:
-    """The backend called `name`, one of 'auto' (torch for now), 'torch' or 'cupy'."""
+    'torch' runs everywhere. 'cupy' needs CuPy, a CUDA device and a CUDA tensor, else a ValueError
+    says which is missing. 'auto' is cupy where all that holds and its kernels compile, else torch.
+    """
     check_choice(name, "backend", BACKENDS)
-    if name == "cupy":
-        return _cupy_backend()
+    on_cuda = device is not None and torch.device(device).type == "cuda"
+    if name == "cupy" and device is not None and not on_cuda:
+        raise ValueError(f"backend='cupy' runs on CUDA tensors, got a tensor on {device}; use 'torch' or 'auto'")
+    if name == "cupy" or (name == "auto" and on_cuda):
+        try:
+            return cupy_backend.load()
+        except ValueError:
+            if name == "cupy":
+                raise
     return TorchBackend()

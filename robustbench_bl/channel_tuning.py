@@ -1,0 +1,209 @@
+"""Lossy channels tuned against non-adaptive attacks, and the tuned strengths other studies read.
+
+The channel sweep stores each channel's best strength; the adaptive-attack and leaderboard studies
+read it back (`read_best`), and all three use one model per preset (`SETTINGS`) so the tuning holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from robustbench_bl import attacks, data
+from robustbench_bl.channels import Channel, channel_class, make
+from robustbench_bl.defense import Defended
+from robustbench_bl.training import CheckpointStore, TrainConfig
+from robustbench_bl.validation import check_choice, check_positive_int
+
+#: The second seed's channels, in its order: FC, CD, SVD, Gaussian, Uniform, Laplace, JPEG.
+CHANNELS = ("fft", "cd", "svd", "gauss", "uniform", "laplace", "jpeg")
+#: The non-adaptive attacks of the sweep (registry names); C&W runs unbounded (it minimizes L2).
+SWEEP_ATTACKS = ("pgd-linf", "cw-l2")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What the channel studies share at one preset: the model and its training budget, the PGD-Linf
+    budget `eps`, the votes of a stochastic channel and attack options (empty: the registry's 40 PGD
+    and 100 C&W steps)."""
+
+    model: str
+    train: int
+    epochs: int
+    eps: float
+    votes: int
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+#: eps: RobustBench's 8/255 for the paper models; the CPU LeNets keep almost nothing at 8/255
+#: (about 6% robust accuracy after PGD), so smoke and quick attack at 2/255 to leave something to compare.
+SETTINGS: dict[str, Setting] = {
+    "smoke": Setting("lenet", 200, 1, 2 / 255, 3,
+                     {"pgd-linf": {"steps": 5}, "cw-l2": {"steps": 10, "binary_search_steps": 1}}),  # fmt: skip
+    "quick": Setting("lenet", 8000, 10, 2 / 255, 16),
+    "paper": Setting("resnet18", 50000, 350, 8 / 255, 100),
+}
+
+
+def train_config(setting: Setting, train_size: int, seed: int, compress_rate: float = 0.0) -> TrainConfig:
+    """The training configuration of `setting` (compress_rate 0 means plain convolutions)."""
+    big = setting.model != "lenet"
+    return TrainConfig(
+        model=setting.model,
+        dataset="cifar10",
+        epochs=setting.epochs,
+        lr=0.1 if big else 0.05,
+        augment=big,
+        limit=min(setting.train, train_size),
+        compress_rate=compress_rate if compress_rate > 0 else None,
+        seed=seed,
+    )
+
+
+@dataclass(frozen=True)
+class Models:
+    """Test images and the trained models of a setting by train compression rate, with checkpoint keys."""
+
+    test: data.Dataset
+    by_rate: dict[float, nn.Module]
+    keys: dict[float, str]
+
+
+def load_models(args: argparse.Namespace, setting: Setting, test_size: int, rates: Sequence[float] = (0.0,)) -> Models:
+    """Test data (`test_size` class-balanced images) and one model per rate, trained on first use."""
+    train = data.cifar10("train", root=args.data)
+    test = data.cifar10("test", root=args.data).at_most(test_size, seed=args.seed)
+    print(f"data: train from {train.source} ({len(train)} images), test {len(test)} from {test.source}")
+    store = CheckpointStore(args.checkpoints)
+    configs = {rate: train_config(setting, len(train), args.seed, rate) for rate in rates}
+    models = {rate: store.get_or_train(cfg, data_root=args.data, device=args.device, progress=not args.quiet)[0]
+              for rate, cfg in configs.items()}  # fmt: skip
+    return Models(test, models, {rate: cfg.key(train.source_kind) for rate, cfg in configs.items()})
+
+
+def strengths(name: str, points: int) -> list[float]:
+    """`points` strengths evenly spaced over the channel's sweep range, least lossy first (integers
+    rounded for integer channels, repeats dropped)."""
+    cls = channel_class(check_choice(name, "name", CHANNELS))
+    values = np.linspace(*cls.sweep, check_positive_int(points, "points", minimum=2))
+    return list(dict.fromkeys(int(round(v)) if cls.integer else round(float(v), 4) for v in values))
+
+
+def default_strength(name: str) -> float:
+    """The documented fallback when no sweep result exists: the midpoint of the channel's sweep range."""
+    cls = channel_class(check_choice(name, "name", CHANNELS))
+    middle = sum(cls.sweep) / 2
+    return int(round(middle)) if cls.integer else round(middle, 4)
+
+
+def channel_at(name: str, strength: float, seed: int | None = None) -> Channel:
+    """The channel `name` at `strength` (read back from a CSV as a float, so integer channels are rounded)."""
+    cls = channel_class(name)
+    return make(name, int(round(strength)) if cls.integer else float(strength), seed=seed)
+
+
+def votes_for(name: str, votes: int) -> int:
+    """Stochastic channels vote over `votes` draws; a deterministic channel gives the same answer each time."""
+    return votes if channel_class(name).stochastic else 1
+
+
+def craft_nonadaptive(
+    model: nn.Module, attack: str, x: Tensor, y: Tensor, epsilon: float | None, seed: int,
+    options: Mapping[str, Any] | None = None, batch_size: int = 256,
+) -> Tensor:  # fmt: skip
+    """Adversarials against the bare model, what a non-adaptive attacker sends to every defense.
+
+    They do not depend on the channel, so a sweep crafts them once and judges every channel on them
+    (`judge`) instead of re-running the attack per channel. `epsilon=None` keeps a minimization
+    attack (C&W) unbounded. Seeded like `attacks.run`, so the same seed crafts the same adversarials.
+    """
+    fmodel = Defended(model).eval().foolbox()
+    fb_attack = attacks.make(attack, **(options or {}))
+    chunks = []
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for start in range(0, len(x), batch_size):
+            _, clipped, _ = fb_attack(fmodel, x[start : start + batch_size], y[start : start + batch_size], epsilons=[epsilon])
+            chunks.append(clipped[0].detach())
+    return torch.cat(chunks)
+
+
+@torch.no_grad()
+def judge(defended: Defended, x: Tensor, y: Tensor, adversarials: Mapping[str, Tensor]) -> list[dict[str, Any]]:
+    """Tidy rows: the defended vote's clean accuracy and, per attack, its robust accuracy (right on
+    the clean input and on the adversarial, as in `attacks.evaluate`) with the attack's median L2."""
+    clean = defended.predict(x)[0] == y
+    rows: list[dict[str, Any]] = [{"metric": "clean_accuracy", "attack": "none", "value": clean.float().mean().item()}]
+    for name, adv in adversarials.items():
+        robust = clean & (defended.predict(adv)[0] == y)
+        size = (adv - x).flatten(1).norm(dim=1).median().item()
+        rows.append({"metric": "robust_accuracy", "attack": name, "value": robust.float().mean().item(), "attack_l2_median": size})
+    return rows
+
+
+def best_strengths(table: pd.DataFrame) -> pd.DataFrame:
+    """Per channel, the strength with the highest mean robust accuracy over the non-adaptive attacks
+    (ties: the least distortion), its robust accuracy per attack and its recovery: robust accuracy of
+    the defended model / clean accuracy of the bare model (the 'identity' rows of `table`).
+
+    Columns: channel, strength, distortion, robust_<attack>, recovery_<attack>, recovery_mean.
+    """
+    bare = table[(table.channel == "identity") & (table.metric == "clean_accuracy")]
+    if bare.empty:
+        raise ValueError("table has no 'identity' clean_accuracy row: the bare model's clean accuracy is needed for recovery")
+    robust = table[(table.metric == "robust_accuracy") & (table.channel != "identity")]
+    per = robust.pivot_table(index=["channel", "strength"], columns="attack", values="value")
+    names = list(per.columns)
+    per["mean"] = per[names].mean(axis=1)
+    per["distortion"] = robust.groupby(["channel", "strength"]).distortion.mean()
+    best = per.reset_index().sort_values(["mean", "distortion"], ascending=[False, True]).groupby("channel").head(1)
+    out = best[["channel", "strength", "distortion"]].copy()
+    for name in names:
+        out[f"robust_{name}"] = best[name]
+        out[f"recovery_{name}"] = best[name] / bare.value.iloc[0]
+    out["recovery_mean"] = best["mean"] / bare.value.iloc[0]
+    order = {name: i for i, name in enumerate(CHANNELS)}
+    return out.sort_values("channel", key=lambda s: s.map(order)).reset_index(drop=True)
+
+
+def best_rows(best: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
+    """`best_strengths` as tidy rows per channel: metric best_strength, and recovery per attack ('mean' too)."""
+    rows = {}
+    for record in best.to_dict("records"):
+        recovery = [{"metric": "recovery", "attack": key.removeprefix("recovery_"), "value": value}
+                    for key, value in record.items() if key.startswith("recovery_")]  # fmt: skip
+        rows[record["channel"]] = [{"metric": "best_strength", "value": record["strength"], "distortion": record["distortion"]}, *recovery]
+    return rows
+
+
+def add_sweep_option(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """--sweep: where the channel sweep's CSV is (default: results.csv of channel_sweep beside --out)."""
+    parser.add_argument("--sweep", default=None, help="channel_sweep's results.csv (default: ../channel_sweep/results.csv next to --out); "
+                        "a channel missing there uses the midpoint of its sweep range")  # fmt: skip
+    return parser
+
+
+def sweep_csv(args: argparse.Namespace) -> Path:
+    """The channel sweep's CSV the command line points to."""
+    return Path(args.sweep) if args.sweep else Path(args.out).parent / "channel_sweep" / "results.csv"
+
+
+def read_best(path: str | Path, model_key: str) -> dict[str, tuple[float, str]]:
+    """(strength, source) per channel: the last best strength the sweep stored in `path` for the model
+    `model_key` (source 'channel_sweep'), else `default_strength` (source 'default')."""
+    found: dict[str, float] = {}
+    if Path(path).is_file():
+        table = pd.read_csv(path)
+        if {"metric", "model_key", "channel"} <= set(table.columns):
+            rows = table[(table.metric == "best_strength") & (table.model_key == model_key)]
+            found = rows.groupby("channel").value.last().to_dict()
+    return {name: (found[name], "channel_sweep") if name in found else (default_strength(name), "default") for name in CHANNELS}
+
