@@ -48,7 +48,7 @@ class Setting:
 SETTINGS: dict[str, Setting] = {
     "smoke": Setting("lenet", 200, 1, 2 / 255, 3,
                      {"pgd-linf": {"steps": 5}, "cw-l2": {"steps": 10, "binary_search_steps": 1}}),  # fmt: skip
-    "quick": Setting("lenet", 8000, 10, 2 / 255, 16),
+    "quick": Setting("lenet", 10000, 12, 2 / 255, 16),  # noise_robustness's quick models: one checkpoint
     "paper": Setting("resnet18", 50000, 350, 8 / 255, 100),
 }
 
@@ -154,7 +154,8 @@ def best_strengths(table: pd.DataFrame) -> pd.DataFrame:
     (ties: the least distortion), its robust accuracy per attack and its recovery: robust accuracy of
     the defended model / clean accuracy of the bare model (the 'identity' rows of `table`).
 
-    Columns: channel, strength, distortion, robust_<attack>, recovery_<attack>, recovery_mean.
+    Columns: channel, strength, distortion, at_edge (the best is the lossy end of the channel's sweep
+    range, so a wider range might do better), robust_<attack>, recovery_<attack>, recovery_mean.
     """
     bare = table[(table.channel == "identity") & (table.metric == "clean_accuracy")]
     if bare.empty:
@@ -166,6 +167,7 @@ def best_strengths(table: pd.DataFrame) -> pd.DataFrame:
     per["distortion"] = robust.groupby(["channel", "strength"]).distortion.mean()
     best = per.reset_index().sort_values(["mean", "distortion"], ascending=[False, True]).groupby("channel").head(1)
     out = best[["channel", "strength", "distortion"]].copy()
+    out["at_edge"] = [strength == channel_class(name).sweep[1] for name, strength in zip(out.channel, out.strength)]
     for name in names:
         out[f"robust_{name}"] = best[name]
         out[f"recovery_{name}"] = best[name] / bare.value.iloc[0]
@@ -180,7 +182,8 @@ def best_rows(best: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
     for record in best.to_dict("records"):
         recovery = [{"metric": "recovery", "attack": key.removeprefix("recovery_"), "value": value}
                     for key, value in record.items() if key.startswith("recovery_")]  # fmt: skip
-        rows[record["channel"]] = [{"metric": "best_strength", "value": record["strength"], "distortion": record["distortion"]}, *recovery]
+        chosen = {"metric": "best_strength", "value": record["strength"], "distortion": record["distortion"], "at_edge": record["at_edge"]}
+        rows[record["channel"]] = [chosen, *recovery]
     return rows
 
 

@@ -36,13 +36,14 @@ def lines(
     title: str | None = None,
     xlabel: str | None = None,
     ylabel: str | None = None,
+    col_wrap: int | None = None,
     stem: str | os.PathLike[str],
 ) -> list[Path]:
-    """A line plot of y against x (one panel per `col` value), with markers; saved as PNG and PDF."""
+    """A line plot of y against x (one panel per `col` value, `col_wrap` per row), with markers; saved as PNG and PDF."""
     if table.empty:
         raise ValueError("table is empty: nothing to plot")
     sns.set_theme(style="whitegrid", context="paper")
-    grid = sns.relplot(data=table, x=x, y=y, hue=hue, col=col, style=style, kind="line", marker="o", height=3.2, aspect=1.2)
+    grid = sns.relplot(data=table, x=x, y=y, hue=hue, col=col, style=style, kind="line", marker="o", height=3.2, aspect=1.2, col_wrap=col_wrap)
     grid.set_axis_labels(xlabel or x, ylabel or y)
     if title:
         grid.figure.suptitle(title, y=1.03)
@@ -62,3 +63,84 @@ def heatmap(
     if title:
         ax.set_title(title)
     return save(fig, stem)
+
+
+def intervals(
+    table: pd.DataFrame,
+    *,
+    x: str,
+    y: str,
+    low: str,
+    high: str,
+    hue: str | None = None,
+    title: str | None = None,
+    xlabel: str | None = None,
+    stem: str | os.PathLike[str],
+) -> list[Path]:
+    """Points with given interval bars (e.g. accuracies with confidence intervals), one line per `y`
+    value in table order, `hue` groups side by side; saved as PNG and PDF."""
+    if table.empty:
+        raise ValueError("table is empty: nothing to plot")
+    sns.set_theme(style="whitegrid", context="paper")
+    labels = list(dict.fromkeys(table[y]))
+    groups = list(dict.fromkeys(table[hue])) if hue else [None]
+    fig, ax = plt.subplots(figsize=(6.4, 1.0 + 0.35 * len(labels)))
+    for i, (group, color) in enumerate(zip(groups, sns.color_palette(n_colors=len(groups)))):
+        part = table if group is None else table[table[hue] == group]
+        offset = (i - (len(groups) - 1) / 2) * 0.25
+        where = [labels.index(v) + offset for v in part[y]]
+        bars = [part[x] - part[low], part[high] - part[x]]
+        ax.errorbar(part[x], where, xerr=bars, fmt="o", color=color, capsize=3, label=group)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel or x)
+    if hue:
+        ax.legend(title=hue, loc="best")
+    if title:
+        ax.set_title(title)
+    return save(fig, stem)
+
+
+def rank_intervals(ranks: pd.Series, cd: float, *, title: str | None = None, stem: str | os.PathLike[str]) -> list[Path]:
+    """Critical-difference plot: average rank per treatment with a bar of +-cd/2 (lower is better).
+
+    Two treatments differ significantly exactly when their bars do not overlap (|r_i - r_j| > cd).
+    """
+    if ranks.empty:
+        raise ValueError("ranks is empty: nothing to plot")
+    sns.set_theme(style="whitegrid", context="paper")
+    ordered = ranks.sort_values()
+    labels = [str(t) for t in ordered.index]
+    fig, ax = plt.subplots(figsize=(5.0, 0.9 + 0.4 * len(ordered)))
+    ax.errorbar(ordered.to_numpy(), labels, xerr=cd / 2, fmt="o", capsize=4, color=sns.color_palette()[0])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"average rank (1 = best); bars +-CD/2, CD = {cd:.2f}")
+    if title:
+        ax.set_title(title)
+    return save(fig, stem)
+
+
+def distributions(
+    table: pd.DataFrame,
+    *,
+    x: str,
+    y: str,
+    hue: str | None = None,
+    col: str | None = None,
+    log: bool = False,
+    title: str | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    stem: str | os.PathLike[str],
+) -> list[Path]:
+    """Box plots of the distribution of y per x value (one panel per `col` value, each with its own
+    y axis, log-scaled on request for values spanning decades); saved as PNG and PDF."""
+    if table.empty:
+        raise ValueError("table is empty: nothing to plot")
+    sns.set_theme(style="whitegrid", context="paper")
+    grid = sns.catplot(data=table, x=x, y=y, hue=hue, col=col, kind="box", sharey=False, log_scale=log or None,
+                       fliersize=1.5, height=3.2, aspect=1.2)  # fmt: skip
+    grid.set_axis_labels(xlabel or x, ylabel or y)
+    if title:
+        grid.figure.suptitle(title, y=1.03)
+    return save(grid.figure, stem)

@@ -50,8 +50,10 @@ def finding(best: pd.DataFrame) -> str:
         listed = ", ".join(f"{name} {value:.2f}" for name, value in recovery.items())
         parts.append(f"{column.removeprefix('recovery_')}: {listed} (spread {spread:.2f})")
     verdict = "HOLDS" if holds else "DOES NOT HOLD"
+    edge = ", ".join(best[best.at_edge].channel) or "none"
     return (f"Finding ('tuned right, all channels recover a similar share of accuracy', spread <= {SIMILAR}) {verdict}: "
-            "recovery = defended robust / bare clean accuracy at each best strength; " + "; ".join(parts))  # fmt: skip
+            "recovery = defended robust / bare clean accuracy at each best strength; " + "; ".join(parts)
+            + f"; best at the lossy end of the sweep range: {edge}")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:

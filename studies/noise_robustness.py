@@ -48,17 +48,22 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def train_configs(p: dict[str, Any], train_size: int, seed: int) -> dict[float, TrainConfig]:
-    """One training configuration per compression rate (0 means plain convolutions)."""
+    """One training configuration per compression rate (0 means plain convolutions).
+
+    When the data source has fewer images than the preset asks for (the packaged sample has
+    2,000), epochs grow so that training sees as many examples and takes as long.
+    """
     big = p["model"] != "lenet"
+    limit = min(p["train"], train_size)
     return {
         rate: TrainConfig(
             model=p["model"],
             dataset="cifar10",
-            epochs=p["epochs"],
+            epochs=max(p["epochs"], round(p["epochs"] * p["train"] / limit)),
             batch_size=128,
             lr=0.1 if big else 0.05,
             augment=big,
-            limit=min(p["train"], train_size),
+            limit=limit,
             compress_rate=rate if rate > 0 else None,
             seed=seed,
         )

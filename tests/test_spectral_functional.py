@@ -209,7 +209,7 @@ def test_torch_backend_products_match_einsum(groups, lazy):
     k, n, c, o = 5, 3, 4, 8
 
     def rand(*shape):
-        return torch.complex(torch.randn(*shape, generator=g), torch.randn(*shape, generator=g)).double()
+        return torch.complex(torch.randn(*shape, generator=g, dtype=torch.float64), torch.randn(*shape, generator=g, dtype=torch.float64))
 
     x, w, grad = rand(k, n, c), rand(k, c // groups, o), rand(k, n, o)
     grad_arg = grad.conj().resolve_conj().conj() if lazy else grad  # the caller may hand G as a lazy conj view

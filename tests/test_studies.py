@@ -55,3 +55,128 @@ def test_noise_robustness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     # a second run finds every cell stored and measures nothing
     monkeypatch.setattr(module, "evaluate", lambda *a, **k: pytest.fail("a stored cell was measured again"))
     module.main(["--preset", "smoke", "--out", str(tmp_path), "--quiet"])
+
+
+def test_channel_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from robustbench_bl.channel_tuning import CHANNELS, SWEEP_ATTACKS, strengths
+
+    module = load_study("channel_sweep")
+    out = tmp_path / "channel_sweep"
+    table = run_smoke("channel_sweep", out)
+    cells = 1 + sum(len(strengths(name, module.PRESETS["smoke"]["points"])) for name in CHANNELS)
+    per_cell = 1 + len(SWEEP_ATTACKS)  # clean, then robust per attack
+    per_best = 1 + len(SWEEP_ATTACKS) + 1  # best_strength, recovery per attack and their mean
+    assert len(table) == cells * per_cell + len(CHANNELS) * per_best
+    assert {"channel", "strength", "votes", "attack", "distortion", "threat", "eps", "model_key", "data_source"} <= set(table.columns)
+    accuracy = table[table.metric.isin(["clean_accuracy", "robust_accuracy"])]
+    assert accuracy.value.between(0, 1).all() and (accuracy.threat == "nonadaptive").all()
+    assert set(table[table.metric == "best_strength"].channel) == set(CHANNELS)
+    assert (accuracy[accuracy.channel == "identity"].distortion == 0).all()
+    # a second run finds every cell stored and crafts or judges nothing
+    monkeypatch.setattr(module, "judge", lambda *a, **k: pytest.fail("a stored cell was measured again"))
+    module.main(["--preset", "smoke", "--out", str(out), "--quiet"])
+
+
+def test_adaptive_vs_nonadaptive(tmp_path: Path) -> None:
+    from robustbench_bl.channel_tuning import CHANNELS
+
+    module = load_study("adaptive_vs_nonadaptive")
+    # no channel sweep beside --out: every channel takes its documented default strength
+    table = run_smoke("adaptive_vs_nonadaptive", tmp_path / "adaptive_vs_nonadaptive")
+    cells = 1 + len(CHANNELS) * len(module.ATTACKERS)
+    assert len(table) == cells * 8  # evaluate's rows at one epsilon: clean, seconds, robust, success, 4 sizes
+    assert {"channel", "strength", "strength_source", "attacker", "threat", "gradient_path", "transfer_from", "votes"} <= set(table.columns)
+    robust = table[table.metric == "robust_accuracy"]
+    assert len(robust) == cells and robust.value.between(0, 1).all()
+    assert set(robust[robust.channel != "identity"].strength_source) == {"default"}
+    transfer = robust[robust.attacker == module.TRANSFER]
+    assert transfer.transfer_from.str.startswith("laplace:").all() and (transfer.threat == "eot").all()
+
+
+def test_leaderboard(tmp_path: Path) -> None:
+    from robustbench_bl.channel_tuning import CHANNELS
+
+    module = load_study("leaderboard")
+    out = tmp_path / "leaderboard"
+    table = run_smoke("leaderboard", out)
+    entries = len(module.PRESETS["smoke"]["rates"]) + len(CHANNELS)
+    assert len(table) == 2 * entries
+    assert {"train_compress", "channel", "defense", "strength", "threat", "suite", "ci_low", "ci_high", "repeats"} <= set(table.columns)
+    assert (table.ci_low <= table.value).all() and (table.value <= table.ci_high).all()
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert list(board["rank"]) == list(range(1, entries + 1))
+    assert board.robust.is_monotonic_decreasing and (board.robust <= board.clean).all()
+    assert len((out / "leaderboard.md").read_text().splitlines()) == entries + 2
+
+
+def test_compression_mismatch(tmp_path: Path) -> None:
+    p = load_study("compression_mismatch").PRESETS["smoke"]
+    table = run_smoke("compression_mismatch", tmp_path)
+    assert len(table) == len(p["train_rates"]) * len(p["test_rates"])
+    assert {"train_compress", "test_compress", "model_key", "data_source"} <= set(table.columns)
+    assert table.value.between(0, 1).all()
+
+
+def test_accuracy_vs_compression(tmp_path: Path) -> None:
+    p = load_study("accuracy_vs_compression").PRESETS["smoke"]
+    table = run_smoke("accuracy_vs_compression", tmp_path)
+    assert len(table) == len(p["rates"]) + len(p["energies"])
+    assert {"scheme", "level", "discarded", "model_key"} <= set(table.columns)
+    static = table[table.scheme == "static"].set_index("level").discarded
+    assert static[0.0] == 0 and 0.3 < static[0.5] <= 0.5  # measured from the layers, not the nominal rate
+    assert table[table.scheme == "energy"].discarded.between(0, 1).all()
+
+
+def test_resources(tmp_path: Path) -> None:
+    p = load_study("resources").PRESETS["smoke"]
+    table = run_smoke("resources", tmp_path, "--device", "cpu")
+    assert len(table) == 2 * (len(p["rates"]) + 1)  # time and memory per cell: plain conv + each rate, fp32 only on a CPU
+    assert set(table.metric) == {"epoch_seconds", "memory_bytes"} and set(table.precision) == {"fp32"}
+    memory = table[(table.metric == "memory_bytes") & (table.impl == "band-limited")].set_index("compress_rate").value
+    assert (table.value > 0).all() and memory[0.5] < memory[0.0]
+
+
+def test_conv_error(tmp_path: Path) -> None:
+    p = load_study("conv_error").PRESETS["smoke"]
+    table = run_smoke("conv_error", tmp_path)
+    assert len(table) == 2 * p["images"] * len(p["rates"])
+    assert {"scheme", "compress_rate", "discarded", "image"} <= set(table.columns)
+    assert (table[table.compress_rate == 0].value < 1e-6).all() and (table[table.compress_rate > 0].value > 0).all()
+
+
+def test_energy_dynamics(tmp_path: Path) -> None:
+    p = load_study("energy_dynamics").PRESETS["smoke"]
+    table = run_smoke("energy_dynamics", tmp_path)
+    assert len(table) == len(p["energies"]) * (p["epochs"] + 1) * 2  # LeNet has two convolutions
+    assert {"energy", "epoch", "layer", "module"} <= set(table.columns)
+    assert sorted(table.epoch.unique()) == list(range(p["epochs"] + 1)) and table.value.between(0, 1).all()
+
+
+def test_ucr(tmp_path: Path) -> None:
+    p = load_study("ucr").PRESETS["smoke"]
+    table = run_smoke("ucr", tmp_path)
+    assert len(table) == len(p["datasets"]) * len(p["train_rates"]) * len(p["test_rates"])
+    assert {"dataset", "train_compress", "test_compress", "model_key"} <= set(table.columns)
+    check_png(tmp_path / "ucr_cd.png")
+
+
+def test_instability(tmp_path: Path) -> None:
+    module = load_study("instability")
+    table = run_smoke("instability", tmp_path)
+    n = table.n.iloc[0]
+    assert 0 < n <= module.PRESETS["smoke"]["n"]
+    assert len(table) == len(module.KINDS) * n * 3
+    assert {"kind", "example", "misclassified", "perturbation_l2", "taylor_delta", "model_key", "data_source"} <= set(table.columns)
+    assert set(table.metric) == {"m1", "m2", "taylor_bound"}
+    assert (table[table.metric == "m1"].value >= 0).all() and table.value.notna().all()
+    assert (table[table.kind == "natural"].perturbation_l2 == 0).all()
+
+
+def test_decision_based(tmp_path: Path) -> None:
+    module = load_study("decision_based")
+    p = module.PRESETS["smoke"]
+    table = run_smoke("decision_based", tmp_path)
+    assert len(table) == len(p["rates"]) * len(module.ATTACKS) * p["test"]
+    assert {"train_compress", "attack", "example", "clean_correct", "fooled", "options", "model_key"} <= set(table.columns)
+    assert set(table.metric) == {"min_l2"}
+    assert table[table.fooled].value.notna().all() and table[~table.fooled].value.isna().all()

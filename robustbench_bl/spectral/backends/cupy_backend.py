@@ -65,7 +65,9 @@ class CupyBackend:
         k, n, c = x_spec.shape
         return self._product("band_grad_weight", x_spec, g_spec, groups, (k, n, c, g_spec.shape[-1]))
 
-    def _product(self, kernel: str, a: torch.Tensor, b: torch.Tensor, groups: int, dims: tuple[int, ...]):
+    def _product(
+        self, kernel: str, a: torch.Tensor, b: torch.Tensor, groups: int, dims: tuple[int, int, int, int]
+    ) -> torch.Tensor:
         """Check the spectra against the kernel's layout, then launch one thread per output cell."""
         k, n, c, o = dims
         if c % groups or o % groups:

@@ -1,0 +1,62 @@
+"""A RobustBench-style leaderboard of `robustbench_bl.benchmark` results: tidy rows, ranking, Markdown.
+
+RobustBench ranks deterministic models by robust accuracy; this board ranks the randomized and lossy
+defenses it leaves out the same way, with intervals and the attacks and threat models behind each row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+#: Benchmark row entries that become the metric rows' values and intervals.
+_MEASURED = {
+    "clean_accuracy": ("clean_ci_low", "clean_ci_high"),
+    "robust_accuracy": ("robust_ci_low", "robust_ci_high"),
+}
+#: What the board shows about how each row was measured.
+SETTINGS = ("norm", "eps", "threat", "eot_samples", "repeats", "suite", "warnings")
+
+
+def rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A benchmark row (`BenchmarkResult.row`) as tidy rows: metric clean_accuracy and robust_accuracy,
+    each with its 95% interval (ci_low, ci_high) and every setting of the protocol."""
+    measured = {key for metric, bounds in _MEASURED.items() for key in (metric, *bounds)}
+    settings = {k: v for k, v in result.items() if k not in measured and not k.startswith("version_")}
+    return [
+        {**settings, "metric": metric, "value": result[metric], "ci_low": result[low], "ci_high": result[high]}
+        for metric, (low, high) in _MEASURED.items()
+    ]
+
+
+def rank(table: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """One line per defense (identified by `keys`), ranked by robust accuracy, then clean accuracy:
+    rank, keys, clean and robust accuracy with intervals, then the `SETTINGS` that produced them."""
+    clean = table[table.metric == "clean_accuracy"].set_index(list(keys))
+    robust = table[table.metric == "robust_accuracy"].set_index(list(keys))
+    board = pd.DataFrame(index=robust.index)
+    for name, part in (("clean", clean), ("robust", robust)):
+        board[name] = part.value
+        board[f"{name}_ci_low"] = part.ci_low
+        board[f"{name}_ci_high"] = part.ci_high
+    board = board.join(robust[[c for c in SETTINGS if c in robust.columns]])
+    board = board.reset_index().sort_values(["robust", "clean"], ascending=False, kind="stable")
+    board.insert(0, "rank", range(1, len(board) + 1))
+    return board.reset_index(drop=True)
+
+
+def to_markdown(board: pd.DataFrame, columns: Sequence[str]) -> str:
+    """The ranked board as a Markdown table: accuracies as 'value [low, high]' in percent, then `columns`."""
+
+    def cell(value: Any) -> str:
+        return "" if pd.isna(value) else str(value).replace("|", "\\|")
+
+    header = ["rank", *columns, "clean (95% CI)", "robust (95% CI)", *[c for c in SETTINGS if c in board.columns]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in board.to_dict("records"):
+        accuracies = [f"{100 * row[n]:.1f} [{100 * row[f'{n}_ci_low']:.1f}, {100 * row[f'{n}_ci_high']:.1f}]" for n in ("clean", "robust")]
+        values = [row["rank"], *[row[c] for c in columns], *accuracies, *[row[c] for c in header[len(columns) + 3 :]]]
+        lines.append("| " + " | ".join(cell(v) for v in values) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,72 @@
+"""Per-example minimal perturbations found by decision-based attacks, compared between models
+(second seed, section 2.3.3: does a band-limited model need larger perturbations than a full-spectrum one?)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torch import Tensor, nn
+
+from robustbench_bl import attacks
+from robustbench_bl._foolbox import import_foolbox
+from robustbench_bl.validation import check_positive_int
+
+#: The decision-based attacks of the comparison (registry names), all measured in L2.
+ATTACKS = ("boundary", "hopskipjump", "additive-gaussian", "blended-uniform", "salt-and-pepper", "gaussian-blur")
+
+
+def epsilons(attack: Any, x: Tensor, points: int) -> tuple[float, ...]:
+    """The epsilon axis that recovers each example's minimal perturbation from `attacks.run`.
+
+    A minimization attack gets one epsilon, the diameter of the [0, 1] input box in its norm, so
+    nothing is clipped and the size is the attack's own. A fixed-epsilon attack (additive noise)
+    gets `points` geometric steps up to that diameter from a thousandth of it: the smallest step
+    that fools resolves the minimal size to a factor of 1000 ** (1 / (points - 1)).
+    """
+    dimension = x[0].numel()
+    diameter = 1.0 if attacks.norm_of(attack) == "Linf" else math.sqrt(dimension)
+    if isinstance(attack, import_foolbox().attacks.base.MinimizationAttack):
+        return (diameter,)
+    points = check_positive_int(points, "points", minimum=2)
+    return tuple(float(e) for e in np.geomspace(diameter / 1000, diameter, points))
+
+
+def minimal_perturbations(
+    model: nn.Module, attack: str, x: Tensor, y: Tensor, *, seed: int = 0, points: int = 16,
+    options: Mapping[str, Any] | None = None, batch_size: int = 256,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Tidy rows per example: whether `model` classifies it right, whether `attack` (on the bare
+    model, seeded) fooled it, and the size of the smallest fooling perturbation found in the
+    attack's norm (NaN when none)."""
+    eps = epsilons(attacks.make(attack, **(options or {})), x, points)
+    out = attacks.run(model, attack, x, y, epsilons=eps, seed=seed, options=options, batch_size=batch_size)
+    size = (out.linf if out.norm == "Linf" else out.l2)[-1]
+    return [
+        {"example": i, "clean_correct": bool(out.clean_correct[i]), "fooled": bool(out.fooled[-1, i]),
+         "metric": f"min_{out.norm.lower()}", "value": size[i].item()}
+        for i in range(len(x))
+    ]  # fmt: skip
+
+
+def larger_share(table: pd.DataFrame, reference: float = 0.0) -> pd.DataFrame:
+    """Per attack and train compression other than `reference`: on the examples both that model and
+    the reference model classify right, the share on which it needs the larger perturbation.
+
+    An example the attack did not fool needs more than any found size (infinity); ties (both not
+    fooled, say) count half, so 0.5 means no difference. Also: pairs, ties and both median sizes.
+    """
+    sizes = table.assign(size=table.value.where(table.fooled.astype(bool), math.inf))
+    keys = ["attack", "example"]
+    base = sizes[sizes.train_compress == reference][[*keys, "clean_correct", "size"]]
+    rows = []
+    for (attack, rate), part in sizes[sizes.train_compress != reference].groupby(["attack", "train_compress"]):
+        pair = part.merge(base, on=keys, suffixes=("", "_reference"))
+        pair = pair[pair.clean_correct.astype(bool) & pair.clean_correct_reference.astype(bool)]
+        larger, ties = (pair["size"] > pair.size_reference).mean(), (pair["size"] == pair.size_reference).mean()
+        rows.append({"attack": attack, "train_compress": rate, "pairs": len(pair), "larger_share": larger + ties / 2,
+                     "ties": ties, "median": pair["size"].median(), "median_reference": pair.size_reference.median()})  # fmt: skip
+    return pd.DataFrame(rows)

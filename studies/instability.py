@@ -1,0 +1,90 @@
+"""Instability of adversarial examples (second seed, section 3.2.2): M1 and M2 by kind of example.
+
+On natural test images the model classifies right, their PGD-Linf and C&W-L2 adversarials (crafted
+on the plain-convolution model) and Gaussian-noisy copies: M1 = ||grad_x f_y(x)||_2 and
+M2 = lambda_max(Hessian_x f_y(x)), f_y the confidence of the predicted class. Finding to check:
+adversarial examples are less stable (larger M1 and M2) than natural ones. Band-limited layers
+have no second derivative, so the study probes the plain-convolution model only.
+
+    python studies/instability.py                 # quick preset (default), <= 10 min on a CPU
+    python studies/instability.py --preset smoke  # seconds, what the tests run
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from robustbench_bl import channels, distributed, plots
+from robustbench_bl.channel_tuning import SETTINGS, load_models
+from robustbench_bl.instability import ADVERSARIAL, KINDS, compare, correctly_classified, examples, magnitudes, probe_rows
+from robustbench_bl.study import Study, parse_args
+from robustbench_bl.sweep import run
+
+NAME = "instability"
+#: test: images drawn (class-balanced); n: the correctly classified ones probed; iters: Lanczos
+#: steps for M2; sigma: std of the Gaussian noise, also the Taylor bound's perturbation size.
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": dict(test=20, n=6, iters=5, sigma=0.03),
+    "quick": dict(test=1000, n=500, iters=50, sigma=0.03),
+    "paper": dict(test=2000, n=1000, iters=100, sigma=0.03),
+}
+
+
+def finding(summary: pd.DataFrame) -> str:
+    """The headline: each adversarial kind's median M1 and |M2| against the natural medians."""
+    medians = summary.set_index(["kind", "metric"])
+    parts, holds = [], True
+    for kind in ADVERSARIAL:
+        for metric, label in (("m1", "M1"), ("m2", "|M2|")):
+            row, natural = medians.loc[(kind, metric)], medians.loc[("natural", metric)]
+            holds &= bool(row["median"] > natural["median"])
+            parts.append(f"{kind} {label} {row['median']:.3g} vs natural {natural['median']:.3g} "
+                         f"(x{row.ratio_to_natural:.3g}, Mann-Whitney p={row.p_greater:.2g})")  # fmt: skip
+    verdict = "HOLDS" if holds else "DOES NOT HOLD"
+    return f"Finding ('adversarial examples are less stable: larger M1 and M2') {verdict}: medians " + "; ".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
+    args = parse_args(NAME, __doc__.splitlines()[0], argv)
+    p, setting = PRESETS[args.preset], SETTINGS[args.preset]
+    study = Study.from_args(args)
+    models = load_models(args, setting, p["test"])
+    if not distributed.is_main():
+        return pd.DataFrame()  # under torchrun, rank 0 alone runs the sweep
+    model, key = models.by_rate[0.0], models.keys[0.0]
+    x, y = correctly_classified(model, models.test.x.to(args.device), models.test.y.to(args.device), p["n"])
+    delta = channels.make("gauss", p["sigma"]).distortion(x).mean().item()
+
+    def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
+        kind = cell["kind"]
+        made = examples(model, kind, x, y, eps=setting.eps, sigma=p["sigma"], seed=cell["seed"], options=setting.options.get(kind))
+        rows = probe_rows(model, made, x, y, delta=delta, iters=p["iters"], seed=cell["seed"])
+        return [{**row, "taylor_delta": delta, "data_source": models.test.source_kind} for row in rows]
+
+    base = {"study": NAME, "dataset": "cifar10", "model": setting.model, "model_key": key, "eps": setting.eps,
+            "sigma": p["sigma"], "iters": p["iters"], "seed": args.seed, "n": len(x)}  # fmt: skip
+    cells = [{**base, "kind": kind} for kind in KINDS]
+    table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
+    table = table.merge(pd.DataFrame(cells), on=list(cells[0]))
+    summary = compare(table)
+
+    labels = {"m1": "M1 = ||grad f_y||", "m2": "|M2| = |lambda_max|"}
+    shown = magnitudes(table[table.metric.isin(labels)]).assign(metric=lambda t: t.metric.map(labels))
+    paths = plots.distributions(
+        shown, x="kind", y="value", col="metric", log=True, xlabel="example", ylabel="value (log scale)",
+        title=f"{setting.model} on CIFAR-10 ({models.test.source_kind} data): instability at {len(x)} examples per kind "
+              f"(PGD-Linf {setting.eps * 255:.0f}/255, gauss sigma {p['sigma']})",
+        stem=study.figure(),
+    )  # fmt: skip
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(finding(summary))
+    print(f"wrote {study.store.path.with_suffix('.csv')} and {', '.join(map(str, paths))}")
+    return table
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

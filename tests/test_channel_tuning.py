@@ -1,0 +1,91 @@
+"""Channel tuning: strength grids, defaults, non-adaptive crafting and judging, best strengths and
+reading them back the way the adaptive and leaderboard studies do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from robustbench_bl import Defended
+from robustbench_bl.channel_tuning import (
+    CHANNELS, best_rows, best_strengths, channel_at, craft_nonadaptive, default_strength, judge, read_best, strengths,
+    votes_for,
+)  # fmt: skip
+from robustbench_bl.channels import channel_class
+
+
+@pytest.mark.parametrize("name", CHANNELS)
+def test_strengths_span_the_sweep_range(name: str) -> None:
+    cls = channel_class(name)
+    grid = strengths(name, 5)
+    assert grid[0] == cls.sweep[0] and grid[-1] == cls.sweep[1]
+    assert len(grid) == len(set(grid)) <= 5
+    assert all(isinstance(s, int) for s in grid) == cls.integer
+    for s in grid:
+        channel_at(name, s)  # every grid point is an accepted strength
+    low, high = sorted(cls.sweep)
+    assert low <= default_strength(name) <= high
+
+
+def test_bad_arguments_name_the_range() -> None:
+    with pytest.raises(ValueError, match="points"):
+        strengths("fft", 1)
+    with pytest.raises(ValueError, match="name must be one of"):
+        strengths("identity", 3)
+
+
+def test_channel_at_rounds_integer_strengths_read_from_a_csv() -> None:
+    assert channel_at("cd", 4.0).strength == 4 and isinstance(channel_at("cd", 4.0).strength, int)
+    assert channel_at("gauss", 0.05).strength == pytest.approx(0.05)
+    assert votes_for("gauss", 16) == 16 and votes_for("jpeg", 16) == 1
+
+
+def _sweep_table() -> pd.DataFrame:
+    rows = [("identity", 0.0, 0.0, "none", "clean_accuracy", 0.8)]
+    rows += [("identity", 0.0, 0.0, attack, "robust_accuracy", 0.1) for attack in ("pgd-linf", "cw-l2")]
+    for strength, distortion, pgd, cw in ((0.0, 0.0, 0.1, 0.0), (0.5, 1.0, 0.3, 0.5), (0.9, 2.0, 0.3, 0.5)):
+        rows += [("fft", strength, distortion, "pgd-linf", "robust_accuracy", pgd), ("fft", strength, distortion, "cw-l2", "robust_accuracy", cw)]
+    rows += [("gauss", 0.05, 1.5, "pgd-linf", "robust_accuracy", 0.2), ("gauss", 0.05, 1.5, "cw-l2", "robust_accuracy", 0.6)]
+    return pd.DataFrame(rows, columns=["channel", "strength", "distortion", "attack", "metric", "value"])
+
+
+def test_best_strength_maximizes_mean_robust_accuracy_and_prefers_less_distortion() -> None:
+    best = best_strengths(_sweep_table()).set_index("channel")
+    assert list(best.index) == ["fft", "gauss"]  # in CHANNELS order
+    assert best.loc["fft", "strength"] == 0.5  # ties with 0.9, which distorts more
+    assert not best.loc["fft", "at_edge"] and best.loc["gauss", "at_edge"] == (0.05 == channel_class("gauss").sweep[1])
+    assert best.loc["fft", "recovery_pgd-linf"] == pytest.approx(0.3 / 0.8)
+    assert best.loc["gauss", "recovery_mean"] == pytest.approx(0.4 / 0.8)
+    with pytest.raises(ValueError, match="identity"):
+        best_strengths(_sweep_table().query("channel != 'identity'"))
+
+
+def test_read_best_takes_the_sweep_for_this_model_else_the_default(tmp_path: Path) -> None:
+    rows = best_rows(best_strengths(_sweep_table()))
+    assert [r["metric"] for r in rows["fft"]] == ["best_strength", "recovery", "recovery", "recovery"]
+    csv = tmp_path / "results.csv"
+    frame = pd.DataFrame([{**row, "channel": name, "model_key": "abc"} for name, part in rows.items() for row in part])
+    frame.to_csv(csv, index=False)
+    best = read_best(csv, "abc")
+    assert best["fft"] == (0.5, "channel_sweep") and best["gauss"] == (0.05, "channel_sweep")
+    assert best["cd"] == (default_strength("cd"), "default")
+    assert all(source == "default" for _, source in read_best(csv, "other model").values())
+    assert set(read_best(tmp_path / "missing.csv", "abc")) == set(CHANNELS)
+
+
+def test_nonadaptive_adversarials_are_seeded_bounded_and_judged() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10)).eval()
+    x, y = torch.rand(12, 3, 8, 8), torch.randint(0, 10, (12,))
+    options = {"steps": 3}
+    adv = craft_nonadaptive(model, "pgd-linf", x, y, 2 / 255, seed=1, options=options, batch_size=5)
+    assert torch.equal(adv, craft_nonadaptive(model, "pgd-linf", x, y, 2 / 255, seed=1, options=options))
+    assert (adv - x).abs().max() <= 2 / 255 + 1e-6
+    rows = judge(Defended(model, channel_at("gauss", 0.02), votes=3, seed=0), x, y, {"pgd-linf": adv})
+    clean, robust = rows
+    assert clean["metric"] == "clean_accuracy" and robust["attack"] == "pgd-linf"
+    assert 0 <= robust["value"] <= clean["value"] <= 1 and robust["attack_l2_median"] > 0
