@@ -4,6 +4,7 @@ backward, the activation memory that band-limiting shrinks), optionally in fp16 
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable
 
@@ -31,7 +32,8 @@ def epoch_cost(
 ) -> dict[str, float | str]:
     """Train `model` (on its device) for one epoch of SGD over (x, y); returns its cost.
 
-    epoch_seconds: wall time of the epoch (synchronized on CUDA). memory_bytes: on CUDA the peak
+    epoch_seconds: the median step time times the number of steps (synchronized on CUDA), which
+    a burst of load from other processes on a shared machine barely moves. memory_bytes: on CUDA the peak
     allocated during the epoch above what was allocated before it (model and optimizer state
     excluded); on a CPU the most bytes saved for backward by one step. fp16 trains under CUDA
     autocast with a gradient scaler and raises ValueError on a CPU.
@@ -57,15 +59,38 @@ def epoch_cost(
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
-    start = time.perf_counter()
+    seconds = []
     for i in range(math.ceil(len(x) / batch_size)):
         xb, yb = x[i * batch_size : (i + 1) * batch_size].to(device), y[i * batch_size : (i + 1) * batch_size].to(device)
+        start = time.perf_counter()
         if cuda:
             step(xb, yb)
+            torch.cuda.synchronize(device)
         else:
             peak_saved = max(peak_saved, saved_bytes(lambda: step(xb, yb)))
-    if cuda:
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
+        seconds.append(time.perf_counter() - start)
     memory = torch.cuda.max_memory_allocated(device) - base if cuda else peak_saved
-    return {"epoch_seconds": seconds, "memory_bytes": float(memory), "memory_kind": "cuda_peak" if cuda else "saved_for_backward"}
+    kind = "cuda_peak" if cuda else "saved_for_backward"
+    return {"epoch_seconds": statistics.median(seconds) * len(seconds), "memory_bytes": float(memory), "memory_kind": kind}
+
+
+def relative_costs(
+    model: nn.Module, baseline: nn.Module, x: torch.Tensor, y: torch.Tensor, *, repeats: int = 3, fp16: bool = False, batch_size: int = 128
+) -> list[dict[str, float | str]]:
+    """Epoch time and memory of `model`, absolute and relative to `baseline`, measured side by side.
+
+    The two alternate epoch by epoch `repeats` times and the time ratio is the median of the
+    per-pair ratios, so slow drifts in the load of a shared machine cancel out.
+    """
+    pairs = [
+        (epoch_cost(model, x, y, batch_size=batch_size, fp16=fp16), epoch_cost(baseline, x, y, batch_size=batch_size, fp16=fp16))
+        for _ in range(repeats)
+    ]
+    seconds = statistics.median(m["epoch_seconds"] for m, _ in pairs)
+    ratio = statistics.median(m["epoch_seconds"] / b["epoch_seconds"] for m, b in pairs)
+    ours, theirs = pairs[0]
+    kind = ours["memory_kind"]
+    return [
+        {"metric": "epoch_seconds", "value": seconds, "relative": ratio, "memory_kind": kind},
+        {"metric": "memory_bytes", "value": ours["memory_bytes"], "relative": ours["memory_bytes"] / theirs["memory_bytes"], "memory_kind": kind},
+    ]

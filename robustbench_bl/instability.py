@@ -27,6 +27,12 @@ ADVERSARIAL = ("pgd-linf", "cw-l2")
 METRICS = ("m1", "m2", "taylor_bound")
 
 
+def condition(kind: str, eps: float | None = None) -> str:
+    """A readable name for a kind of example, with the Linf budget for PGD ('pgd-linf 8/255')."""
+    check_choice(kind, "kind", KINDS)
+    return f"{kind} {eps * 255:.3g}/255" if kind == "pgd-linf" and eps is not None else kind
+
+
 def correctly_classified(model: nn.Module, x: Tensor, y: Tensor, n: int) -> tuple[Tensor, Tensor]:
     """The first `n` of (x, y) that `model` classifies right: natural examples with a clean start."""
     right = predict(model, x).to(y.device) == y
@@ -34,13 +40,15 @@ def correctly_classified(model: nn.Module, x: Tensor, y: Tensor, n: int) -> tupl
 
 
 def examples(
-    model: nn.Module, kind: str, x: Tensor, y: Tensor, *, eps: float, sigma: float, seed: int,
+    model: nn.Module, kind: str, x: Tensor, y: Tensor, *, eps: float | None, sigma: float, seed: int,
     options: Mapping[str, Any] | None = None,
 ) -> Tensor:  # fmt: skip
     """The examples of `kind` made from natural images x: x itself, PGD-Linf adversarials within
     `eps`, unbounded C&W-L2 adversarials (both crafted on the model, seeded), or x through the
     Gaussian channel with std `sigma` (seeded draws, clipped to [0, 1])."""
     check_choice(kind, "kind", KINDS)
+    if kind == "pgd-linf" and eps is None:
+        raise ValueError("eps must be a Linf budget (a float) for kind 'pgd-linf', got None")
     if kind == "natural":
         return x
     if kind == "gauss":
@@ -75,21 +83,22 @@ def probe_rows(
 def magnitudes(table: pd.DataFrame) -> pd.DataFrame:
     """The rows that count in the comparison, with |M2| as its value (M2 is the eigenvalue of largest
     magnitude, with its sign): adversarial kinds only where the attack fooled the model."""
-    counted = table[~table.kind.isin(ADVERSARIAL) | table.misclassified]
+    counted = table[~table.kind.isin(ADVERSARIAL) | table.misclassified.astype(bool)]
     return counted.assign(value=counted.value.where(counted.metric != "m2", counted.value.abs()))
 
 
 def compare(table: pd.DataFrame) -> pd.DataFrame:
-    """Per kind and metric: count, median (of |M2| for m2), median / the natural median, and the
-    one-sided Mann-Whitney p-value that the kind's values exceed the natural ones'."""
+    """Per condition (see `condition`, in table order) and metric: count, median (of |M2| for m2),
+    median / the natural median, and the one-sided Mann-Whitney p-value that the condition's values
+    exceed the natural ones'."""
     counted = magnitudes(table)
     rows = []
     for metric in METRICS:
         natural = counted[(counted.kind == "natural") & (counted.metric == metric)].value
-        for kind in KINDS:
-            values = counted[(counted.kind == kind) & (counted.metric == metric)].value
-            compared = kind != "natural" and len(values) and len(natural)
+        for name in dict.fromkeys(table.condition):
+            values = counted[(counted.condition == name) & (counted.metric == metric)].value
+            compared = name != "natural" and len(values) and len(natural)
             p = mannwhitneyu(values, natural, alternative="greater").pvalue if compared else float("nan")
-            rows.append({"kind": kind, "metric": metric, "n": len(values), "median": values.median(),
+            rows.append({"condition": name, "metric": metric, "n": len(values), "median": values.median(),
                          "ratio_to_natural": values.median() / natural.median(), "p_greater": p})  # fmt: skip
     return pd.DataFrame(rows)

@@ -37,13 +37,20 @@ def lines(
     xlabel: str | None = None,
     ylabel: str | None = None,
     col_wrap: int | None = None,
+    sharex: bool = True,
     stem: str | os.PathLike[str],
 ) -> list[Path]:
-    """A line plot of y against x (one panel per `col` value, `col_wrap` per row), with markers; saved as PNG and PDF."""
+    """A line plot of y against x (one panel per `col` value, `col_wrap` per row), with markers; saved as PNG and PDF.
+
+    `sharex=False` gives each panel its own x range (e.g. noise levels on different scales).
+    """
     if table.empty:
         raise ValueError("table is empty: nothing to plot")
     sns.set_theme(style="whitegrid", context="paper")
-    grid = sns.relplot(data=table, x=x, y=y, hue=hue, col=col, style=style, kind="line", marker="o", height=3.2, aspect=1.2, col_wrap=col_wrap)
+    grid = sns.relplot(
+        data=table, x=x, y=y, hue=hue, col=col, style=style, kind="line", marker="o", height=3.2, aspect=1.2, col_wrap=col_wrap,
+        facet_kws={"sharex": sharex},
+    )
     grid.set_axis_labels(xlabel or x, ylabel or y)
     if title:
         grid.figure.suptitle(title, y=1.03)
@@ -138,9 +145,12 @@ def distributions(
     if table.empty:
         raise ValueError("table is empty: nothing to plot")
     sns.set_theme(style="whitegrid", context="paper")
+    boxes = table[x].nunique() * (table[hue].nunique() if hue else 1)
     grid = sns.catplot(data=table, x=x, y=y, hue=hue, col=col, kind="box", sharey=False, log_scale=log or None,
-                       fliersize=1.5, height=3.2, aspect=1.2)  # fmt: skip
+                       fliersize=1.5, height=3.2, aspect=max(1.2, 0.12 * boxes))  # fmt: skip
     grid.set_axis_labels(xlabel or x, ylabel or y)
+    grid.set_titles("{col_name}")
+    grid.tick_params(axis="x", labelrotation=20)
     if title:
         grid.figure.suptitle(title, y=1.03)
     return save(grid.figure, stem)

@@ -30,7 +30,7 @@ GRACEFUL = 0.02
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(model="lenet", train=200, test=100, epochs=1, rates=(0.0, 0.5), energies=(0.95,)),
-    "quick": dict(model="lenet", train=5000, test=1000, epochs=10, rates=(0.0, 0.5, 0.75, 0.85), energies=(0.99, 0.97, 0.95, 0.9)),
+    "quick": dict(model="lenet", train=3000, test=1000, epochs=8, rates=(0.0, 0.5, 0.75, 0.85), energies=(0.99, 0.97, 0.95, 0.9)),
     "paper": dict(
         model="resnet18", train=50000, test=10000, epochs=350,
         rates=(0.0, 0.1, 0.25, 0.5, 0.75, 0.85), energies=(0.999, 0.995, 0.99, 0.98, 0.95, 0.9),

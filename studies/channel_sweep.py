@@ -41,18 +41,17 @@ SIMILAR = 0.15
 
 
 def finding(best: pd.DataFrame) -> str:
-    """The headline: each channel's recovery at its best strength, per attack, and their spread."""
-    parts, holds = [], True
+    """The headline, per attack: each channel's recovery at its best strength, their spread, a verdict."""
+    parts = []
     for column in [c for c in best.columns if c.startswith("recovery_") and c != "recovery_mean"]:
         recovery = best.set_index("channel")[column]
         spread = recovery.max() - recovery.min()
-        holds &= bool(spread <= SIMILAR)
+        verdict = "HOLDS" if spread <= SIMILAR else "DOES NOT HOLD"
         listed = ", ".join(f"{name} {value:.2f}" for name, value in recovery.items())
-        parts.append(f"{column.removeprefix('recovery_')}: {listed} (spread {spread:.2f})")
-    verdict = "HOLDS" if holds else "DOES NOT HOLD"
+        parts.append(f"{column.removeprefix('recovery_')} {verdict} ({listed}; spread {spread:.3f})")
     edge = ", ".join(best[best.at_edge].channel) or "none"
-    return (f"Finding ('tuned right, all channels recover a similar share of accuracy', spread <= {SIMILAR}) {verdict}: "
-            "recovery = defended robust / bare clean accuracy at each best strength; " + "; ".join(parts)
+    return (f"Finding ('tuned right, all channels recover a similar share of accuracy', spread <= {SIMILAR}), "
+            "recovery = defended robust / bare clean accuracy at each best strength: " + "; ".join(parts)
             + f"; best at the lossy end of the sweep range: {edge}")  # fmt: skip
 
 

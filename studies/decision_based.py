@@ -41,15 +41,15 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def finding(shares: pd.DataFrame) -> str:
-    """The headline: per band-limited model, the share of examples on which it needs the larger perturbation."""
+    """The headline: per band-limited model and attack, the share of examples on which it needs the larger perturbation."""
     above = shares.larger_share > 0.5
-    verdict = "HOLDS" if above.all() else "DOES NOT HOLD" if not above.any() else f"HOLDS FOR {above.sum()} OF {len(above)} (attack, compression) PAIRS"
+    verdict = "HOLDS" if above.all() else "DOES NOT HOLD" if not above.any() else f"HOLDS FOR {above.sum()} OF {len(above)} (compression, attack) PAIRS"
     parts = [
         f"{rate:.0%}: " + ", ".join(f"{r.attack} {r.larger_share:.2f}" for r in part.itertuples()) + f" (mean {part.larger_share.mean():.2f})"
         for rate, part in shares.groupby("train_compress")
     ]
-    return (f"Finding ('band-limited models need larger perturbations', share > 0.5) {verdict}: share of examples "
-            "on which the band-limited model needs the larger L2 perturbation than the full-spectrum one; " + "; ".join(parts))  # fmt: skip
+    return (f"Finding ('band-limited models need larger perturbations': share > 0.5) {verdict}: share of the examples both "
+            "models classify right on which the band-limited one needs the larger L2 perturbation; " + "; ".join(parts))
 
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
@@ -63,12 +63,14 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
 
     def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
         model = models.by_rate[cell["train_compress"]]
-        rows = minimal_perturbations(model, cell["attack"], x, y, seed=cell["seed"], points=p["points"], options=p["options"].get(cell["attack"]))
+        options = p["options"].get(cell["attack"])
+        rows = minimal_perturbations(model, cell["attack"], x, y, seed=cell["seed"], points=p["points"], options=options)
         return [{**row, "data_source": models.test.source_kind} for row in rows]
 
+    base = {"study": NAME, "dataset": "cifar10", "model": setting.model, "points": p["points"], "seed": args.seed, "n": len(x)}
     cells = [
-        {"study": NAME, "dataset": "cifar10", "model": setting.model, "model_key": models.keys[rate], "train_compress": rate,
-         "attack": attack, "options": json.dumps(p["options"].get(attack, {}), sort_keys=True), "points": p["points"], "seed": args.seed, "n": len(x)}
+        {**base, "model_key": models.keys[rate], "train_compress": rate, "attack": attack,
+         "options": json.dumps(p["options"].get(attack, {}), sort_keys=True)}
         for rate in p["rates"]
         for attack in ATTACKS
     ]  # fmt: skip
@@ -79,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     found = table[table.fooled.astype(bool)].assign(compression=lambda t: t.train_compress.map(lambda r: f"{r:.0%}"))
     paths = plots.distributions(
         found, x="attack", y="value", hue="compression", log=True, xlabel="decision-based attack",
-        ylabel="minimal L2 perturbation found (log scale)",
+        ylabel="minimal L2 perturbation (log scale)",
         title=f"{setting.model} on CIFAR-10 ({models.test.source_kind} data): minimal perturbations by train compression",
         stem=study.figure(),
     )  # fmt: skip

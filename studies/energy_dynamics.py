@@ -29,7 +29,7 @@ NAME = "energy_dynamics"
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(model="lenet", train=200, probe=64, epochs=2, energies=(0.95,)),
-    "quick": dict(model="lenet", train=5000, probe=256, epochs=10, energies=(0.99, 0.95)),
+    "quick": dict(model="lenet", train=3000, probe=256, epochs=8, energies=(0.99, 0.95)),
     "paper": dict(model="resnet18", train=50000, probe=256, epochs=350, energies=(0.9,)),
 }
 

@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     table = table[table.model_key.isin({cfg.key(train_full.source_kind) for cfg in configs.values()})]
     plot_table = table.assign(compression=table.train_compress.map(lambda r: f"{r:.0%}"))
     paths = plots.lines(
-        plot_table, x="level", y="value", hue="compression", col="noise",
+        plot_table, x="level", y="value", hue="compression", col="noise", sharex=False,
         xlabel="noise level (sigma for gauss, bound for uniform)", ylabel="test accuracy",
         title=f"{p['model']} on CIFAR-10 ({test.source_kind} data): accuracy under noise", stem=study.figure(),
     )

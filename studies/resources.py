@@ -1,8 +1,9 @@
 """Time per epoch and memory against compression (first seed, Fig. 13 and Table 2).
 
 Trains a freshly initialized band-limited CNN for one epoch at each compression rate (weights do
-not change the cost, so no checkpoints) and reports time per epoch and memory normalized to the
-band-limited layer at 0%, with plain nn.Conv2d for reference. Memory is the CUDA peak on a GPU
+not change the cost, so no checkpoints), alternating with the same model at 0% so that time is
+normalized side by side, and reports time per epoch and memory relative to 0%, with plain
+nn.Conv2d for reference. Memory is the CUDA peak on a GPU
 and the bytes saved for backward on a CPU; an fp16 (autocast) column runs on a GPU only.
 Finding to check: time and memory fall as compression rises (the paper: 0.7x time, 0.6x memory at 50%).
 
@@ -20,7 +21,7 @@ import pandas as pd
 import torch
 
 from robustbench_bl import data, models, plots
-from robustbench_bl.costs import epoch_cost
+from robustbench_bl.costs import relative_costs
 from robustbench_bl.spectral import bandlimit
 from robustbench_bl.study import Study, parse_args
 from robustbench_bl.sweep import run
@@ -34,18 +35,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def normalized(table: pd.DataFrame) -> pd.DataFrame:
-    """Each metric divided by the band-limited layer's value at 0% (same precision and device)."""
-    base = table[(table.impl == "band-limited") & (table.compress_rate == 0)].set_index(["precision", "metric"]).value
-    return table.assign(relative=table.value / base.reindex(pd.MultiIndex.from_frame(table[["precision", "metric"]])).to_numpy())
-
-
-def finding(rel: pd.DataFrame) -> str:
-    """Time and memory ratios per rate (fp32), and whether both fall as compression rises."""
-    bl = rel[(rel.impl == "band-limited") & (rel.precision == "fp32")]
+def finding(table: pd.DataFrame) -> str:
+    """Time and memory relative to 0% per rate (fp32), and whether both fall as compression rises."""
+    bl = table[(table.impl == "band-limited") & (table.precision == "fp32")]
     ratios = bl.pivot_table(index="compress_rate", columns="metric", values="relative")
     falls = all(ratios[m].iloc[-1] < ratios[m].iloc[0] and (ratios[m].iloc[1:] < 1).all() for m in ratios)
-    conv = rel[rel.impl == "conv"].set_index(["precision", "metric"]).relative
+    conv = table[table.impl == "conv"].set_index(["precision", "metric"]).relative
     text = "; ".join(f"{r:.0%}: time {row.epoch_seconds:.2f}x, memory {row.memory_bytes:.2f}x" for r, row in ratios.iterrows())
     verdict = "HOLDS" if falls else "DOES NOT HOLD"
     return (
@@ -64,18 +59,14 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     if args.device.type != "cuda":
         print("fp16: skipped, it needs a CUDA device (CPU autocast supports bfloat16 only, and CPU fp16 convolutions are slow)")
 
-    def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
+    def build(cell: dict[str, Any], compress_rate: float | None) -> torch.nn.Module:
         torch.manual_seed(cell["seed"])
         model = models.make(cell["model"], train.num_classes, train.x.shape[1])
-        if cell["impl"] == "band-limited":
-            model = bandlimit(model, compress_rate=cell["compress_rate"])
-        model.to(args.device)
-        costs = [epoch_cost(model, train.x, train.y, fp16=cell["precision"] == "fp16") for _ in range(cell["repeats"])]
-        kind = costs[0]["memory_kind"]
-        return [
-            {"metric": "epoch_seconds", "value": min(c["epoch_seconds"] for c in costs), "memory_kind": kind},
-            {"metric": "memory_bytes", "value": costs[0]["memory_bytes"], "memory_kind": kind},
-        ]
+        return (model if compress_rate is None else bandlimit(model, compress_rate=compress_rate)).to(args.device)
+
+    def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
+        model = build(cell, cell["compress_rate"] if cell["impl"] == "band-limited" else None)
+        return relative_costs(model, build(cell, 0.0), train.x, train.y, repeats=cell["repeats"], fp16=cell["precision"] == "fp16")
 
     base = {"study": NAME, "dataset": "cifar10", "model": p["model"], "device": args.device.type, "train_size": len(train),
             "data_source": train.source_kind, "repeats": p["repeats"], "seed": args.seed}  # fmt: skip
@@ -83,14 +74,13 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     cells += [{**base, "impl": "band-limited", "compress_rate": r, "precision": prec} for prec in precisions for r in p["rates"]]
     table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
     table = table[(table.model == p["model"]) & (table.device == args.device.type) & (table.train_size == len(train))]
-    rel = normalized(table)
     paths = plots.lines(
-        rel[rel.impl == "band-limited"], x="compress_rate", y="relative", hue="metric", col="precision", stem=study.figure(),
+        table[table.impl == "band-limited"], x="compress_rate", y="relative", hue="metric", col="precision", stem=study.figure(),
         xlabel="compression rate", ylabel="relative to 0% compression",
         title=f"{p['model']} on {args.device.type}: time per epoch and memory ({table.memory_kind.iloc[0]})",
     )  # fmt: skip
-    print(rel.pivot_table(index=["impl", "compress_rate"], columns=["precision", "metric"], values="relative").to_string(float_format=lambda v: f"{v:.2f}"))
-    print(finding(rel))
+    print(table.pivot_table(index=["impl", "compress_rate"], columns=["precision", "metric"], values="relative").to_string(float_format=lambda v: f"{v:.2f}"))
+    print(finding(table))
     print(f"wrote {study.store.path.with_suffix('.csv')} and {', '.join(map(str, paths))}")
     return table
 

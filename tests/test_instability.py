@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from robustbench_bl import probes
-from robustbench_bl.instability import KINDS, compare, correctly_classified, examples, probe_rows
+from robustbench_bl.instability import KINDS, compare, condition, correctly_classified, examples, probe_rows
 
 SHAPE = (3, 8, 8)
 
@@ -55,16 +55,25 @@ def test_probe_rows_hold_m1_m2_and_the_taylor_bound() -> None:
     assert torch.allclose(torch.tensor(distance.to_numpy()), (noisy - x).flatten(1).norm(dim=1).double(), atol=1e-6)
 
 
+def test_condition_names_the_pgd_budget() -> None:
+    assert condition("pgd-linf", 8 / 255) == "pgd-linf 8/255"
+    assert condition("cw-l2") == "cw-l2"
+    with pytest.raises(ValueError, match="kind"):
+        condition("fgsm")
+
+
 def test_compare_counts_fooling_adversarials_and_uses_abs_m2() -> None:
-    rows = [{"kind": "natural", "metric": m, "misclassified": False, "value": v}
-            for m in ("m1", "m2", "taylor_bound") for v in (1.0, 2.0, 3.0)]  # fmt: skip
-    rows += [{"kind": "cw-l2", "metric": "m1", "misclassified": True, "value": v} for v in (10.0, 20.0, 30.0)]
-    rows += [{"kind": "cw-l2", "metric": "m1", "misclassified": False, "value": 0.0}]  # not adversarial: left out
-    rows += [{"kind": "cw-l2", "metric": "m2", "misclassified": True, "value": v} for v in (-10.0, -20.0, -30.0)]
-    summary = compare(pd.DataFrame(rows)).set_index(["kind", "metric"])
+    def rows(kind: str, metric: str, values: tuple[float, ...], fooled: bool = True) -> list[dict[str, object]]:
+        return [{"kind": kind, "condition": condition(kind, 2 / 255), "metric": metric, "misclassified": fooled, "value": v}
+                for v in values]  # fmt: skip
+
+    table = [row for m in ("m1", "m2", "taylor_bound") for row in rows("natural", m, (1.0, 2.0, 3.0), False)]
+    table += rows("cw-l2", "m1", (10.0, 20.0, 30.0)) + rows("cw-l2", "m1", (0.0,), False)  # not adversarial: left out
+    table += rows("cw-l2", "m2", (-10.0, -20.0, -30.0)) + rows("pgd-linf", "m1", (5.0,), False)
+    summary = compare(pd.DataFrame(table)).set_index(["condition", "metric"])
     assert summary.loc[("cw-l2", "m1"), "n"] == 3
     assert summary.loc[("cw-l2", "m1"), "ratio_to_natural"] == pytest.approx(10.0)
     assert summary.loc[("cw-l2", "m2"), "median"] == pytest.approx(20.0)
     assert summary.loc[("cw-l2", "m1"), "p_greater"] < 0.1
-    assert summary.loc[("pgd-linf", "m1"), "n"] == 0
+    assert summary.loc[("pgd-linf 2/255", "m1"), "n"] == 0
     assert summary.loc[("natural", "m1"), "ratio_to_natural"] == 1.0

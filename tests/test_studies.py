@@ -163,10 +163,11 @@ def test_ucr(tmp_path: Path) -> None:
 def test_instability(tmp_path: Path) -> None:
     module = load_study("instability")
     table = run_smoke("instability", tmp_path)
+    p = module.PRESETS["smoke"]
     n = table.n.iloc[0]
-    assert 0 < n <= module.PRESETS["smoke"]["n"]
-    assert len(table) == len(module.KINDS) * n * 3
-    assert {"kind", "example", "misclassified", "perturbation_l2", "taylor_delta", "model_key", "data_source"} <= set(table.columns)
+    assert 0 < n <= p["n"]
+    assert len(table) == (3 + len(p["eps"])) * n * 3  # natural, PGD per budget, C&W, noisy; M1, M2, Taylor bound
+    assert {"kind", "condition", "eps", "example", "misclassified", "perturbation_l2", "taylor_delta", "model_key", "data_source"} <= set(table.columns)
     assert set(table.metric) == {"m1", "m2", "taylor_bound"}
     assert (table[table.metric == "m1"].value >= 0).all() and table.value.notna().all()
     assert (table[table.kind == "natural"].perturbation_l2 == 0).all()

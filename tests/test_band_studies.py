@@ -1,0 +1,47 @@
+"""Helpers of the band-limited studies: training recipes, test-time bands, fractions kept, costs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from robustbench_bl import models
+from robustbench_bl.band_studies import discarded, layer_fractions, train_config, with_band
+from robustbench_bl.costs import epoch_cost, saved_bytes
+from robustbench_bl.spectral import BandLimitedConv2d
+
+
+def test_train_config_recipes() -> None:
+    plain = train_config("lenet", "cifar10", epochs=2, limit=100)
+    assert plain.compress_rate is None and plain.energy is None and plain.lr == 0.05  # 0%: plain convolutions
+    assert train_config("lenet", "cifar10", compress_rate=0.5).compress_rate == 0.5
+    fcn = train_config("fcn1d", "GunPoint", energy=0.9, lr=3e-3)
+    assert (fcn.optimizer, fcn.lr, fcn.energy, fcn.compress_rate) == ("adam", 3e-3, 0.9, None)
+
+
+def test_with_band_copies_and_layer_fractions() -> None:
+    torch.manual_seed(0)
+    model = models.make("lenet")
+    x = torch.rand(4, 3, 32, 32)
+    assert layer_fractions(model, x) == {} and discarded({}) == 0.0
+    banded = with_band(model, compress_rate=0.5)
+    assert not any(isinstance(m, BandLimitedConv2d) for m in model.modules())  # the original is untouched
+    fractions = layer_fractions(banded, x)
+    assert list(fractions) == ["1", "4"] and all(0.3 < f < 0.7 for f in fractions.values())
+    assert discarded(fractions) == pytest.approx(1 - sum(fractions.values()) / 2)
+    torch.testing.assert_close(with_band(model, compress_rate=0.0)(x), model(x), atol=1e-5, rtol=1e-4)
+    energy = with_band(model, energy=0.9)
+    energy.train()
+    assert discarded(layer_fractions(energy, x)) > 0 and energy.training  # mode restored
+
+
+def test_saved_bytes_and_epoch_cost_on_cpu() -> None:
+    w = torch.randn(8, 8, requires_grad=True)
+    x = torch.randn(16, 8)
+    assert saved_bytes(lambda: (x @ w).sum()) == x.numel() * 4  # matmul saves its other operand
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    cost = epoch_cost(model, torch.rand(10, 3, 2, 2), torch.randint(0, 3, (10,)), batch_size=4)
+    assert cost["epoch_seconds"] > 0 and cost["memory_bytes"] > 0 and cost["memory_kind"] == "saved_for_backward"
+    with pytest.raises(ValueError, match="fp16"):
+        epoch_cost(model, torch.rand(4, 12), torch.zeros(4, dtype=torch.long), fp16=True)
