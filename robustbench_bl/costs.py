@@ -80,8 +80,11 @@ def relative_costs(
     """Epoch time and memory of `model`, absolute and relative to `baseline`, measured side by side.
 
     The two alternate epoch by epoch `repeats` times and the time ratio is the median of the
-    per-pair ratios, so slow drifts in the load of a shared machine cancel out.
+    per-pair ratios, so slow drifts in the load of a shared machine cancel out; one batch each
+    first warms up allocators and caches.
     """
+    for m in (model, baseline):
+        epoch_cost(m, x[:batch_size], y[:batch_size], batch_size=batch_size, fp16=fp16)
     pairs = [
         (epoch_cost(model, x, y, batch_size=batch_size, fp16=fp16), epoch_cost(baseline, x, y, batch_size=batch_size, fp16=fp16))
         for _ in range(repeats)

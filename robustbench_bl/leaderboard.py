@@ -50,13 +50,17 @@ def rank(table: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
 def to_markdown(board: pd.DataFrame, columns: Sequence[str]) -> str:
     """The ranked board as a Markdown table: accuracies as 'value [low, high]' in percent, then `columns`."""
 
-    def cell(value: Any) -> str:
-        return "" if pd.isna(value) else str(value).replace("|", "\\|")
+    def cell(value: Any, column: str) -> str:
+        if pd.isna(value):
+            return ""
+        if column == "eps":
+            return f"{value * 255:.3g}/255"  # images live in [0, 1]; budgets read as 8-bit levels
+        return f"{value:g}" if isinstance(value, float) else str(value).replace("|", "\\|")
 
     header = ["rank", *columns, "clean (95% CI)", "robust (95% CI)", *[c for c in SETTINGS if c in board.columns]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in board.to_dict("records"):
         accuracies = [f"{100 * row[n]:.1f} [{100 * row[f'{n}_ci_low']:.1f}, {100 * row[f'{n}_ci_high']:.1f}]" for n in ("clean", "robust")]
         values = [row["rank"], *[row[c] for c in columns], *accuracies, *[row[c] for c in header[len(columns) + 3 :]]]
-        lines.append("| " + " | ".join(cell(v) for v in values) + " |")
+        lines.append("| " + " | ".join(cell(v, c) for v, c in zip(values, header)) + " |")
     return "\n".join(lines) + "\n"

@@ -102,7 +102,7 @@ def intervals(
     ax.invert_yaxis()
     ax.set_xlabel(xlabel or x)
     if hue:
-        ax.legend(title=hue, loc="best")
+        ax.legend(title=hue, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the axes, never over a bar
     if title:
         ax.set_title(title)
     return save(fig, stem)

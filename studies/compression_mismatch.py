@@ -27,7 +27,7 @@ NAME = "compression_mismatch"
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(model="lenet", train=200, test=100, epochs=1, train_rates=(0.0, 0.5), test_rates=(0.0, 0.5)),
     "quick": dict(
-        model="lenet", train=10000, test=1000, epochs=12,
+        model="lenet", train=3000, test=1000, epochs=8,
         train_rates=(0.0, 0.5, 0.75, 0.85), test_rates=(0.0, 0.25, 0.5, 0.65, 0.75, 0.85),
     ),
     "paper": dict(

@@ -34,8 +34,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "boundary": {"steps": 20}, "hopskipjump": {"steps": 2, "max_gradient_eval_steps": 20},
         "additive-gaussian": {"repeats": 5}, "blended-uniform": {"directions": 20, "steps": 10},
         "salt-and-pepper": {"steps": 20}, "gaussian-blur": {"steps": 10}}),
-    "quick": dict(test=200, rates=(0.0, 0.5, 0.85), points=16, options={
-        "boundary": {"steps": 500}, "hopskipjump": {"steps": 8, "max_gradient_eval_steps": 200}}),
+    "quick": dict(test=120, rates=(0.0, 0.5, 0.85), points=12, options={
+        "boundary": {"steps": 300}, "hopskipjump": {"steps": 4, "initial_gradient_eval_steps": 20, "max_gradient_eval_steps": 50},
+        "additive-gaussian": {"repeats": 25}, "salt-and-pepper": {"steps": 100}, "gaussian-blur": {"steps": 50}}),
     "paper": dict(test=1000, rates=(0.0, 0.5, 0.85), points=32, options={}),
 }  # fmt: skip
 

@@ -30,7 +30,7 @@ NAME = "resources"
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(model="lenet", train=256, rates=(0.0, 0.5), repeats=1),
-    "quick": dict(model="lenet", train=2000, rates=(0.0, 0.25, 0.5, 0.75, 0.85), repeats=3),
+    "quick": dict(model="lenet", train=2000, rates=(0.0, 0.25, 0.5, 0.75, 0.85), repeats=5),
     "paper": dict(model="resnet18", train=50000, rates=(0.0, 0.1, 0.25, 0.5, 0.75, 0.85), repeats=1),
 }
 

@@ -12,8 +12,8 @@ from torch import nn
 
 from robustbench_bl import Defended
 from robustbench_bl.channel_tuning import (
-    CHANNELS, best_rows, best_strengths, channel_at, craft_nonadaptive, default_strength, judge, read_best, strengths,
-    votes_for,
+    CHANNELS, SETTINGS, best_rows, best_strengths, channel_at, craft_nonadaptive, default_strength, judge, read_best,
+    strengths, train_config, votes_for,
 )  # fmt: skip
 from robustbench_bl.channels import channel_class
 
@@ -89,3 +89,11 @@ def test_nonadaptive_adversarials_are_seeded_bounded_and_judged() -> None:
     clean, robust = rows
     assert clean["metric"] == "clean_accuracy" and robust["attack"] == "pgd-linf"
     assert 0 <= robust["value"] <= clean["value"] <= 1 and robust["attack_l2_median"] > 0
+
+
+def test_train_config_matches_the_budget_of_the_setting() -> None:
+    quick = SETTINGS["quick"]
+    full = train_config(quick, 50000, seed=0, compress_rate=0.5)
+    assert (full.limit, full.epochs, full.compress_rate, full.model) == (quick.train, quick.epochs, 0.5, quick.model)
+    sample = train_config(quick, 2000, seed=0)  # the packaged sample: more epochs, as many examples seen
+    assert sample.limit == 2000 and sample.epochs * 2000 == quick.epochs * quick.train and sample.compress_rate is None

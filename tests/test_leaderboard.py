@@ -41,7 +41,7 @@ def test_markdown_has_one_line_per_defense_and_escapes_pipes() -> None:
     lines = text.splitlines()
     assert len(lines) == 2 + 3 and lines[0].startswith("| rank | channel | clean (95% CI) | robust (95% CI) |")
     assert "| 1 | gauss:0.05 | 50.0 [40.0, 60.0] | 30.0 [20.0, 40.0] |" in lines[2]
-    assert "a \\| b" in lines[2]
+    assert "a \\| b" in lines[2] and "| Linf | 2/255 | eot | 8 | 2 |" in lines[2]
 
 
 def test_interval_figure(tmp_path: Path) -> None:
