@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from robustbench_bl import attacks, data
 from robustbench_bl.channels import Channel, channel_class, make
 from robustbench_bl.defense import Defended
-from robustbench_bl.training import CheckpointStore, TrainConfig
+from robustbench_bl.training import CheckpointStore, TrainConfig, budget, recipe
 from robustbench_bl.validation import check_choice, check_positive_int
 
 #: The second seed's channels, in its order: FC, CD, SVD, Gaussian, Uniform, Laplace, JPEG.
@@ -55,21 +55,9 @@ SETTINGS: dict[str, Setting] = {
 
 def train_config(setting: Setting, train_size: int, seed: int, compress_rate: float = 0.0) -> TrainConfig:
     """The training configuration of `setting` on a source of `train_size` images (compress_rate 0
-    means plain convolutions). A smaller source (the packaged sample) gets more epochs, so that
-    training sees as many examples, as in noise_robustness (its quick models are these)."""
-    big = setting.model != "lenet"
-    limit = min(setting.train, train_size)
-    return TrainConfig(
-        model=setting.model,
-        dataset="cifar10",
-        epochs=max(setting.epochs, round(setting.epochs * setting.train / limit)),
-        batch_size=128,
-        lr=0.1 if big else 0.05,
-        augment=big,
-        limit=limit,
-        compress_rate=compress_rate if compress_rate > 0 else None,
-        seed=seed,
-    )
+    means plain convolutions); the studies' shared recipe, so noise_robustness's quick models are these."""
+    size = budget(setting.train, setting.epochs, train_size)
+    return recipe(setting.model, "cifar10", compress_rate=compress_rate, seed=seed, **size)
 
 
 @dataclass(frozen=True)

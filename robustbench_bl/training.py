@@ -74,6 +74,35 @@ class TrainConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+#: The training recipe per model that the studies share, so one request maps to one checkpoint.
+#: FCN: Adam without weight decay, batch 16, as Wang et al. (2017) train it.
+RECIPES: dict[str, dict[str, object]] = {
+    "lenet": dict(batch_size=128, lr=0.05),
+    "resnet18": dict(batch_size=128, lr=0.1, augment=True),
+    "densenet121": dict(batch_size=128, lr=0.1, augment=True),
+    "fcn1d": dict(batch_size=16, optimizer="adam", lr=1e-3, weight_decay=0.0),
+}
+
+
+def recipe(
+    model: str, dataset: str, *, compress_rate: float | None = 0.0, energy: float | None = None, **settings: object
+) -> TrainConfig:
+    """The studies' TrainConfig for `model`: its RECIPES entry, overridden by `settings` (epochs,
+    limit, seed, lr, ...). compress_rate 0 without energy trains plain convolutions."""
+    check_choice(model, "model", list(RECIPES))
+    return TrainConfig(
+        model=model, dataset=dataset, compress_rate=compress_rate or None, energy=energy, **{**RECIPES[model], **settings}
+    )
+
+
+def budget(train: int, epochs: int, available: int) -> dict[str, int]:
+    """`limit` and `epochs` for a preset asking for `train` images and `epochs` epochs from a source
+    holding `available`: a smaller source (the packaged sample) gets proportionally more epochs, so
+    training sees as many examples and takes as long."""
+    limit = min(train, available)
+    return {"limit": limit, "epochs": max(epochs, round(epochs * train / limit))}
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """'auto' picks CUDA when available, else the CPU."""
     if device == "auto":

@@ -20,7 +20,7 @@ import torch
 from robustbench_bl import channels, data, distributed, plots
 from robustbench_bl.study import Study, parse_args
 from robustbench_bl.sweep import run
-from robustbench_bl.training import CheckpointStore, TrainConfig, evaluate
+from robustbench_bl.training import CheckpointStore, TrainConfig, budget, evaluate, recipe
 
 NAME = "noise_robustness"
 
@@ -48,27 +48,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def train_configs(p: dict[str, Any], train_size: int, seed: int) -> dict[float, TrainConfig]:
-    """One training configuration per compression rate (0 means plain convolutions).
-
-    When the data source has fewer images than the preset asks for (the packaged sample has
-    2,000), epochs grow so that training sees as many examples and takes as long.
-    """
-    big = p["model"] != "lenet"
-    limit = min(p["train"], train_size)
-    return {
-        rate: TrainConfig(
-            model=p["model"],
-            dataset="cifar10",
-            epochs=max(p["epochs"], round(p["epochs"] * p["train"] / limit)),
-            batch_size=128,
-            lr=0.1 if big else 0.05,
-            augment=big,
-            limit=limit,
-            compress_rate=rate if rate > 0 else None,
-            seed=seed,
-        )
-        for rate in p["rates"]
-    }
+    """One training configuration per compression rate (0 means plain convolutions)."""
+    size = budget(p["train"], p["epochs"], train_size)
+    return {rate: recipe(p["model"], "cifar10", compress_rate=rate, seed=seed, **size) for rate in p["rates"]}
 
 
 def finding(table: pd.DataFrame) -> str:

@@ -141,3 +141,21 @@ def test_evaluate_checks_inputs(x: torch.Tensor, error: type | None, match: str 
 def test_bad_config(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "train,epochs,available,expected",
+    [(10000, 12, 50000, {"limit": 10000, "epochs": 12}), (10000, 12, 2000, {"limit": 2000, "epochs": 60}), (200, 1, 2000, {"limit": 200, "epochs": 1})],
+)
+def test_budget_keeps_the_examples_seen(train: int, epochs: int, available: int, expected: dict) -> None:
+    got = training.budget(train, epochs, available)
+    assert got == expected
+    assert got["limit"] * got["epochs"] >= min(train, available) * epochs
+
+
+def test_recipe_is_the_model_recipe_with_overrides() -> None:
+    config = training.recipe("resnet18", "cifar10", compress_rate=0.5, epochs=3, lr=0.2)
+    assert config == TrainConfig(model="resnet18", epochs=3, batch_size=128, lr=0.2, augment=True, compress_rate=0.5)
+    assert training.recipe("lenet", "cifar10", compress_rate=0.0).compress_rate is None
+    with pytest.raises(ValueError, match="model must be one of"):
+        training.recipe("vgg", "cifar10")
