@@ -18,26 +18,13 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from robustbench_bl.costs import saved_bytes
 from robustbench_bl.spectral import band_limited_conv1d, band_limited_conv2d, compression
 from robustbench_bl.spectral.backends import get_backend
 from robustbench_bl.spectral.functional import _static_band
 from robustbench_bl.spectral.transforms import AxisGeometry, analysis, axis_dft
 
 RATES = (0.0, 0.5, 0.85)
-
-
-def saved_bytes(fn: Callable[[], torch.Tensor]) -> int:
-    """Bytes of the tensors autograd saves for backward while running fn."""
-    total = 0
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        nonlocal total
-        total += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return total
 
 
 def timed(fn: Callable[[], object], device: str = "cpu") -> float:

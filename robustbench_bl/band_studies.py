@@ -1,5 +1,5 @@
-"""What the band-limited-convolution studies share: one training recipe per model, test-time band
-changes on a copy of a trained model, and the fraction of coefficients each layer keeps."""
+"""What the band-limited-convolution studies share: test-time band changes on a copy of a trained
+model, and the fraction of coefficients each layer keeps (training recipes: training.recipe)."""
 
 from __future__ import annotations
 
@@ -10,29 +10,6 @@ import torch
 from torch import nn
 
 from robustbench_bl.spectral import BandLimitedConv1d, BandLimitedConv2d, bandlimit
-from robustbench_bl.training import TrainConfig
-
-# LeNet's recipe equals noise_robustness's, so studies that ask for the same model share checkpoints.
-# FCN: Adam without weight decay, batch 16, as Wang et al. (2017) train it.
-RECIPES: dict[str, dict[str, Any]] = {
-    "lenet": dict(batch_size=128, lr=0.05),
-    "resnet18": dict(batch_size=128, lr=0.1, augment=True),
-    "densenet121": dict(batch_size=128, lr=0.1, augment=True),
-    "fcn1d": dict(batch_size=16, optimizer="adam", lr=1e-3, weight_decay=0.0),
-}
-
-
-def train_config(
-    model: str, dataset: str, *, compress_rate: float = 0.0, energy: float | None = None, **settings: Any
-) -> TrainConfig:
-    """The studies' TrainConfig for `model` (RECIPES, overridden by `settings`: epochs, limit, seed, lr...).
-
-    compress_rate 0 without energy trains plain convolutions (the same function, and faster).
-    """
-    return TrainConfig(
-        model=model, dataset=dataset, compress_rate=compress_rate or None, energy=energy, **{**RECIPES[model], **settings}
-    )
-
 
 def with_band(model: nn.Module, compress_rate: float | None = None, energy: float | None = None) -> nn.Module:
     """A band-limited copy of a trained model at another band (the original is left as it is)."""

@@ -79,16 +79,20 @@ def relative_costs(
 ) -> list[dict[str, float | str]]:
     """Epoch time and memory of `model`, absolute and relative to `baseline`, measured side by side.
 
-    The two alternate epoch by epoch `repeats` times and the time ratio is the median of the
-    per-pair ratios, so slow drifts in the load of a shared machine cancel out; one batch each
-    first warms up allocators and caches.
+    The two alternate epoch by epoch `repeats` times (swapping which goes first) and the time
+    ratio is the median of the per-pair ratios, so slow drifts in the load of a shared machine
+    cancel out; one batch each first warms up allocators and caches.
     """
     for m in (model, baseline):
         epoch_cost(m, x[:batch_size], y[:batch_size], batch_size=batch_size, fp16=fp16)
-    pairs = [
-        (epoch_cost(model, x, y, batch_size=batch_size, fp16=fp16), epoch_cost(baseline, x, y, batch_size=batch_size, fp16=fp16))
-        for _ in range(repeats)
-    ]
+
+    def pair(i: int) -> tuple[dict[str, float | str], dict[str, float | str]]:
+        # Alternate which runs first: the first of two back-to-back epochs tends to be the slower.
+        order = (model, baseline) if i % 2 == 0 else (baseline, model)
+        costs = {id(m): epoch_cost(m, x, y, batch_size=batch_size, fp16=fp16) for m in order}
+        return costs[id(model)], costs[id(baseline)]
+
+    pairs = [pair(i) for i in range(repeats)]
     seconds = statistics.median(m["epoch_seconds"] for m, _ in pairs)
     ratio = statistics.median(m["epoch_seconds"] / b["epoch_seconds"] for m, b in pairs)
     ours, theirs = pairs[0]

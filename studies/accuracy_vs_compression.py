@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from robustbench_bl import data, distributed, plots
-from robustbench_bl.band_studies import discarded, layer_fractions, train_config
+from robustbench_bl.band_studies import discarded, layer_fractions
 from robustbench_bl.study import Study, parse_args
 from robustbench_bl.sweep import run
-from robustbench_bl.training import CheckpointStore, evaluate
+from robustbench_bl.training import CheckpointStore, evaluate, recipe
 
 NAME = "accuracy_vs_compression"
 #: Allowed accuracy loss at 50% static compression for the finding to count as holding.
@@ -63,8 +63,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     test = data.cifar10("test", root=args.data).at_most(p["test"], seed=args.seed)
     print(f"data: train from {train_full.source} ({len(train_full)} images), test {len(test)} from {test.source}")
     settings = dict(epochs=p["epochs"], limit=min(p["train"], len(train_full)), seed=args.seed)
-    configs = {("static", r): train_config(p["model"], "cifar10", compress_rate=r, **settings) for r in p["rates"]}
-    configs |= {("energy", e): train_config(p["model"], "cifar10", energy=e, **settings) for e in p["energies"]}
+    configs = {("static", r): recipe(p["model"], "cifar10", compress_rate=r, **settings) for r in p["rates"]}
+    configs |= {("energy", e): recipe(p["model"], "cifar10", energy=e, **settings) for e in p["energies"]}
     store = CheckpointStore(args.checkpoints)
     models = {k: store.get_or_train(cfg, data_root=args.data, device=args.device, progress=not args.quiet)[0] for k, cfg in configs.items()}
     if not distributed.is_main():

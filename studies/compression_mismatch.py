@@ -17,10 +17,10 @@ from typing import Any
 import pandas as pd
 
 from robustbench_bl import data, distributed, plots
-from robustbench_bl.band_studies import train_config, with_band
+from robustbench_bl.band_studies import with_band
 from robustbench_bl.study import Study, parse_args
 from robustbench_bl.sweep import run
-from robustbench_bl.training import CheckpointStore, evaluate
+from robustbench_bl.training import CheckpointStore, evaluate, recipe
 
 NAME = "compression_mismatch"
 
@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     test = data.cifar10("test", root=args.data).at_most(p["test"], seed=args.seed)
     print(f"data: train from {train_full.source} ({len(train_full)} images), test {len(test)} from {test.source}")
     configs = {
-        rate: train_config(p["model"], "cifar10", compress_rate=rate, epochs=p["epochs"], limit=min(p["train"], len(train_full)), seed=args.seed)
+        rate: recipe(p["model"], "cifar10", compress_rate=rate, epochs=p["epochs"], limit=min(p["train"], len(train_full)), seed=args.seed)
         for rate in p["train_rates"]
     }  # fmt: skip
     store = CheckpointStore(args.checkpoints)

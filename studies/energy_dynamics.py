@@ -20,10 +20,10 @@ import pandas as pd
 from torch import nn
 
 from robustbench_bl import data, plots
-from robustbench_bl.band_studies import layer_fractions, train_config
+from robustbench_bl.band_studies import layer_fractions
 from robustbench_bl.study import Study, parse_args
 from robustbench_bl.sweep import run
-from robustbench_bl.training import build_model, load_train_data, train
+from robustbench_bl.training import build_model, load_train_data, recipe, train
 
 NAME = "energy_dynamics"
 
@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     print(f"data: probe batch of {len(probe)} test images from {probe.source}")
 
     def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
-        config = train_config(cell["model"], "cifar10", energy=cell["energy"], epochs=p["epochs"], limit=cell["train_size"], seed=cell["seed"])
+        config = recipe(cell["model"], "cifar10", energy=cell["energy"], epochs=p["epochs"], limit=cell["train_size"], seed=cell["seed"])
         dataset = load_train_data(config, args.data)
         model = build_model(config, dataset)
         rows: list[dict[str, Any]] = []

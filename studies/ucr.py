@@ -20,11 +20,11 @@ from typing import Any
 import pandas as pd
 
 from robustbench_bl import data, distributed, plots
-from robustbench_bl.band_studies import train_config, with_band
+from robustbench_bl.band_studies import with_band
 from robustbench_bl.critical_difference import average_ranks, cliques, friedman, nemenyi_cd
 from robustbench_bl.study import Study, parse_args
 from robustbench_bl.sweep import run
-from robustbench_bl.training import CheckpointStore, evaluate
+from robustbench_bl.training import CheckpointStore, evaluate, recipe
 
 NAME = "ucr"
 #: The largest train compression that must stay within the CD of 0% for the finding to hold.
@@ -73,10 +73,12 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parse_args(NAME, __doc__.splitlines()[0], argv)
     p = PRESETS[args.preset]
     study = Study.from_args(args)
-    tests = {name: data.ucr(name, "test", limit=p["test"], seed=args.seed) for name in p["datasets"]}
+    tests = {name: data.ucr(name, "test") for name in p["datasets"]}
+    if p["test"]:
+        tests = {name: t.at_most(p["test"], seed=args.seed) for name, t in tests.items()}
     print("data: " + ", ".join(f"{n} ({len(t)} test series, {t.source})" for n, t in tests.items()))
     configs = {
-        (name, rate): train_config("fcn1d", name, compress_rate=rate, epochs=p["epochs"], lr=p["lr"], limit=p["train"], seed=args.seed)
+        (name, rate): recipe("fcn1d", name, compress_rate=rate, epochs=p["epochs"], lr=p["lr"], limit=p["train"], seed=args.seed)
         for name in p["datasets"]
         for rate in p["train_rates"]
     }

@@ -7,17 +7,9 @@ import torch
 from torch import nn
 
 from robustbench_bl import models
-from robustbench_bl.band_studies import discarded, layer_fractions, train_config, with_band
+from robustbench_bl.band_studies import discarded, layer_fractions, with_band
 from robustbench_bl.costs import epoch_cost, saved_bytes
 from robustbench_bl.spectral import BandLimitedConv2d
-
-
-def test_train_config_recipes() -> None:
-    plain = train_config("lenet", "cifar10", epochs=2, limit=100)
-    assert plain.compress_rate is None and plain.energy is None and plain.lr == 0.05  # 0%: plain convolutions
-    assert train_config("lenet", "cifar10", compress_rate=0.5).compress_rate == 0.5
-    fcn = train_config("fcn1d", "GunPoint", energy=0.9, lr=3e-3)
-    assert (fcn.optimizer, fcn.lr, fcn.energy, fcn.compress_rate) == ("adam", 3e-3, 0.9, None)
 
 
 def test_with_band_copies_and_layer_fractions() -> None:

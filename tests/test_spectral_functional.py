@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from robustbench_bl.costs import saved_bytes
 from robustbench_bl.spectral import band_limited_conv1d, band_limited_conv2d, compression
 from robustbench_bl.spectral.backends import TorchBackend, get_backend
 
@@ -177,19 +178,6 @@ def test_error_against_conv_grows_with_rate(d, size, k):
     assert errors[0] < 1e-10
     assert all(a < b for a, b in zip(errors, errors[1:])), errors
     assert errors[-1] > 0.3
-
-
-def saved_bytes(fn) -> int:
-    total = 0
-
-    def pack(t):
-        nonlocal total
-        total += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return total
 
 
 def test_saves_only_compressed_spectra():

@@ -156,6 +156,8 @@ def test_budget_keeps_the_examples_seen(train: int, epochs: int, available: int,
 def test_recipe_is_the_model_recipe_with_overrides() -> None:
     config = training.recipe("resnet18", "cifar10", compress_rate=0.5, epochs=3, lr=0.2)
     assert config == TrainConfig(model="resnet18", epochs=3, batch_size=128, lr=0.2, augment=True, compress_rate=0.5)
-    assert training.recipe("lenet", "cifar10", compress_rate=0.0).compress_rate is None
+    assert training.recipe("lenet", "cifar10", compress_rate=0.0).compress_rate is None  # 0%: plain convolutions
+    fcn = training.recipe("fcn1d", "GunPoint", energy=0.9, lr=3e-3)
+    assert (fcn.optimizer, fcn.lr, fcn.energy, fcn.compress_rate, fcn.batch_size) == ("adam", 3e-3, 0.9, None, 16)
     with pytest.raises(ValueError, match="model must be one of"):
         training.recipe("vgg", "cifar10")
