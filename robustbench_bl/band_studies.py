@@ -4,7 +4,6 @@ model, and the fraction of coefficients each layer keeps (training recipes: trai
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import torch
 from torch import nn

@@ -17,10 +17,11 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from robustbench_bl import attacks, data
+from robustbench_bl import attacks
 from robustbench_bl.channels import Channel, channel_class, make
 from robustbench_bl.defense import Defended
-from robustbench_bl.training import CheckpointStore, TrainConfig, budget, recipe
+from robustbench_bl.study import Trained, trained_models
+from robustbench_bl.training import TrainConfig, budget, recipe
 from robustbench_bl.validation import check_choice, check_positive_int
 
 #: The second seed's channels, in its order: FC, CD, SVD, Gaussian, Uniform, Laplace, JPEG.
@@ -60,25 +61,9 @@ def train_config(setting: Setting, train_size: int, seed: int, compress_rate: fl
     return recipe(setting.model, "cifar10", compress_rate=compress_rate, seed=seed, **size)
 
 
-@dataclass(frozen=True)
-class Models:
-    """Test images and the trained models of a setting by train compression rate, with checkpoint keys."""
-
-    test: data.Dataset
-    by_rate: dict[float, nn.Module]
-    keys: dict[float, str]
-
-
-def load_models(args: argparse.Namespace, setting: Setting, test_size: int, rates: Sequence[float] = (0.0,)) -> Models:
-    """Test data (`test_size` class-balanced images) and one model per rate, trained on first use."""
-    train = data.cifar10("train", root=args.data)
-    test = data.cifar10("test", root=args.data).at_most(test_size, seed=args.seed)
-    print(f"data: train from {train.source} ({len(train)} images), test {len(test)} from {test.source}")
-    store = CheckpointStore(args.checkpoints)
-    configs = {rate: train_config(setting, len(train), args.seed, rate) for rate in rates}
-    models = {rate: store.get_or_train(cfg, data_root=args.data, device=args.device, progress=not args.quiet)[0]
-              for rate, cfg in configs.items()}  # fmt: skip
-    return Models(test, models, {rate: cfg.key(train.source_kind) for rate, cfg in configs.items()})
+def load_models(args: argparse.Namespace, setting: Setting, test_size: int, rates: Sequence[float] = (0.0,)) -> Trained[float]:
+    """Test data (`test_size` class-balanced images) and one model per train compression rate."""
+    return trained_models(args, test_size, lambda size: {rate: train_config(setting, size, args.seed, rate) for rate in rates})
 
 
 def strengths(name: str, points: int) -> list[float]:

@@ -1,22 +1,27 @@
 """Plumbing every study script shares: presets, the common command line, output folder, store.
 
 A study script defines its presets and a `main(args)`; `parse_args` gives it --preset, --data,
---device, --out, --seed and --executor, and `Study` holds the results store and figure paths
-under --out. Under torchrun, every rank trains its share and only rank 0 goes on to the sweep.
+--device, --out, --seed and --executor, `Study` holds the results store and figure paths under
+--out, and `trained_models` loads the data and the models. Under torchrun, every rank trains its
+share and only rank 0 goes on to the sweep.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-import torch
+from typing import Any, Generic, TypeVar
 
+import torch
+from torch import nn
+
+from robustbench_bl import data
 from robustbench_bl.results import ResultsStore
 from robustbench_bl.sweep import EXECUTORS, Executor, make_executor
-from robustbench_bl.training import resolve_device
+from robustbench_bl.training import CheckpointStore, TrainConfig, resolve_device
 
 PRESETS = ("smoke", "quick", "paper")
 
@@ -77,3 +82,35 @@ class Study:
     def figure(self, stem: str | None = None) -> Path:
         """Stem (no suffix) of a figure in the output folder."""
         return self.out / (stem or self.name)
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass(frozen=True)
+class Trained(Generic[K]):
+    """A study's CIFAR-10 test images and its trained models, with their checkpoint keys and metadata."""
+
+    test: data.Dataset
+    models: dict[K, nn.Module]
+    keys: dict[K, str]
+    meta: dict[K, dict[str, Any]]
+
+
+def trained_models(
+    args: argparse.Namespace, test_size: int, configs: Callable[[int], Mapping[K, TrainConfig]]
+) -> Trained[K]:
+    """Load CIFAR-10 from the study's data source (saying which), then get each model that
+    `configs(train_size)` names from the checkpoint store, training it on first use."""
+    train = data.cifar10("train", root=args.data)
+    test = data.cifar10("test", root=args.data).at_most(test_size, seed=args.seed)
+    print(f"data: train from {train.source} ({len(train)} images), test {len(test)} from {test.source}")
+    store = CheckpointStore(args.checkpoints)
+    wanted = configs(len(train))
+    got = {k: store.get_or_train(cfg, data_root=args.data, device=args.device, progress=not args.quiet) for k, cfg in wanted.items()}
+    return Trained(
+        test,
+        {k: model for k, (model, _) in got.items()},
+        {k: cfg.key(train.source_kind) for k, cfg in wanted.items()},
+        {k: meta for k, (_, meta) in got.items()},
+    )

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from robustbench_bl import data, distributed, plots
+from robustbench_bl import distributed, plots
 from robustbench_bl.band_studies import discarded, layer_fractions
-from robustbench_bl.study import Study, parse_args
+from robustbench_bl.study import Study, parse_args, trained_models
 from robustbench_bl.sweep import run
-from robustbench_bl.training import CheckpointStore, evaluate, recipe
+from robustbench_bl.training import TrainConfig, evaluate, recipe
 
 NAME = "accuracy_vs_compression"
 #: Allowed accuracy loss at 50% static compression for the finding to count as holding.
@@ -59,17 +59,17 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parse_args(NAME, __doc__.splitlines()[0], argv)
     p = PRESETS[args.preset]
     study = Study.from_args(args)
-    train_full = data.cifar10("train", root=args.data)
-    test = data.cifar10("test", root=args.data).at_most(p["test"], seed=args.seed)
-    print(f"data: train from {train_full.source} ({len(train_full)} images), test {len(test)} from {test.source}")
-    settings = dict(epochs=p["epochs"], limit=min(p["train"], len(train_full)), seed=args.seed)
-    configs = {("static", r): recipe(p["model"], "cifar10", compress_rate=r, **settings) for r in p["rates"]}
-    configs |= {("energy", e): recipe(p["model"], "cifar10", energy=e, **settings) for e in p["energies"]}
-    store = CheckpointStore(args.checkpoints)
-    models = {k: store.get_or_train(cfg, data_root=args.data, device=args.device, progress=not args.quiet)[0] for k, cfg in configs.items()}
+
+    def configs(size: int) -> dict[tuple[str, float], TrainConfig]:
+        settings = dict(epochs=p["epochs"], limit=min(p["train"], size), seed=args.seed)
+        static = {("static", r): recipe(p["model"], "cifar10", compress_rate=r, **settings) for r in p["rates"]}
+        return static | {("energy", e): recipe(p["model"], "cifar10", energy=e, **settings) for e in p["energies"]}
+
+    trained = trained_models(args, p["test"], configs)
+    models, test = trained.models, trained.test
     if not distributed.is_main():
         return pd.DataFrame()
-    keys = {k: cfg.key(train_full.source_kind) for k, cfg in configs.items()}
+    keys = trained.keys
 
     def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
         model = models[cell["scheme"], cell["level"]]
@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     cells = [
         {"study": NAME, "dataset": "cifar10", "model": p["model"], "model_key": keys[scheme, level], "scheme": scheme,
          "level": level, "seed": args.seed, "n": len(test)}
-        for scheme, level in configs
+        for scheme, level in keys
     ]  # fmt: skip
     table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
     table = table[table.model_key.isin(keys.values())]

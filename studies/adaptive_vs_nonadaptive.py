@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     models = load_models(args, setting, p["test"])
     if not distributed.is_main():
         return pd.DataFrame()  # under torchrun, rank 0 alone runs the sweep
-    model, key = models.by_rate[0.0], models.keys[0.0]
+    model, key = models.models[0.0], models.keys[0.0]
     x, y = models.test.x.to(args.device), models.test.y.to(args.device)
     best = read_best(sweep_csv(args), key)
     print("strengths: " + ", ".join(f"{name} {s:g} ({source})" for name, (s, source) in best.items()))

@@ -16,11 +16,11 @@ from typing import Any
 
 import pandas as pd
 
-from robustbench_bl import data, distributed, plots
+from robustbench_bl import distributed, plots
 from robustbench_bl.band_studies import with_band
-from robustbench_bl.study import Study, parse_args
+from robustbench_bl.study import Study, parse_args, trained_models
 from robustbench_bl.sweep import run
-from robustbench_bl.training import CheckpointStore, evaluate, recipe
+from robustbench_bl.training import evaluate, recipe
 
 NAME = "compression_mismatch"
 
@@ -57,18 +57,14 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parse_args(NAME, __doc__.splitlines()[0], argv)
     p = PRESETS[args.preset]
     study = Study.from_args(args)
-    train_full = data.cifar10("train", root=args.data)
-    test = data.cifar10("test", root=args.data).at_most(p["test"], seed=args.seed)
-    print(f"data: train from {train_full.source} ({len(train_full)} images), test {len(test)} from {test.source}")
-    configs = {
-        rate: recipe(p["model"], "cifar10", compress_rate=rate, epochs=p["epochs"], limit=min(p["train"], len(train_full)), seed=args.seed)
+    trained = trained_models(args, p["test"], lambda size: {
+        rate: recipe(p["model"], "cifar10", compress_rate=rate, epochs=p["epochs"], limit=min(p["train"], size), seed=args.seed)
         for rate in p["train_rates"]
-    }  # fmt: skip
-    store = CheckpointStore(args.checkpoints)
-    models = {rate: store.get_or_train(cfg, data_root=args.data, device=args.device, progress=not args.quiet)[0] for rate, cfg in configs.items()}
+    })  # fmt: skip
+    models, test = trained.models, trained.test
     if not distributed.is_main():
         return pd.DataFrame()
-    keys = {rate: cfg.key(train_full.source_kind) for rate, cfg in configs.items()}
+    keys = trained.keys
 
     def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
         model = with_band(models[cell["train_compress"]], compress_rate=cell["test_compress"])

@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     x, y = models.test.x.to(args.device), models.test.y.to(args.device)
 
     def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
-        model = models.by_rate[cell["train_compress"]]
+        model = models.models[cell["train_compress"]]
         options = p["options"].get(cell["attack"])
         rows = minimal_perturbations(model, cell["attack"], x, y, seed=cell["seed"], points=p["points"], options=options)
         return [{**row, "data_source": models.test.source_kind} for row in rows]

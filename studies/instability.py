@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     models = load_models(args, setting, p["test"])
     if not distributed.is_main():
         return pd.DataFrame()  # under torchrun, rank 0 alone runs the sweep
-    model, key = models.by_rate[0.0], models.keys[0.0]
+    model, key = models.models[0.0], models.keys[0.0]
     x, y = correctly_classified(model, models.test.x.to(args.device), models.test.y.to(args.device), p["n"])
     delta = channels.make("gauss", p["sigma"]).distortion(x).mean().item()
 

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 import robustbench_bl
-from robustbench_bl import attacks, distributed, leaderboard, plots
+from robustbench_bl import distributed, leaderboard, plots
 from robustbench_bl.channel_tuning import (
     CHANNELS, SETTINGS, add_sweep_option, channel_at, load_models, read_best, sweep_csv, votes_for,
 )  # fmt: skip
@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
 
     def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
         result = robustbench_bl.benchmark(
-            models.by_rate[cell["train_compress"]], channel_at(cell["defense"], cell["strength"]), cell["votes"],
+            models.models[cell["train_compress"]], channel_at(cell["defense"], cell["strength"]), cell["votes"],
             norm=cell["norm"], eps=cell["eps"], n=cell["n"], repeats=cell["max_repeats"], seed=cell["seed"],
             eot_samples=cell["eot_draws"], data_root=args.data, options=options,
         )  # fmt: skip

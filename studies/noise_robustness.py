@@ -17,10 +17,10 @@ from typing import Any
 import pandas as pd
 import torch
 
-from robustbench_bl import channels, data, distributed, plots
-from robustbench_bl.study import Study, parse_args
+from robustbench_bl import channels, distributed, plots
+from robustbench_bl.study import Study, parse_args, trained_models
 from robustbench_bl.sweep import run
-from robustbench_bl.training import CheckpointStore, TrainConfig, budget, evaluate, recipe
+from robustbench_bl.training import TrainConfig, budget, evaluate, recipe
 
 NAME = "noise_robustness"
 
@@ -72,18 +72,14 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parse_args(NAME, __doc__.splitlines()[0], argv)
     p = PRESETS[args.preset]
     study = Study.from_args(args)
-    train_full = data.cifar10("train", root=args.data)
-    test = data.cifar10("test", root=args.data).at_most(p["test"], seed=args.seed)
-    print(f"data: train from {train_full.source} ({len(train_full)} images), test {len(test)} from {test.source}")
-    configs = train_configs(p, len(train_full), args.seed)
-    store = CheckpointStore(args.checkpoints)
-    models = {rate: store.get_or_train(cfg, data_root=args.data, device=args.device, progress=not args.quiet) for rate, cfg in configs.items()}
+    trained = trained_models(args, p["test"], lambda size: train_configs(p, size, args.seed))
     if not distributed.is_main():
         return pd.DataFrame()  # under torchrun, rank 0 alone runs the sweep
+    test = trained.test
     x, y = test.x.to(args.device), test.y.to(args.device)
 
     def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
-        model, meta = models[cell["train_compress"]]
+        model, meta = trained.models[cell["train_compress"]], trained.meta[cell["train_compress"]]
         channel = channels.make(cell["noise"], cell["level"], seed=cell["seed"]).to(args.device)
         with torch.no_grad():
             distortion = channel.distortion(x).mean().item()
@@ -94,14 +90,14 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         ]
 
     cells = [
-        {"study": NAME, "dataset": "cifar10", "model": p["model"], "model_key": configs[rate].key(train_full.source_kind),
+        {"study": NAME, "dataset": "cifar10", "model": p["model"], "model_key": trained.keys[rate],
          "train_compress": rate, "noise": noise, "level": level, "seed": args.seed, "n": len(test)}
         for noise, levels in (("gauss", p["gauss"]), ("uniform", p["uniform"]))
         for rate in p["rates"]
         for level in levels
     ]
     table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
-    table = table[table.model_key.isin({cfg.key(train_full.source_kind) for cfg in configs.values()})]
+    table = table[table.model_key.isin(set(trained.keys.values()))]
     plot_table = table.assign(compression=table.train_compress.map(lambda r: f"{r:.0%}"))
     paths = plots.lines(
         plot_table, x="level", y="value", hue="compression", col="noise", sharex=False,
