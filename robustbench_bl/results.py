@@ -97,10 +97,11 @@ class ResultsStore:
             rows.extend(record["rows"])
         return pd.DataFrame(rows)
 
-    def to_csv(self, path: str | os.PathLike[str] | None = None) -> Path:
-        """Write the table as CSV (default: beside the store, same name) atomically; return its path."""
+    def to_csv(self, path: str | os.PathLike[str] | None = None, table: pd.DataFrame | None = None) -> Path:
+        """Write the table (or `table`, when the caller already read it) as CSV, beside the store
+        with the same name by default, atomically; return its path."""
         out = Path(path) if path is not None else self.path.with_suffix(".csv")
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        self.frame().to_csv(tmp, index=False)
+        (self.frame() if table is None else table).to_csv(tmp, index=False)
         os.replace(tmp, out)
         return out

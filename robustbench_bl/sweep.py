@@ -159,7 +159,8 @@ def run(
             continue
         store.append(cell, [{**row, "wall_seconds": wall, **stamp} for row in rows])
     bar.close()
-    store.to_csv()
+    table = store.frame()  # read the store once for both the CSV and the caller
+    store.to_csv(table=table)
     if failures:
         raise SweepError(failures)
-    return store.frame()
+    return table
