@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,12 @@ SETTINGS: dict[str, Setting] = {
     "quick": Setting("lenet", 10000, 12, 2 / 255, 16),
     "paper": Setting("resnet18", 50000, 350, 8 / 255, 100),
 }
+
+
+def setting_for(args: argparse.Namespace) -> Setting:
+    """The preset's Setting, with the model replaced when --model was given."""
+    chosen = SETTINGS[args.preset]
+    return replace(chosen, model=args.model) if getattr(args, "model", None) is not None else chosen
 
 
 def train_config(setting: Setting, train_size: int, seed: int, compress_rate: float = 0.0) -> TrainConfig:

@@ -7,6 +7,8 @@ Each `Dataset` says which source it came from.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import os
 import socket
@@ -53,6 +55,19 @@ class Dataset:
         idx = torch.from_numpy(balanced_indices(self.y.numpy(), limit, seed))
         return Dataset(self.name, self.split, self.x[idx], self.y[idx], self.source, self.num_classes)
 
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """'<source kind>:<16 hex digits of sha256 over the inputs and labels>': what was trained on.
+
+        Two folders holding different files give different fingerprints, and a subset differs from
+        its whole; checkpoint keys and zoo cards record it.
+        """
+        digest = hashlib.sha256()
+        digest.update(repr((tuple(self.x.shape), str(self.x.dtype))).encode())
+        digest.update(self.x.detach().cpu().contiguous().numpy().tobytes())
+        digest.update(self.y.detach().cpu().contiguous().numpy().tobytes())
+        return f"{self.source_kind}:{digest.hexdigest()[:16]}"
+
     @property
     def source_kind(self) -> str:
         """The source without its path: 'npz', 'torchvision', 'packaged' or 'aeon'."""
@@ -87,10 +102,24 @@ def load(
     if limit is not None:
         idx = balanced_indices(y, limit, seed)
         x, y = x[idx], y[idx]
+    return _dataset(name, split, x, y, source)
+
+
+def _dataset(name: str, split: str, x: np.ndarray, y: np.ndarray, source: str) -> Dataset:
+    """uint8 N x H x W (x C) images and labels as a Dataset of float images in [0, 1]."""
     images = torch.from_numpy(np.ascontiguousarray(x))
     images = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)
     log.info("%s/%s: %d images from %s", name, split, len(y), source)
     return Dataset(name, split, images.float().div_(255), torch.from_numpy(y).long(), source, 10)
+
+
+def packaged_sample(split: str = "test") -> Dataset:
+    """The class-balanced CIFAR-10 sample shipped with the package (2,000 train / 1,000 test images)."""
+    check_choice(split, "split", SPLITS)
+    found = _npz("cifar10", split, SAMPLE_DIR / "cifar10", kind="packaged")
+    if found is None:
+        raise FileNotFoundError(f"the packaged CIFAR-10 sample is missing from {SAMPLE_DIR}; reinstall the package")
+    return _dataset("cifar10", split, *found)
 
 
 def cifar10(split: str = "train", **kwargs: object) -> Dataset:

@@ -9,6 +9,7 @@ share and only rank 0 goes on to the sweep.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,12 +19,13 @@ from typing import Any, Generic, TypeVar
 import torch
 from torch import nn
 
-from robustbench_bl import data
+from robustbench_bl import data, zoo
 from robustbench_bl.results import ResultsStore
 from robustbench_bl.sweep import EXECUTORS, Executor, make_executor
 from robustbench_bl.training import CheckpointStore, TrainConfig, resolve_device
 
 PRESETS = ("smoke", "quick", "paper")
+STUDY_MODELS = ("fastnet", "lenet", "resnet18", "densenet121")
 
 
 def parse_args(
@@ -36,6 +38,7 @@ def parse_args(
     parser.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...")
     parser.add_argument("--out", default=f"results/{name}", help=f"output folder (default results/{name}/)")
     parser.add_argument("--seed", type=int, default=0, help="seed for training, sampling and noise draws")
+    parser.add_argument("--model", choices=STUDY_MODELS, default=None, help="CIFAR-10 model instead of the preset's ('fastnet': the shipped zoo where it has the band, else trained)")
     parser.add_argument("--checkpoints", default=None, help="checkpoint folder (default $RBL_CHECKPOINTS or the user cache)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--executor", choices=EXECUTORS, default="local", help="where sweep cells run: in this process, or as Ray tasks (RAY_ADDRESS or a local instance)")
@@ -53,6 +56,14 @@ def parse_args(
         parser.error(f"--device {args.device} asked for CUDA, but no CUDA device is available")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     return args
+
+
+def preset(presets: Mapping[str, dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
+    """The chosen preset's settings, with the model replaced when --model was given."""
+    chosen = dict(presets[args.preset])
+    if getattr(args, "model", None) is not None:
+        chosen["model"] = args.model
+    return chosen
 
 
 @dataclass
@@ -101,16 +112,28 @@ def trained_models(
     args: argparse.Namespace, test_size: int, configs: Callable[[int], Mapping[K, TrainConfig]]
 ) -> Trained[K]:
     """Load CIFAR-10 from the study's data source (saying which), then get each model that
-    `configs(train_size)` names from the checkpoint store, training it on first use."""
+    `configs(train_size)` names: FastNets from the zoo when it ships that band and seed (no
+    training), everything else from the checkpoint store, trained on first use."""
     train = data.cifar10("train", root=args.data)
     test = data.cifar10("test", root=args.data).at_most(test_size, seed=args.seed)
     print(f"data: train from {train.source} ({len(train)} images), test {len(test)} from {test.source}")
     store = CheckpointStore(args.checkpoints)
     wanted = configs(len(train))
-    got = {k: store.get_or_train(cfg, data_root=args.data, device=args.device, progress=not args.quiet) for k, cfg in wanted.items()}
-    return Trained(
-        test,
-        {k: model for k, (model, _) in got.items()},
-        {k: cfg.key(train.source_kind) for k, cfg in wanted.items()},
-        {k: meta for k, (_, meta) in got.items()},
-    )
+    got, keys = {}, {}
+    for k, cfg in wanted.items():
+        name = zoo.find(cfg.compress_rate, cfg.energy, cfg.seed) if cfg.model == "fastnet" else None
+        if name is not None:
+            card = zoo.card(name)
+            meta = {"zoo": name, "metrics": {"train_size": card["train_data"]["n"], "data_source": card["train_data"]["source"]}}
+            got[k] = (zoo.load(name, args.device), meta)
+            keys[k] = f"zoo:{name}:{card['weights']['sha256'][:12]}"
+            print(f"model {k}: zoo model {name} (full test accuracy {card['accuracy'].get('full_test', {}).get('accuracy')})")
+        else:
+            got[k] = store.get_or_train(cfg, data_root=args.data, device=args.device, progress=not args.quiet)
+            keys[k] = cfg.key(train.fingerprint)
+    return Trained(test, {k: model for k, (model, _) in got.items()}, keys, {k: meta for k, (_, meta) in got.items()})
+
+
+def discarded_per_layer(model: nn.Module, x: torch.Tensor) -> str:
+    """Each convolution's fraction of the one-sided spectrum discarded on `x`, as JSON (for result rows)."""
+    return json.dumps(zoo.measure(model, x, torch.zeros(len(x), dtype=torch.long))["discarded_per_layer"])

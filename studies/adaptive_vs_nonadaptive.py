@@ -21,7 +21,7 @@ import pandas as pd
 
 from robustbench_bl import attacks, distributed, plots
 from robustbench_bl.channel_tuning import (
-    CHANNELS, SETTINGS, add_sweep_option, channel_at, load_models, read_best, sweep_csv, votes_for,
+    CHANNELS, setting_for, add_sweep_option, channel_at, load_models, read_best, sweep_csv, votes_for,
 )  # fmt: skip
 from robustbench_bl.defense import Defended
 from robustbench_bl.study import Study, parse_args
@@ -59,7 +59,7 @@ def finding(robust: pd.DataFrame) -> str:
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parse_args(NAME, __doc__.splitlines()[0], argv, add_sweep_option(argparse.ArgumentParser(description=__doc__.splitlines()[0])))
-    p, setting = PRESETS[args.preset], SETTINGS[args.preset]
+    p, setting = PRESETS[args.preset], setting_for(args)
     study = Study.from_args(args)
     models = load_models(args, setting, p["test"])
     if not distributed.is_main():

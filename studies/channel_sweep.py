@@ -22,7 +22,7 @@ import torch
 
 from robustbench_bl import distributed, plots
 from robustbench_bl.channel_tuning import (
-    CHANNELS, SETTINGS, SWEEP_ATTACKS, best_rows, best_strengths, channel_at, craft_nonadaptive, judge, load_models,
+    CHANNELS, setting_for, SWEEP_ATTACKS, best_rows, best_strengths, channel_at, craft_nonadaptive, judge, load_models,
     strengths, votes_for,
 )  # fmt: skip
 from robustbench_bl.defense import Defended
@@ -57,7 +57,7 @@ def finding(best: pd.DataFrame) -> str:
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parse_args(NAME, __doc__.splitlines()[0], argv)
-    p, setting = PRESETS[args.preset], SETTINGS[args.preset]
+    p, setting = PRESETS[args.preset], setting_for(args)
     study = Study.from_args(args)
     models = load_models(args, setting, p["test"])
     if not distributed.is_main():

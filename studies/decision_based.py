@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from robustbench_bl import distributed, plots
-from robustbench_bl.channel_tuning import SETTINGS, load_models
+from robustbench_bl.channel_tuning import load_models, setting_for
 from robustbench_bl.perturbation_size import ATTACKS, larger_share, minimal_perturbations
 from robustbench_bl.study import Study, parse_args
 from robustbench_bl.sweep import run
@@ -55,7 +55,7 @@ def finding(shares: pd.DataFrame) -> str:
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parse_args(NAME, __doc__.splitlines()[0], argv)
-    p, setting = PRESETS[args.preset], SETTINGS[args.preset]
+    p, setting = PRESETS[args.preset], setting_for(args)
     study = Study.from_args(args)
     models = load_models(args, setting, p["test"], rates=p["rates"])
     if not distributed.is_main():

@@ -21,7 +21,7 @@ from torch import nn
 
 from robustbench_bl import data, plots
 from robustbench_bl.band_studies import layer_fractions
-from robustbench_bl.study import Study, parse_args
+from robustbench_bl.study import Study, parse_args, preset
 from robustbench_bl.sweep import run
 from robustbench_bl.training import build_model, load_train_data, recipe, train
 
@@ -54,7 +54,7 @@ def finding(table: pd.DataFrame) -> str:
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parse_args(NAME, __doc__.splitlines()[0], argv)
-    p = PRESETS[args.preset]
+    p = preset(PRESETS, args)
     study = Study.from_args(args)
     train_size = len(data.cifar10("train", root=args.data))
     probe = data.cifar10("test", root=args.data).at_most(p["probe"], seed=args.seed)

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from robustbench_bl import channels, distributed, plots
-from robustbench_bl.channel_tuning import SETTINGS, load_models
+from robustbench_bl.channel_tuning import load_models, setting_for
 from robustbench_bl.instability import ADVERSARIAL, compare, condition, correctly_classified, examples, magnitudes, probe_rows
 from robustbench_bl.study import Study, parse_args
 from robustbench_bl.sweep import run
@@ -50,7 +50,7 @@ def finding(summary: pd.DataFrame) -> str:
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parse_args(NAME, __doc__.splitlines()[0], argv)
-    p, setting = PRESETS[args.preset], SETTINGS[args.preset]
+    p, setting = PRESETS[args.preset], setting_for(args)
     study = Study.from_args(args)
     models = load_models(args, setting, p["test"])
     if not distributed.is_main():

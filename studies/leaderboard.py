@@ -23,7 +23,7 @@ import pandas as pd
 import robustbench_bl
 from robustbench_bl import distributed, leaderboard, plots
 from robustbench_bl.channel_tuning import (
-    CHANNELS, SETTINGS, add_sweep_option, channel_at, load_models, read_best, sweep_csv, votes_for,
+    CHANNELS, setting_for, add_sweep_option, channel_at, load_models, read_best, sweep_csv, votes_for,
 )  # fmt: skip
 from robustbench_bl.study import Study, parse_args
 from robustbench_bl.sweep import run
@@ -54,7 +54,7 @@ def finding(board: pd.DataFrame) -> str:
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parse_args(NAME, __doc__.splitlines()[0], argv, add_sweep_option(argparse.ArgumentParser(description=__doc__.splitlines()[0])))
-    p, setting = PRESETS[args.preset], SETTINGS[args.preset]
+    p, setting = PRESETS[args.preset], setting_for(args)
     study = Study.from_args(args)
     models = load_models(args, setting, p["test"], p["rates"])
     if not distributed.is_main():

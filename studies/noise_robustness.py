@@ -1,7 +1,8 @@
 """Noise robustness of band-limited models (first seed, Fig. 28; second seed, Fig. 2.5).
 
-Trains the same CNN at several compression rates of its band-limited convolutions and measures
-test accuracy under Gaussian and uniform noise of increasing level. Finding to check: the more
+Takes the same CNN trained at several compression rates of its band-limited convolutions (the
+zoo's FastNets by default, LeNets with --preset smoke) and measures test accuracy under Gaussian
+and uniform noise of increasing level. Finding to check: the more
 band-limited the model, the more accuracy it keeps under noise.
 
     python studies/noise_robustness.py                 # quick preset (default), <= 10 min on a CPU
@@ -18,22 +19,25 @@ import pandas as pd
 import torch
 
 from robustbench_bl import channels, distributed, plots
-from robustbench_bl.study import Study, parse_args, trained_models
+from robustbench_bl.study import Study, discarded_per_layer, parse_args, preset, trained_models
 from robustbench_bl.sweep import run
 from robustbench_bl.training import TrainConfig, budget, evaluate, recipe
 
 NAME = "noise_robustness"
+EVAL = 500  # images on which each model's discarded fractions are reported
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(model="lenet", train=200, test=100, epochs=1, rates=(0.0, 0.5), gauss=(0.0, 0.2), uniform=(0.0, 0.4)),
+    # The shipped zoo FastNets (no training): the whole offline test set with RBL_DATA / --data,
+    # else the packaged 1,000-image sample.
     "quick": dict(
-        model="lenet",
-        train=10000,
-        test=1000,
-        epochs=12,
+        model="fastnet",
+        train=50000,
+        test=10000,
+        epochs=6,
         rates=(0.0, 0.5, 0.85),
-        gauss=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4),
-        uniform=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7),
+        gauss=(0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4),
+        uniform=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7),
     ),
     "paper": dict(
         model="resnet18",
@@ -70,13 +74,14 @@ def finding(table: pd.DataFrame) -> str:
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parse_args(NAME, __doc__.splitlines()[0], argv)
-    p = PRESETS[args.preset]
+    p = preset(PRESETS, args)
     study = Study.from_args(args)
     trained = trained_models(args, p["test"], lambda size: train_configs(p, size, args.seed))
     if not distributed.is_main():
         return pd.DataFrame()  # under torchrun, rank 0 alone runs the sweep
     test = trained.test
     x, y = test.x.to(args.device), test.y.to(args.device)
+    discarded = {rate: discarded_per_layer(model, x[:EVAL]) for rate, model in trained.models.items()}
 
     def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
         model, meta = trained.models[cell["train_compress"]], trained.meta[cell["train_compress"]]
@@ -86,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         accuracy = evaluate(torch.nn.Sequential(channel, model), x, y)
         return [
             {"metric": "accuracy", "value": accuracy, "distortion": distortion, "data_source": test.source_kind,
-             "train_size": meta["metrics"]["train_size"]}
+             "train_size": meta["metrics"]["train_size"], "discarded_per_layer": discarded[cell["train_compress"]]}
         ]
 
     cells = [

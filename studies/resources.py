@@ -23,7 +23,7 @@ import torch
 from robustbench_bl import data, models, plots
 from robustbench_bl.costs import relative_costs
 from robustbench_bl.spectral import bandlimit
-from robustbench_bl.study import Study, parse_args
+from robustbench_bl.study import Study, parse_args, preset
 from robustbench_bl.sweep import run
 
 NAME = "resources"
@@ -51,7 +51,7 @@ def finding(table: pd.DataFrame) -> str:
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parse_args(NAME, __doc__.splitlines()[0], argv)
-    p = PRESETS[args.preset]
+    p = preset(PRESETS, args)
     study = Study.from_args(args)
     train = data.cifar10("train", root=args.data).at_most(p["train"], seed=args.seed)
     print(f"data: {len(train)} training images from {train.source}; device {args.device}")

@@ -17,7 +17,7 @@ import torch
 
 from robustbench_bl.results import ResultsStore
 from robustbench_bl.sweep import SweepError, grid, make_executor, run
-from robustbench_bl.training import CheckpointStore, TrainConfig
+from robustbench_bl.training import CheckpointStore, TrainConfig, load_train_data
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.xdist_group("ray")  # one local Ray instance per test worker
@@ -142,8 +142,9 @@ def test_ddp_two_processes_match_single_process(tmp_path: Path) -> None:
                str(script), str(tmp_path / "ddp"), repr(settings)]
     subprocess.run(command, check=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     ddp_store = CheckpointStore(tmp_path / "ddp")
-    assert ddp_store.metadata(config, "packaged")["metrics"]["ranks"] == 2
-    ddp_state = ddp_store.load_state(config, "packaged")
+    fingerprint = load_train_data(config).fingerprint
+    assert ddp_store.metadata(config, fingerprint)["metrics"]["ranks"] == 2
+    ddp_state = ddp_store.load_state(config, fingerprint)
 
     single, _ = CheckpointStore(tmp_path / "single").get_or_train(config, device="cpu", progress=False)
     for key, value in single.state_dict().items():

@@ -7,6 +7,7 @@ import pickle
 from pathlib import Path
 
 import pytest
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -30,8 +31,10 @@ def test_same_config_same_key_and_every_field_matters() -> None:
 def test_get_or_train_round_trip_trains_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = CheckpointStore(tmp_path)
     model, meta = store.get_or_train(SMALL, progress=False)
-    assert meta["data_source"] == "packaged" and meta["metrics"]["train_size"] == 100
-    weights, record = store.paths(SMALL, "packaged")
+    fingerprint = training.load_train_data(SMALL).fingerprint
+    assert meta["data_source"] == fingerprint and fingerprint.startswith("packaged:")
+    assert meta["metrics"]["train_size"] == 100
+    weights, record = store.paths(SMALL, fingerprint)
     assert json.loads(record.read_text())["config"]["epochs"] == 2
 
     monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("a stored model was trained again"))
@@ -43,11 +46,41 @@ def test_get_or_train_round_trip_trains_once(tmp_path: Path, monkeypatch: pytest
 def test_corrupted_checkpoint_is_refused(tmp_path: Path) -> None:
     store = CheckpointStore(tmp_path)
     store.get_or_train(SMALL, progress=False)
-    weights, _ = store.paths(SMALL, "packaged")
+    weights, _ = store.paths(SMALL, training.load_train_data(SMALL).fingerprint)
     blob = bytearray(weights.read_bytes())
     blob[len(blob) // 2] ^= 0xFF
     weights.write_bytes(bytes(blob))
     with pytest.raises(ValueError, match="corrupted or was modified: sha256"):
+        store.get_or_train(SMALL, progress=False)
+
+
+def _write_npz(folder: Path, x: np.ndarray, y: np.ndarray) -> None:
+    folder.mkdir(parents=True)
+    np.savez(folder / "train.npz", x=x, y=y)
+
+
+def test_a_model_trained_on_one_folder_is_not_reused_for_another(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(40) % 10
+    _write_npz(tmp_path / "a", x, y)
+    _write_npz(tmp_path / "b", 255 - x, y)  # same layout and size, other images
+    config = TrainConfig(model="lenet", epochs=1, batch_size=20)
+    store = CheckpointStore(tmp_path / "store")
+    _, meta_a = store.get_or_train(config, data_root=tmp_path / "a", progress=False)
+    _, meta_b = store.get_or_train(config, data_root=tmp_path / "b", progress=False)
+    assert meta_a["data_source"] != meta_b["data_source"]
+    assert len(list((tmp_path / "store").glob("*.pt"))) == 2
+
+
+def test_a_checkpoint_of_another_config_under_the_key_is_refused(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path)
+    other = TrainConfig(model="lenet", epochs=3, limit=100, batch_size=50, lr=0.01)
+    store.get_or_train(other, progress=False)
+    fingerprint = training.load_train_data(SMALL).fingerprint
+    for src, dst in zip(store.paths(other, fingerprint), store.paths(SMALL, fingerprint)):
+        dst.write_bytes(src.read_bytes())  # planted under SMALL's key, sha256 intact
+    with pytest.raises(ValueError, match="trained for another request"):
         store.get_or_train(SMALL, progress=False)
 
 
@@ -61,8 +94,8 @@ class _Exploit:
 def test_loading_never_unpickles_code(tmp_path: Path) -> None:
     store = CheckpointStore(tmp_path)
     model = torch.nn.Linear(2, 2)
-    store.save(model, SMALL, "npz", {})
-    weights, meta = store.paths(SMALL, "npz")
+    store.save(model, SMALL, "npz:0", {})
+    weights, meta = store.paths(SMALL, "npz:0")
     torch.save({"weight": _Exploit()}, weights)
     # re-record the hash so that only weights_only stands between the file and code execution
     record = json.loads(meta.read_text())
@@ -71,7 +104,7 @@ def test_loading_never_unpickles_code(tmp_path: Path) -> None:
     marker = Path("/tmp/rbl-exploit-ran")
     marker.unlink(missing_ok=True)
     with pytest.raises(pickle.UnpicklingError):
-        store.load_state(SMALL, "npz")
+        store.load_state(SMALL, "npz:0")
     assert not marker.exists()
 
 

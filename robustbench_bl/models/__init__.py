@@ -9,6 +9,7 @@ from torch import nn
 
 from robustbench_bl.models.common import Normalize
 from robustbench_bl.models.densenet import DenseNet121
+from robustbench_bl.models.fastnet import FastNet
 from robustbench_bl.models.fcn import FCN1d
 from robustbench_bl.models.lenet import lenet
 from robustbench_bl.models.resnet import ResNet18
@@ -19,10 +20,11 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "resnet18": ResNet18,
     "densenet121": DenseNet121,
     "fcn1d": FCN1d,
+    "fastnet": FastNet,
 }
 
 #: The input rank each model expects: 4 for images N x C x H x W, 3 for series N x C x L.
-INPUT_RANK = {"lenet": 4, "resnet18": 4, "densenet121": 4, "fcn1d": 3}
+INPUT_RANK = {"lenet": 4, "fastnet": 4, "resnet18": 4, "densenet121": 4, "fcn1d": 3}
 
 
 def names() -> list[str]:
@@ -40,4 +42,4 @@ def make(name: str, num_classes: int = 10, in_channels: int = 3, image_size: int
     return _REGISTRY[name](num_classes=num_classes, in_channels=in_channels)
 
 
-__all__ = ["DenseNet121", "FCN1d", "INPUT_RANK", "Normalize", "ResNet18", "lenet", "make", "names"]
+__all__ = ["DenseNet121", "FCN1d", "FastNet", "INPUT_RANK", "Normalize", "ResNet18", "lenet", "make", "names"]

@@ -68,16 +68,22 @@ def _smallest_band(radius: torch.Tensor, score: torch.Tensor, target: float) -> 
 
 
 def _rate_band(radius: torch.Tensor, compress_rate: float) -> torch.Tensor:
+    """Mask {radius <= t} for the largest t that discards *at least* `compress_rate` of the bins.
+
+    As in the paper, a layer asked for rate r never keeps more than (1 - r) of its spectrum; DC
+    (radius 0, the only bin there) is always kept, so tiny maps may discard more than asked.
+    """
     rate = check_range(compress_rate, "compress_rate", 0.0, 1.0, high_inclusive=False)
-    total = radius.numel()
-    keep = max(1, math.ceil((1.0 - rate) * total - 1e-9))
-    return _smallest_band(radius, torch.ones_like(radius), float(keep))
+    keep_max = max(1, math.floor((1.0 - rate) * radius.numel() + 1e-9))
+    r = radius.reshape(-1).sort().values
+    kept_at = torch.searchsorted(r, r, right=True)  # bins with radius <= r[i]
+    return radius <= r[kept_at <= keep_max].max()
 
 
 def static_mask(signal_shape: tuple[int, ...], compress_rate: float, device=None) -> torch.Tensor:
     """Low-frequency corner blocks of the one-sided spectrum (the paper's L-shape).
 
-    Keeps max over axes of |f|/(n/2) <= t for the smallest t that discards at most
+    Keeps max over axes of |f|/(n/2) <= t for the largest t that discards at least
     `compress_rate` of the one-sided coefficients; compress_rate=0 keeps everything.
     """
     radii = _radii(signal_shape, device)

@@ -28,7 +28,9 @@ from robustbench_bl import models
 from robustbench_bl.validation import check_choice, check_images, check_positive_int, check_range
 from robustbench_bl.versions import versions
 
-OPTIMIZERS = ("sgd", "adam")
+#: "fast" is the whole FastNet recipe (training.fast.FastRecipe with this config's epochs, batch
+#: size and seed; lr, momentum, weight decay and schedule are the recipe's own).
+OPTIMIZERS = ("sgd", "adam", "fast")
 SCHEDULES = ("cosine", "step", "constant")
 
 
@@ -69,7 +71,8 @@ class TrainConfig:
             check_range(self.energy, "energy", 0.0, 1.0, low_inclusive=False)
 
     def key(self, data_source: str) -> str:
-        """16 hex digits of sha256 over the configuration and the kind of data source used."""
+        """16 hex digits of sha256 over the configuration and the training data's fingerprint
+        (`Dataset.fingerprint`: the source kind and a hash of the images and labels)."""
         blob = json.dumps({"config": asdict(self), "data": data_source}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -81,6 +84,7 @@ RECIPES: dict[str, dict[str, object]] = {
     "resnet18": dict(batch_size=128, lr=0.1, augment=True),
     "densenet121": dict(batch_size=128, lr=0.1, augment=True),
     "fcn1d": dict(batch_size=16, optimizer="adam", lr=1e-3, weight_decay=0.0),
+    "fastnet": dict(batch_size=512, epochs=6, optimizer="fast"),
 }
 
 
@@ -129,12 +133,15 @@ def load_train_data(config: TrainConfig, root: str | os.PathLike[str] | None = N
     return datasets.load(config.dataset, "train", root=root, limit=config.limit, seed=config.seed)
 
 
-def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random crop (zero padding 4) and horizontal flip per image, the standard CIFAR augmentation."""
+def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4, mode: str = "constant") -> torch.Tensor:
+    """Random crop after padding by `pad` (zeros, or F.pad's `mode`) and a horizontal flip per image.
+
+    pad=4 with zeros is the standard CIFAR augmentation; the FastNet recipe uses pad=2, 'reflect'.
+    """
     n, _, h, w = x.shape
-    padded = F.pad(x, (4, 4, 4, 4))
-    dy = torch.randint(0, 9, (n,), generator=generator, device=x.device)
-    dx = torch.randint(0, 9, (n,), generator=generator, device=x.device)
+    padded = F.pad(x, (pad, pad, pad, pad), mode=mode)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
     idx_n = torch.arange(n, device=x.device)[:, None, None, None]
@@ -311,9 +318,17 @@ class CheckpointStore:
         return json.loads(meta.read_text())
 
     def load_state(self, config: TrainConfig, data_source: str) -> dict[str, torch.Tensor]:
-        """The stored state dict, after checking its sha256; never unpickles code."""
+        """The stored state dict, after checking that it was trained for this config on this data
+        and that its sha256 matches; never unpickles code."""
         weights, _ = self.paths(config, data_source)
-        expected = self.metadata(config, data_source)["sha256"]
+        record = self.metadata(config, data_source)
+        if record.get("config") != asdict(config) or record.get("data_source") != data_source:
+            raise ValueError(
+                f"checkpoint {weights} was trained for another request (config {record.get('config')}, data "
+                f"{record.get('data_source')}), not for config {asdict(config)} on data {data_source}; "
+                "delete it (and its .json) to retrain"
+            )
+        expected = record["sha256"]
         actual = _sha256(weights)
         if actual != expected:
             raise ValueError(
@@ -336,13 +351,19 @@ class CheckpointStore:
         torchrun every rank trains its share and rank 0 alone writes the checkpoint.
         """
         dataset = load_train_data(config, data_root)
-        source = dataset.source_kind
+        source = dataset.fingerprint
         model = build_model(config, dataset)
         if self.exists(config, source):
             model.load_state_dict(self.load_state(config, source))
             return model.to(resolve_device(device)).eval(), self.metadata(config, source)
         start = time.perf_counter()
-        history = train(model, dataset, config, device=device, progress=progress)
+        if config.optimizer == "fast":
+            from robustbench_bl.training.fast import FastRecipe, train_fast
+
+            recipe = FastRecipe(epochs=config.epochs, batch_size=config.batch_size, seed=config.seed)
+            history = train_fast(model, dataset, recipe, device=device, progress=progress)
+        else:
+            history = train(model, dataset, config, device=device, progress=progress)
         metrics: dict[str, object] = {
             "train_seconds": time.perf_counter() - start,
             "train_size": len(dataset),

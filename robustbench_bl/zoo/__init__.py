@@ -1,0 +1,236 @@
+"""The model zoo: FastNets trained on the full offline CIFAR-10, shipped inside the package.
+
+Each model is a safetensors file (float16, no pickle) beside a JSON card that records how it was
+made and what it scores; `load` refuses a file whose sha256 differs from its card's. Retrain and
+audit them with `python -m robustbench_bl.zoo train [NAME ...]`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from robustbench_bl import data as datasets
+from robustbench_bl import models
+from robustbench_bl.training import resolve_device
+from robustbench_bl.training.fast import FastRecipe, train_fast
+from robustbench_bl.validation import check_choice
+from robustbench_bl.versions import versions
+
+#: Where the shipped weights and cards live.
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+#: Batch size of every evaluation on a card: energy-based bands depend on the batch they see.
+EVAL_BATCH = 500
+
+
+@dataclass(frozen=True)
+class ZooSpec:
+    """What distinguishes one zoo model: its band (static rate or retained energy) and its seed."""
+
+    compress_rate: float | None = None
+    energy: float | None = None
+    seed: int = 0
+
+
+#: The fixed set: static compression 0 / 50 / 85 %, energy-based at 0.95, and a second seed of
+#: 0 % and 50 % so that a compression effect can be told apart from seed noise.
+SPECS: dict[str, ZooSpec] = {
+    "fastnet-0": ZooSpec(),
+    "fastnet-50": ZooSpec(compress_rate=0.5),
+    "fastnet-85": ZooSpec(compress_rate=0.85),
+    "fastnet-e95": ZooSpec(energy=0.95),
+    "fastnet-0-s1": ZooSpec(seed=1),
+    "fastnet-50-s1": ZooSpec(compress_rate=0.5, seed=1),
+}
+
+
+def names() -> list[str]:
+    """The zoo models shipped with this installation (weights and card present), in SPECS order."""
+    return [n for n in SPECS if _files(n)[0].is_file() and _files(n)[1].is_file()]
+
+
+def find(compress_rate: float | None = None, energy: float | None = None, seed: int = 0) -> str | None:
+    """The shipped zoo model trained at this band and seed, or None (a rate of 0 means plain)."""
+    want = ZooSpec(compress_rate or None, energy, seed)
+    return next((n for n in names() if SPECS[n] == want), None)
+
+
+def _files(name: str, folder: Path = WEIGHTS_DIR) -> tuple[Path, Path]:
+    return folder / f"{name}.safetensors", folder / f"{name}.json"
+
+
+def _check_shipped(name: object) -> str:
+    check_choice(name, "name", list(SPECS))
+    if name not in names():
+        raise ValueError(
+            f"zoo model {name!r} is not shipped with this installation (shipped: {names()}); "
+            f"train it with: python -m robustbench_bl.zoo train {name}"
+        )
+    return str(name)
+
+
+def card(name: str) -> dict[str, Any]:
+    """The model's card: architecture, band, per-layer fraction discarded, seed, recipe, training
+    data fingerprint, epochs, train time, clean accuracies and library versions."""
+    return json.loads(_files(_check_shipped(name))[1].read_text())
+
+
+def build(name: str) -> nn.Module:
+    """A freshly initialized (untrained) network of the named zoo model, band-limited as it says."""
+    check_choice(name, "name", list(SPECS))
+    spec = SPECS[name]
+    torch.manual_seed(spec.seed)
+    model = models.make("fastnet")
+    if spec.compress_rate is not None or spec.energy is not None:
+        from robustbench_bl.spectral import bandlimit
+
+        bandlimit(model, compress_rate=spec.compress_rate, energy=spec.energy)
+    return model
+
+
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load(name: str, device: str | torch.device = "cpu") -> nn.Module:
+    """The trained model in eval mode on `device`, after checking its file against the card."""
+    name = _check_shipped(name)
+    weights, _ = _files(name)
+    expected = card(name)["weights"]["sha256"]
+    actual = sha256(weights)
+    if actual != expected:
+        raise ValueError(
+            f"zoo weights {weights} do not match their card: sha256 {actual}, card says {expected}; "
+            "the file was modified or damaged; reinstall the package or retrain with "
+            f"python -m robustbench_bl.zoo train {name}"
+        )
+    model = build(name)
+    state = {k: v.to(model.state_dict()[k].dtype) for k, v in load_file(weights).items()}
+    model.load_state_dict(state)
+    return model.to(resolve_device(device)).eval()
+
+
+@torch.no_grad()
+def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, flip: bool = False) -> dict[str, Any]:
+    """Accuracy over batches of EVAL_BATCH and each convolution's mean fraction of the one-sided
+    spectrum discarded (0 for a plain nn.Conv2d); `flip` averages logits with the mirrored image."""
+    model.eval()
+    dev = next(model.parameters()).device
+    convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    discarded: dict[str, list[float]] = {n: [] for n in convs}
+    correct = 0
+    for i in range(0, len(x), EVAL_BATCH):
+        xb = x[i : i + EVAL_BATCH].to(dev)
+        logits = model(xb)
+        for n, m in convs.items():
+            kept = getattr(m, "fraction_kept", None)
+            discarded[n].append(0.0 if kept is None else 1.0 - kept)
+        if flip:
+            logits = logits + model(xb.flip(-1))
+        correct += int((logits.argmax(1).cpu() == y[i : i + EVAL_BATCH]).sum())
+    return {
+        "accuracy": correct / max(len(y), 1),
+        "n": len(y),
+        "discarded_per_layer": {n: round(sum(v) / max(len(v), 1), 6) for n, v in discarded.items()},
+    }
+
+
+def publish(
+    name: str, model: nn.Module, recipe: FastRecipe, history: list[dict[str, float]], train_seconds: float,
+    train_set: datasets.Dataset, out_dir: Path = WEIGHTS_DIR, data_root: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Store `model` as float16 safetensors and write its card, with accuracies measured on the
+    stored (float16-rounded) weights: on the full offline test set when one is found, and on the
+    packaged test sample."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights, card_file = _files(name, out_dir)
+    full_precision = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    stored = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in full_precision.items()}
+    save_file(stored, str(weights))
+    model.cpu().eval()
+    test_sample = datasets.packaged_sample("test")
+    full_test = _full_test_set(data_root)
+    accuracy: dict[str, Any] = {}
+    if full_test is not None:
+        accuracy["full_test_float32"] = measure(model, full_test.x, full_test.y)["accuracy"]
+    model.load_state_dict({k: v.to(full_precision[k].dtype) for k, v in stored.items()})
+    sample = measure(model, test_sample.x, test_sample.y)
+    accuracy["sample_test"] = {"accuracy": sample["accuracy"], "n": sample["n"], "source": test_sample.fingerprint}
+    if full_test is not None:
+        full = measure(model, full_test.x, full_test.y)
+        flipped = measure(model, full_test.x, full_test.y, flip=True)
+        accuracy["full_test"] = {"accuracy": full["accuracy"], "n": full["n"], "source": full_test.fingerprint}
+        accuracy["full_test_flip_tta"] = flipped["accuracy"]
+    spec = SPECS[name]
+    record = {
+        "name": name,
+        "architecture": "fastnet",
+        "widths": [block.conv1.out_channels for block in model.blocks],
+        "compress_rate": spec.compress_rate,
+        "energy": spec.energy,
+        "discarded_per_layer": (full if full_test is not None else sample)["discarded_per_layer"],
+        "seed": spec.seed,
+        "recipe": asdict(recipe),
+        "epochs": recipe.epochs,
+        "train_data": {"source": train_set.source, "fingerprint": train_set.fingerprint, "n": len(train_set)},
+        "train_seconds": round(train_seconds, 1),
+        "torch_threads": torch.get_num_threads(),
+        "history": history,
+        "accuracy": accuracy,
+        "eval_batch_size": EVAL_BATCH,
+        "weights": {"file": weights.name, "sha256": sha256(weights), "dtype": "float16", "bytes": weights.stat().st_size},
+        "versions": versions(),
+    }
+    card_file.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def _full_test_set(root: str | os.PathLike[str] | None = None) -> datasets.Dataset | None:
+    """The whole 10,000-image test set from `root`, $RBL_DATA or the cache, or None (never downloads)."""
+    try:
+        test = datasets.load("cifar10", "test", root=root, download=False)
+    except (FileNotFoundError, ValueError):
+        return None
+    return test if len(test) >= 10000 else None  # not the packaged sample or another subset
+
+
+def train(
+    name: str,
+    *,
+    data_root: str | os.PathLike[str] | None = None,
+    work_dir: str | os.PathLike[str] | None = None,
+    out_dir: str | os.PathLike[str] = WEIGHTS_DIR,
+    device: str | torch.device = "auto",
+    recipe: FastRecipe | None = None,
+    max_steps: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train the named zoo model with the FastNet recipe and publish it to `out_dir`; returns its card.
+
+    Training resumes from `work_dir`/NAME.partial.pt (default: the user cache) after a kill.
+    `max_steps` cuts training short (smoke tests); such a model is never meant to be shipped.
+    """
+    check_choice(name, "name", list(SPECS))
+    recipe = recipe if recipe is not None else FastRecipe(seed=SPECS[name].seed)
+    work = Path(work_dir) if work_dir is not None else datasets.cache_dir() / "zoo"
+    work.mkdir(parents=True, exist_ok=True)
+    train_set = datasets.load("cifar10", "train", root=data_root)
+    model = build(name)
+    partial = work / f"{name}.partial.pt"
+    history = train_fast(model, train_set, recipe, device=device, resume=partial, progress=progress, max_steps=max_steps)
+    seconds = sum(h["epoch_seconds"] for h in history)  # epochs run before a resume count too
+    record = publish(name, model, recipe, history, seconds, train_set, Path(out_dir), data_root)
+    partial.unlink(missing_ok=True)
+    return record
+
+
+__all__ = ["EVAL_BATCH", "SPECS", "WEIGHTS_DIR", "ZooSpec", "build", "card", "find", "load", "measure", "names", "publish", "train"]

@@ -1,0 +1,100 @@
+"""The shipped zoo: every model loads offline, reproduces its card's accuracy on the packaged
+sample exactly, discards at least its rate in every layer, and a tampered file is refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+
+from robustbench_bl import data, zoo
+from robustbench_bl.training.fast import FastRecipe
+
+CARD_FIELDS = {
+    "architecture", "compress_rate", "energy", "discarded_per_layer", "seed", "recipe", "train_data", "epochs",
+    "train_seconds", "accuracy", "weights", "versions",
+}  # fmt: skip
+
+
+def test_the_zoo_ships_every_model_it_names() -> None:
+    assert zoo.names() == list(zoo.SPECS)
+    assert len(zoo.names()) >= 6
+
+
+@pytest.mark.parametrize("name", zoo.names())
+def test_model_reproduces_its_card_on_the_packaged_sample(name: str) -> None:
+    card = zoo.card(name)
+    assert CARD_FIELDS <= set(card)
+    assert card["train_data"]["n"] == 50000 and card["accuracy"]["full_test"]["n"] == 10000
+    model = zoo.load(name)
+    assert not model.training
+    sample = data.packaged_sample("test")
+    got = zoo.measure(model, sample.x, sample.y)
+    assert got["accuracy"] == card["accuracy"]["sample_test"]["accuracy"]
+    assert got["n"] == card["accuracy"]["sample_test"]["n"] == 1000
+    assert card["accuracy"]["full_test"]["accuracy"] >= 0.85
+
+
+@pytest.mark.parametrize("name", [n for n in zoo.names() if zoo.SPECS[n].energy is None])
+def test_every_layer_discards_at_least_its_rate(name: str) -> None:
+    rate = zoo.SPECS[name].compress_rate or 0.0
+    discarded = zoo.card(name)["discarded_per_layer"]
+    assert len(discarded) == 7
+    for layer, fraction in discarded.items():
+        assert fraction >= rate - 1e-9, layer
+        if rate == 0:
+            assert fraction == 0
+
+
+def test_weights_are_float16_safetensors_without_pickle() -> None:
+    for name in zoo.names():
+        raw = (zoo.WEIGHTS_DIR / f"{name}.safetensors").read_bytes()
+        (length,) = struct.unpack("<Q", raw[:8])
+        header = json.loads(raw[8 : 8 + length])  # safetensors: a JSON header, then raw tensor bytes
+        dtypes = {v["dtype"] for k, v in header.items() if k != "__metadata__"}
+        assert dtypes <= {"F16", "I64"} and "F16" in dtypes
+        assert not raw.startswith(b"\x80") and b"torch._utils" not in raw
+
+
+def test_a_tampered_weight_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = zoo.names()[0]
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(zoo.WEIGHTS_DIR / f"{name}{suffix}", tmp_path / f"{name}{suffix}")
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path)
+    zoo.load(name)  # the copy is intact
+    blob = bytearray((tmp_path / f"{name}.safetensors").read_bytes())
+    blob[-3] ^= 0x01
+    (tmp_path / f"{name}.safetensors").write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match="do not match their card"):
+        zoo.load(name)
+
+
+def test_unknown_or_missing_models_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="fastnet-0"):
+        zoo.load("resnet-99")
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(ValueError, match="python -m robustbench_bl.zoo train fastnet-50"):
+        zoo.card("fastnet-50")
+
+
+def test_find_maps_bands_and_seeds_to_names() -> None:
+    assert zoo.find(0.0) == "fastnet-0" and zoo.find(None) == "fastnet-0"
+    assert zoo.find(0.5, seed=1) == "fastnet-50-s1"
+    assert zoo.find(energy=0.95) == "fastnet-e95"
+    assert zoo.find(0.3) is None
+
+
+def test_recipe_smoke_publishes_a_loadable_card(tmp_path: Path) -> None:
+    """A few batches of the real recipe on the packaged sample, through zoo.train."""
+    recipe = FastRecipe(epochs=1, batch_size=256, whiten_images=200)
+    record = zoo.train("fastnet-50", data_root=data.SAMPLE_DIR, work_dir=tmp_path, out_dir=tmp_path, recipe=recipe, max_steps=2, progress=False, device="cpu")
+    assert record["train_data"]["n"] == 2000 and "full_test" not in record["accuracy"]
+    assert record["weights"]["sha256"] == zoo.sha256(tmp_path / "fastnet-50.safetensors")
+    assert json.loads((tmp_path / "fastnet-50.json").read_text())["recipe"]["batch_size"] == 256
+    assert not (tmp_path / "fastnet-50.partial.pt").exists()
+    assert min(record["discarded_per_layer"].values()) >= 0.5
+    assert torch.isfinite(torch.tensor(record["history"][0]["loss"]))
