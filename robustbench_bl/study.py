@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from robustbench_bl import data, zoo
+from robustbench_bl.band_studies import layer_fractions
 from robustbench_bl.results import ResultsStore
 from robustbench_bl.sweep import EXECUTORS, Executor, make_executor
 from robustbench_bl.training import CheckpointStore, TrainConfig, resolve_device
@@ -38,7 +39,10 @@ def parse_args(
     parser.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...")
     parser.add_argument("--out", default=f"results/{name}", help=f"output folder (default results/{name}/)")
     parser.add_argument("--seed", type=int, default=0, help="seed for training, sampling and noise draws")
-    parser.add_argument("--model", choices=STUDY_MODELS, default=None, help="CIFAR-10 model instead of the preset's ('fastnet': the shipped zoo where it has the band, else trained)")
+    try:
+        parser.add_argument("--model", choices=STUDY_MODELS, default=None, help="CIFAR-10 model instead of the preset's ('fastnet': the shipped zoo where it has the band, else trained)")
+    except argparse.ArgumentError:
+        pass  # the script defines its own --model (attacks/attack.py)
     parser.add_argument("--checkpoints", default=None, help="checkpoint folder (default $RBL_CHECKPOINTS or the user cache)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--executor", choices=EXECUTORS, default="local", help="where sweep cells run: in this process, or as Ray tasks (RAY_ADDRESS or a local instance)")
@@ -135,5 +139,6 @@ def trained_models(
 
 
 def discarded_per_layer(model: nn.Module, x: torch.Tensor) -> str:
-    """Each convolution's fraction of the one-sided spectrum discarded on `x`, as JSON (for result rows)."""
-    return json.dumps(zoo.measure(model, x, torch.zeros(len(x), dtype=torch.long))["discarded_per_layer"])
+    """Each band-limited layer's fraction of the one-sided spectrum discarded on `x`, as JSON for
+    result rows ('{}' for a model of plain convolutions)."""
+    return json.dumps({name: round(1 - kept, 6) for name, kept in layer_fractions(model, x).items()})

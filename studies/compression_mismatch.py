@@ -18,7 +18,7 @@ import pandas as pd
 
 from robustbench_bl import distributed, plots
 from robustbench_bl.band_studies import with_band
-from robustbench_bl.study import Study, parse_args, preset, trained_models
+from robustbench_bl.study import Study, discarded_per_layer, parse_args, preset, trained_models
 from robustbench_bl.sweep import run
 from robustbench_bl.training import evaluate, recipe
 
@@ -69,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
 
     def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
         model = with_band(models[cell["train_compress"]], compress_rate=cell["test_compress"])
-        return [{"metric": "accuracy", "value": evaluate(model, test.x, test.y), "data_source": test.source_kind}]
+        return [{"metric": "accuracy", "value": evaluate(model, test.x, test.y), "data_source": test.source_kind,
+                 "discarded_per_layer": discarded_per_layer(model, test.x[:100])}]  # fmt: skip
 
     cells = [
         {"study": NAME, "dataset": "cifar10", "model": p["model"], "model_key": keys[train], "train_compress": train,

@@ -123,7 +123,7 @@ def test_accuracy_vs_compression(tmp_path: Path) -> None:
     assert len(table) == len(p["rates"]) + len(p["energies"])
     assert {"scheme", "level", "discarded", "model_key"} <= set(table.columns)
     static = table[table.scheme == "static"].set_index("level").discarded
-    assert static[0.0] == 0 and 0.3 < static[0.5] <= 0.5  # measured from the layers, not the nominal rate
+    assert static[0.0] == 0 and 0.5 <= static[0.5] < 0.7  # measured from the layers: at least the nominal rate
     assert table[table.scheme == "energy"].discarded.between(0, 1).all()
 
 

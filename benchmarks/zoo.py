@@ -1,0 +1,53 @@
+"""Cost of the shipped zoo: load time, time to evaluate 1,000 images, and training time per model.
+
+Loading and evaluating alternate over the models within each round (load from other processes hits
+them alike); medians over rounds, with each model's time relative to the plain fastnet-0 in the
+same round. Training times come from the cards (measured while the model trained). Run:
+    .venv/bin/python benchmarks/zoo.py [--repeats 5] [--images 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from robustbench_bl import data, zoo
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--images", type=int, default=1000)
+    args = parser.parse_args()
+    test = data.packaged_sample("test").at_most(args.images)
+    names = zoo.names()
+    load_s: dict[str, list[float]] = {n: [] for n in names}
+    eval_s: dict[str, list[float]] = {n: [] for n in names}
+    for round_ in range(args.repeats + 1):  # round 0 warms up
+        for name in names:
+            start = time.perf_counter()
+            model = zoo.load(name)
+            loaded = time.perf_counter()
+            zoo.measure(model, test.x, test.y)
+            done = time.perf_counter()
+            if round_:
+                load_s[name].append(loaded - start)
+                eval_s[name].append(done - loaded)
+    base = eval_s[names[0]]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.repeats} rounds, {len(test)} images\n")
+    print("| model | load s | evaluate s | evaluate vs fastnet-0 | train min (card) | train s / epoch |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in names:
+        card = zoo.card(name)
+        ratio = statistics.median(b / t for b, t in zip(base, eval_s[name]))
+        print(
+            f"| {name} | {statistics.median(load_s[name]):.3f} | {statistics.median(eval_s[name]):.2f} | {ratio:.2f}x | "
+            f"{card['train_seconds'] / 60:.1f} | {statistics.median(h['epoch_seconds'] for h in card['history']):.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
