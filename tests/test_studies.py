@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from robustbench_bl import stats
+
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 COMMON_COLUMNS = {"study", "metric", "value", "seed", "wall_seconds", "version_torch", "version_robustbench-bl"}
 
@@ -46,14 +48,17 @@ def test_noise_robustness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     module = load_study("noise_robustness")
     p = module.PRESETS["smoke"]
     table = run_smoke("noise_robustness", tmp_path)
-    assert len(table) == len(p["rates"]) * (len(p["gauss"]) + len(p["uniform"]))
-    assert {"train_compress", "noise", "level", "distortion", "model_key", "data_source"} <= set(table.columns)
+    assert len(table) == len(p["models"]) * (len(p["gauss"]) + len(p["uniform"]))
+    assert {"train_compress", "seed_offset", "noise", "level", "distortion", "model_key", "data_source", "correct"} <= set(table.columns)
     assert table.value.between(0, 1).all()
+    for row in table.itertuples():  # the packed per-image outcomes are the accuracy
+        assert stats.unpack(row.correct, row.n).mean() == pytest.approx(row.value)
+    assert module.finding(table).split(") ")[1].split(" ")[0] in {"HOLDS", "DOES", "INCONCLUSIVE"}
     clean = table[table.level == 0]
     assert (clean.distortion == 0).all()
     assert (table[table.level > 0].distortion > 0).all()
     # a second run finds every cell stored and measures nothing
-    monkeypatch.setattr(module, "evaluate", lambda *a, **k: pytest.fail("a stored cell was measured again"))
+    monkeypatch.setattr(module, "predict", lambda *a, **k: pytest.fail("a stored cell was measured again"))
     module.main(["--preset", "smoke", "--out", str(tmp_path), "--quiet"])
 
 

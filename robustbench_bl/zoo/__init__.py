@@ -63,7 +63,9 @@ def find(compress_rate: float | None = None, energy: float | None = None, seed: 
     return next((n for n in names() if SPECS[n] == want), None)
 
 
-def _files(name: str, folder: Path = WEIGHTS_DIR) -> tuple[Path, Path]:
+def _files(name: str, folder: Path | None = None) -> tuple[Path, Path]:
+    """(weights, card) of a model in `folder` (default: WEIGHTS_DIR, looked up at call time)."""
+    folder = WEIGHTS_DIR if folder is None else folder
     return folder / f"{name}.safetensors", folder / f"{name}.json"
 
 
@@ -146,13 +148,13 @@ def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, flip: bool = Fal
 
 def publish(
     name: str, model: nn.Module, recipe: FastRecipe, history: list[dict[str, float]], train_seconds: float,
-    train_set: datasets.Dataset, out_dir: Path = WEIGHTS_DIR, data_root: str | os.PathLike[str] | None = None,
+    train_set: datasets.Dataset, out_dir: Path | None = None, data_root: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Store `model` as float16 safetensors and write its card, with accuracies measured on the
     stored (float16-rounded) weights: on the full offline test set when one is found, and on the
     packaged test sample."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     weights, card_file = _files(name, out_dir)
+    weights.parent.mkdir(parents=True, exist_ok=True)
     full_precision = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     stored = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in full_precision.items()}
     save_file(stored, str(weights))
@@ -208,7 +210,7 @@ def train(
     *,
     data_root: str | os.PathLike[str] | None = None,
     work_dir: str | os.PathLike[str] | None = None,
-    out_dir: str | os.PathLike[str] = WEIGHTS_DIR,
+    out_dir: str | os.PathLike[str] | None = None,
     device: str | torch.device = "auto",
     recipe: FastRecipe | None = None,
     max_steps: int | None = None,
@@ -228,7 +230,7 @@ def train(
     partial = work / f"{name}.partial.pt"
     history = train_fast(model, train_set, recipe, device=device, resume=partial, progress=progress, max_steps=max_steps)
     seconds = sum(h["epoch_seconds"] for h in history)  # epochs run before a resume count too
-    record = publish(name, model, recipe, history, seconds, train_set, Path(out_dir), data_root)
+    record = publish(name, model, recipe, history, seconds, train_set, None if out_dir is None else Path(out_dir), data_root)
     partial.unlink(missing_ok=True)
     return record
 
