@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,3 +100,15 @@ def test_recipe_smoke_publishes_a_loadable_card(tmp_path: Path) -> None:
     assert not (tmp_path / "fastnet-50.partial.pt").exists()
     assert min(record["discarded_per_layer"].values()) >= 0.5
     assert torch.isfinite(torch.tensor(record["history"][0]["loss"]))
+
+
+def test_command_line_lists_models_and_rejects_unknown_names(capsys: pytest.CaptureFixture[str]) -> None:
+    from robustbench_bl.zoo.__main__ import main
+
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed] == zoo.names()
+    done = subprocess.run([sys.executable, "-m", "robustbench_bl.zoo", "train", "nope"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        f"error: unknown zoo model(s) ['nope']; accepted: {list(zoo.SPECS)}"
+    ]
