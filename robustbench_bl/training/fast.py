@@ -160,7 +160,7 @@ def train_fast(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         lookahead.ema = state["lookahead"]
-        generator.set_state(state["generator"].cpu() if dev.type == "cpu" else state["generator"])
+        generator.set_state(state["generator"].cpu())  # RNG states are CPU byte tensors on every device
         history, first_epoch = state["history"], state["epoch"] + 1
     if first_epoch == 0:
         init_whitening(model, dataset.x[: recipe.whiten_images], recipe.whiten_eps)
