@@ -9,8 +9,8 @@ from robustbench_bl import zoo
 
 
 def main() -> None:
-    print("| model | band | seed | accuracy, 10k test | with flip TTA | accuracy, packaged 1k sample | discarded per layer (whiten, b1.conv1, b1.conv2, b2.conv1, b2.conv2, b3.conv1, b3.conv2) | train min | epochs |")
-    print("|---|---|---:|---:|---:|---:|---|---:|---:|")
+    print("| model | band | seed | accuracy, 10k test | with flip TTA | accuracy, packaged 1k sample | discarded per layer (whiten, b1.conv1, b1.conv2, b2.conv1, b2.conv2, b3.conv1, b3.conv2) | train min | threads | epochs |")
+    print("|---|---|---:|---:|---:|---:|---|---:|---:|---:|")
     for name in zoo.names():
         c = zoo.card(name)
         band = f"energy {c['energy']}" if c["energy"] is not None else f"static {c['compress_rate'] or 0:.0%}"
@@ -18,7 +18,7 @@ def main() -> None:
         layers = ", ".join(f"{v:.2f}" for v in c["discarded_per_layer"].values())
         print(
             f"| `{name}` | {band} | {c['seed']} | {acc['full_test']['accuracy']:.4f} | {acc['full_test_flip_tta']:.4f} | "
-            f"{acc['sample_test']['accuracy']:.3f} | {layers} | {c['train_seconds'] / 60:.1f} | {c['epochs']} |"
+            f"{acc['sample_test']['accuracy']:.3f} | {layers} | {c['train_seconds'] / 60:.1f} | {c['torch_threads']} | {c['epochs']} |"
         )
 
 
