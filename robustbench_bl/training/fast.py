@@ -1,4 +1,4 @@
-"""The FastNet recipe: ~10 epochs of Nesterov SGD to >90% CIFAR-10 accuracy on a CPU.
+"""The FastNet recipe: a few epochs of Nesterov SGD to a strong CIFAR-10 model on a CPU (zoo: 6 epochs, 86.7%).
 
 After the published airbench94 recipe (Jordan, 2024), written here for any device in float32:
 patch-whitening init, label smoothing 0.2, summed loss with a triangular learning-rate schedule,

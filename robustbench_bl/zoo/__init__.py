@@ -7,7 +7,6 @@ audit them with `python -m robustbench_bl.zoo train [NAME ...]`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -20,6 +19,7 @@ from torch import nn
 
 from robustbench_bl import data as datasets
 from robustbench_bl import models
+from robustbench_bl.training import _sha256 as sha256
 from robustbench_bl.training import resolve_device
 from robustbench_bl.training.fast import FastRecipe, train_fast
 from robustbench_bl.validation import check_choice
@@ -98,11 +98,6 @@ def build(name: str) -> nn.Module:
     return model
 
 
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def load(name: str, device: str | torch.device = "cpu") -> nn.Module:
     """The trained model in eval mode on `device`, after checking its file against the card."""
     name = _check_shipped(name)
@@ -124,26 +119,30 @@ def load(name: str, device: str | torch.device = "cpu") -> nn.Module:
 @torch.no_grad()
 def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, flip: bool = False) -> dict[str, Any]:
     """Accuracy over batches of EVAL_BATCH and each convolution's mean fraction of the one-sided
-    spectrum discarded (0 for a plain nn.Conv2d); `flip` averages logits with the mirrored image."""
+    spectrum discarded (0 for a plain nn.Conv2d); `flip` also reports, from the same pass, the
+    accuracy with logits averaged over the image and its mirror ('accuracy_flip_tta')."""
     model.eval()
     dev = next(model.parameters()).device
     convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
     discarded: dict[str, list[float]] = {n: [] for n in convs}
-    correct = 0
+    correct = correct_flip = 0
     for i in range(0, len(x), EVAL_BATCH):
-        xb = x[i : i + EVAL_BATCH].to(dev)
+        xb, yb = x[i : i + EVAL_BATCH].to(dev), y[i : i + EVAL_BATCH]
         logits = model(xb)
         for n, m in convs.items():
             kept = getattr(m, "fraction_kept", None)
             discarded[n].append(0.0 if kept is None else 1.0 - kept)
+        correct += int((logits.argmax(1).cpu() == yb).sum())
         if flip:
-            logits = logits + model(xb.flip(-1))
-        correct += int((logits.argmax(1).cpu() == y[i : i + EVAL_BATCH]).sum())
-    return {
+            correct_flip += int(((logits + model(xb.flip(-1))).argmax(1).cpu() == yb).sum())
+    out = {
         "accuracy": correct / max(len(y), 1),
         "n": len(y),
         "discarded_per_layer": {n: round(sum(v) / max(len(v), 1), 6) for n, v in discarded.items()},
     }
+    if flip:
+        out["accuracy_flip_tta"] = correct_flip / max(len(y), 1)
+    return out
 
 
 def publish(
@@ -168,10 +167,9 @@ def publish(
     sample = measure(model, test_sample.x, test_sample.y)
     accuracy["sample_test"] = {"accuracy": sample["accuracy"], "n": sample["n"], "source": test_sample.fingerprint}
     if full_test is not None:
-        full = measure(model, full_test.x, full_test.y)
-        flipped = measure(model, full_test.x, full_test.y, flip=True)
+        full = measure(model, full_test.x, full_test.y, flip=True)
         accuracy["full_test"] = {"accuracy": full["accuracy"], "n": full["n"], "source": full_test.fingerprint}
-        accuracy["full_test_flip_tta"] = flipped["accuracy"]
+        accuracy["full_test_flip_tta"] = full["accuracy_flip_tta"]
     spec = SPECS[name]
     record = {
         "name": name,
