@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 from robustbench_bl._foolbox import import_foolbox
 from robustbench_bl.channels import Channel, Compose, make as make_channel
 from robustbench_bl.defense import Defended
-from robustbench_bl.probes import check_labels, eval_mode
+from robustbench_bl.models.common import eval_mode, placement
+from robustbench_bl.validation import check_labels
 from robustbench_bl.validation import check_choice, check_images, check_positive_int, check_range
 from robustbench_bl.versions import versions
 
@@ -257,6 +258,8 @@ def run(
     batch_size = check_positive_int(batch_size, "batch_size")
     seed = check_positive_int(seed, "seed", minimum=0)
     check_images(x, "x")
+    if len(x) == 0:
+        raise ValueError("x must hold at least one example to attack, got an empty batch (N = 0)")
     check_labels(y, len(x), None, "y")
     if isinstance(transfer, str):
         transfer = make_channel(transfer)
@@ -264,8 +267,8 @@ def run(
         raise ValueError("transfer needs an adaptive threat ('whitebox', 'bpda', 'eot' or 'bpda+eot'), got 'nonadaptive'")
     fb = import_foolbox()
     fb_attack = make(attack, **(options or {}))
-    device = _device(defended.model)
-    x, y = x.to(device), y.to(device)
+    device, dtype = placement(defended.model)
+    x, y = x.detach().to(device, dtype), y.to(device)  # float16/float64 and graph-attached inputs as the model runs
 
     with eval_mode(defended.model), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
@@ -273,7 +276,7 @@ def run(
         clean_labels, counts = judge.predict(x)
         check_labels(y, len(x), counts.shape[1], "y")
         masked = gradient_masking(defended, x, y)
-        distortion = defended.channel.distortion(x).mean().item() if len(x) else math.nan
+        distortion = defended.channel.distortion(x).mean().item()
         chosen = threat_model(defended, entry.kind, threat, eot_samples, seed, transfer, batch_size)
         fmodel = fb.PyTorchModel(chosen.module, bounds=(0, 1), device=device)
         fooled, l2, linf, seconds = [], [], [], 0.0
@@ -450,7 +453,3 @@ def flag_obfuscation(frame: pd.DataFrame) -> pd.DataFrame:
 def _mean(mask: Tensor) -> float:
     return mask.float().mean().item() if len(mask) else math.nan
 
-
-def _device(model: nn.Module) -> torch.device:
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")

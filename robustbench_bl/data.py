@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import socket
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,10 @@ class Dataset:
     y: torch.Tensor
     source: str
     num_classes: int
+
+    def __post_init__(self) -> None:
+        if len(self.x) != len(self.y):
+            raise ValueError(f"x and y must hold as many examples, got {len(self.x)} inputs and {len(self.y)} labels")
 
     def __len__(self) -> int:
         return len(self.y)
@@ -169,10 +174,18 @@ def _find(name: str, split: str, root: str | os.PathLike[str] | None, download: 
         return found
     env = os.environ.get("RBL_DATA")
     if env:
-        found = _from_folder(name, split, Path(env).expanduser())
+        folder = Path(env).expanduser()
+        found = _from_folder(name, split, folder)
         if found is not None:
             return found
-        log.warning("RBL_DATA=%s holds no %s %s data; trying the next source", env, name, split)
+        other = next(s for s in SPLITS if s != split)
+        if has_split(name, other, folder):
+            # Never mix sources: the user's train split with the packaged test split would be silently wrong.
+            raise ValueError(
+                f"RBL_DATA={env} holds {name} {other} data but no {split} split: add {split}.npz (or "
+                f"{split}_*.npz) beside it in {folder / name}, or unset RBL_DATA"
+            )
+        log.warning("RBL_DATA=%s holds no %s data; trying the next source", env, name)
     found = _torchvision(name, split, cache_dir(), download=False)
     if found is None and download and _online(name):
         found = _torchvision(name, split, cache_dir(), download=True)
@@ -188,30 +201,78 @@ def _find(name: str, split: str, root: str | os.PathLike[str] | None, download: 
     return found
 
 
+def has_split(name: str, split: str, folder: str | os.PathLike[str]) -> bool:
+    """Whether `folder` holds files of `split` in a layout `load(name, root=folder)` reads (checked
+    by name only, without reading them): the cheap up-front check of command lines."""
+    folder = Path(folder).expanduser()
+    if any(_npz_files(split, candidate) for candidate in (folder / name, folder)):
+        return True
+    if name == "cifar10":
+        batches = folder / "cifar-10-batches-py"
+        return (batches / ("data_batch_1" if split == "train" else "test_batch")).is_file()
+    raw = folder / "MNIST" / "raw"
+    return (raw / f"{'train' if split == 'train' else 't10k'}-images-idx3-ubyte").is_file()
+
+
 def _from_folder(name: str, split: str, folder: Path) -> tuple[np.ndarray, np.ndarray, str] | None:
     """Look for the npz layout in folder/name and folder, then torchvision's layout in folder."""
-    for candidate in (folder / name, folder):
-        found = _npz(name, split, candidate, kind="npz")
+    for candidate, named in ((folder / name, True), (folder, False)):
+        found = _npz(name, split, candidate, kind="npz", strict=named)
         if found is not None:
             return found
     return _torchvision(name, split, folder, download=False)
 
 
-def _npz(name: str, split: str, folder: Path, kind: str) -> tuple[np.ndarray, np.ndarray, str] | None:
-    """Read `split.npz` or the parts `split_*.npz` (concatenated in name order) from `folder`."""
-    files = [folder / f"{split}.npz"] if (folder / f"{split}.npz").is_file() else sorted(folder.glob(f"{split}_*.npz"))
+def _npz_files(split: str, folder: Path) -> list[Path]:
+    """`split.npz`, else the parts `split_*.npz` in name order, in `folder`."""
+    whole = folder / f"{split}.npz"
+    return [whole] if whole.is_file() else sorted(folder.glob(f"{split}_*.npz"))
+
+
+def _npz(name: str, split: str, folder: Path, kind: str, strict: bool = True) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """Read `split.npz` or the parts `split_*.npz` (concatenated in name order) from `folder`.
+
+    Files of another known dataset's shape in a folder not named for `name` are not ours (None);
+    any other damage or mismatch is a ValueError naming the file.
+    """
+    files = _npz_files(split, folder)
     if not files:
         return None
     xs, ys = [], []
     for file in files:
-        with np.load(file, allow_pickle=False) as data:
-            x, y = data["x"], data["y"]
+        x, y = _read_npz(file, name)
         if x.shape[1:] != _NPZ_IMAGE_SHAPE[name] or x.dtype != np.uint8:
-            # A folder of another dataset's files: not ours, let the next candidate answer.
-            return None
+            if not strict and x.dtype == np.uint8 and x.shape[1:] in _NPZ_IMAGE_SHAPE.values():
+                return None  # another dataset's files beside the folders: let the next candidate answer
+            raise ValueError(
+                f"{file} holds images of shape {x.shape[1:]} and dtype {x.dtype}, but {name} needs uint8 "
+                f"N x {' x '.join(map(str, _NPZ_IMAGE_SHAPE[name]))}; see shared/data/{name}/README.md"
+            )
         xs.append(x)
-        ys.append(y.astype(np.int64))
+        ys.append(y)
     return np.concatenate(xs), np.concatenate(ys), f"{kind}:{folder.resolve()}"
+
+
+def _read_npz(file: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of one npz file, checked: readable, both keys, as many labels as images, labels 0..9."""
+    fix = f"replace it with a file in the layout of shared/data/{name}/README.md (keys x and y) or remove it"
+    try:
+        with np.load(file, allow_pickle=False) as archive:
+            missing = {"x", "y"} - set(archive.files)
+            if missing:
+                raise ValueError(f"{file} has no key(s) {sorted(missing)} (found {sorted(archive.files)}); {fix}")
+            x, y = archive["x"], archive["y"]
+    except (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as err:
+        raise ValueError(f"{file} is not a readable npz file ({type(err).__name__}: {err}); {fix}") from None
+    except ValueError as err:
+        if str(err).startswith(str(file)):
+            raise
+        raise ValueError(f"{file} is not a readable npz file ({err}); {fix}") from None
+    if y.ndim != 1 or len(y) != len(x):
+        raise ValueError(f"{file} holds {len(x)} images but labels of shape {y.shape}; {fix}")
+    if not np.issubdtype(y.dtype, np.integer) or (len(y) and (y.min() < 0 or y.max() > 9)):
+        raise ValueError(f"{file} holds labels outside the integers 0..9 (dtype {y.dtype}); {fix}")
+    return x, y.astype(np.int64)
 
 
 def _torchvision(name: str, split: str, folder: Path, download: bool) -> tuple[np.ndarray, np.ndarray, str] | None:

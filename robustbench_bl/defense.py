@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from ._foolbox import import_foolbox
 from .channels import Channel, GaussianNoise, Identity
 from .channels.base import SeededGenerators
+from .models.common import placement
 from .validation import check_images, check_positive_int, check_range
 
 
@@ -103,9 +104,7 @@ class Defended(nn.Module):
     def foolbox(self, bounds: tuple[float, float] = (0, 1)) -> Any:
         """This classifier as a foolbox PyTorchModel on the device of the model's parameters."""
         fb = import_foolbox()
-        parameter = next(self.model.parameters(), None)
-        device = parameter.device if parameter is not None else torch.device("cpu")
-        return fb.PyTorchModel(self, bounds=bounds, device=device)
+        return fb.PyTorchModel(self, bounds=bounds, device=placement(self.model)[0])
 
     def extra_repr(self) -> str:
         seed = "" if self.seed is None else f", seed={self.seed}"
@@ -116,14 +115,15 @@ class Defended(nn.Module):
 
     def _logits(self, x: Tensor, draws: int) -> Iterator[Tensor]:
         """Model logits over `draws` channel draws, as chunks of shape (draws in chunk, N, classes)."""
-        batch = check_images(x, "x")
-        per_chunk = max(1, self.max_batch // len(batch))
+        dtype = placement(self.model)[1]
+        batch = check_images(x, "x").to(dtype=dtype)  # float16/float64 images run in the model's precision
+        per_chunk = max(1, self.max_batch // max(1, len(batch)))
         generator = self.generator(batch.device)
         for start in range(0, draws, per_chunk):
             copies = min(per_chunk, draws - start)
             copied = batch if copies == 1 else batch.repeat(copies, 1, 1, 1)
             logits = self.model(self.channel.transform(copied, generator))
-            yield logits.view(copies, len(batch), -1)
+            yield logits.view(copies, len(batch), logits.shape[-1])
 
     def _counts(self, x: Tensor, votes: int) -> Tensor:
         """Votes per class (N x classes) over `votes` draws; a deterministic channel's one draw counts `votes` times."""

@@ -7,40 +7,16 @@ products (double backward) and batched Lanczos; the Hessian itself is never form
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from robustbench_bl.validation import check_images, check_positive_int, check_range
+from robustbench_bl.models.common import eval_mode, placement
+from robustbench_bl.validation import check_images, check_labels, check_positive_int, check_range
 
 #: A batched matrix-vector product: N x D vectors in, N x D products out (one matrix per row).
 MatVec = Callable[[Tensor], Tensor]
-
-
-def check_labels(y: object, n: int, num_classes: int | None, name: str = "y") -> Tensor:
-    """Check that `y` is an integer tensor of `n` labels in [0, num_classes) (any range if None); return it."""
-    if not isinstance(y, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of integer labels, got {type(y).__name__}")
-    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer labels (int64), got dtype {y.dtype}")
-    if y.dim() != 1 or len(y) != n:
-        raise ValueError(f"{name} must be a 1-D tensor with one label per example of x ({n}), got shape {tuple(y.shape)}")
-    if num_classes is not None and n and (y.min() < 0 or y.max() >= num_classes):
-        raise ValueError(f"{name} must hold labels in [0, {num_classes - 1}], got range [{y.min().item()}, {y.max().item()}]")
-    return y
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Run `model` in eval mode (per-example outputs, no batch statistics), restoring its mode after."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 def _confidence(model: nn.Module, x: Tensor, target: Tensor | None) -> Tensor:
@@ -55,11 +31,8 @@ def _confidence(model: nn.Module, x: Tensor, target: Tensor | None) -> Tensor:
 
 def _leaf(model: nn.Module, x: object) -> Tensor:
     """A fresh leaf copy of checked images, in the dtype and on the device of the model's parameters."""
-    batch = check_images(x, "x")
-    parameter = next(model.parameters(), None)
-    if parameter is not None:
-        batch = batch.to(device=parameter.device, dtype=parameter.dtype)
-    return batch.detach().clone().requires_grad_(True)
+    device, dtype = placement(model)
+    return check_images(x, "x").to(device=device, dtype=dtype).detach().clone().requires_grad_(True)
 
 
 def gradient_norm(model: nn.Module, x: Tensor, target: Tensor | None = None, batch_size: int = 256) -> Tensor:
@@ -81,6 +54,22 @@ def gradient_norm(model: nn.Module, x: Tensor, target: Tensor | None = None, bat
     return torch.cat(out) if out else leaf.new_zeros(0)
 
 
+def check_twice_differentiable(model: nn.Module) -> None:
+    """Refuse a model with band-limited convolutions: their backward is computed once (not itself
+    differentiable), so a Hessian through them would fail deep inside autograd."""
+    from robustbench_bl.spectral.layers import BandLimitedConv1d, BandLimitedConv2d
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    layers = [name for name, m in model.named_modules() if isinstance(m, (BandLimitedConv1d, BandLimitedConv2d))]
+    if layers:
+        raise ValueError(
+            f"model has band-limited convolutions ({', '.join(layers[:3])}{', ...' if len(layers) > 3 else ''}) whose "
+            "backward is not differentiable a second time, and M2 needs second derivatives; measure M2 on the "
+            "model with plain convolutions (M1, a first derivative, works on either)"
+        )
+
+
 def hessian_operator(model: nn.Module, x: Tensor, target: Tensor | None = None) -> tuple[MatVec, Tensor]:
     """(hvp, leaf): hvp(V) returns H_i v_i for every example i, H_i the input Hessian of f_y at x_i.
 
@@ -88,6 +77,7 @@ def hessian_operator(model: nn.Module, x: Tensor, target: Tensor | None = None) 
     pass through it (double backward). V and the products are N x D, D the flattened input size.
     The model should stay in eval mode while hvp is in use.
     """
+    check_twice_differentiable(model)
     leaf = _leaf(model, x)
     (grad,) = torch.autograd.grad(_confidence(model, leaf, target).sum(), leaf, create_graph=True)
 

@@ -38,6 +38,24 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _damage(raw: bytes) -> str | None:
+    """What is wrong with one stored line, or None for a record {"key": str, "cell": {...}, "rows": [{...}, ...]}."""
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return "not UTF-8"
+    except json.JSONDecodeError as err:
+        return f"not JSON: {err.msg}"
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    if not isinstance(record.get("key"), str) or not isinstance(record.get("cell"), dict):
+        return "no string 'key' or object 'cell'"
+    rows = record.get("rows")
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        return "'rows' is not a list of objects"
+    return None
+
+
 class ResultsStore:
     """Rows of one study in `path` (a .jsonl file); `has(cell)` tells which cells are done."""
 
@@ -48,18 +66,20 @@ class ResultsStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def _records(self) -> list[dict[str, Any]]:
+        """Every intact record, in file order; damaged lines are skipped with a warning, never fatal."""
         if not self.path.exists():
             return []
         records = []
-        with open(self.path, encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                if not line.endswith("\n"):
+        with open(self.path, "rb") as fh:
+            for number, raw in enumerate(fh, 1):
+                if not raw.endswith(b"\n"):
                     log.warning("%s: skipping an unfinished last line (a writer was interrupted)", self.path)
                     continue
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    log.warning("%s:%d: skipping a damaged line", self.path, number)
+                problem = _damage(raw)
+                if problem is None:
+                    records.append(json.loads(raw))
+                else:
+                    log.warning("%s:%d: skipping a damaged line (%s)", self.path, number, problem)
         return records
 
     def keys(self) -> set[str]:

@@ -46,8 +46,11 @@ class Outcome(NamedTuple):
 
 
 def _timed(measure: Measure, cell: dict[str, Any]) -> tuple[list[dict[str, Any]], float]:
+    """The cell's rows and wall time; rows that are not a list of dicts fail this cell, not the sweep."""
     start = time.perf_counter()
     rows = measure(cell)
+    if not isinstance(rows, list) or not all(isinstance(row, Mapping) for row in rows):
+        raise TypeError(f"measure must return a list of dicts (tidy rows), got {type(rows).__name__}: {rows!r:.80}")
     return rows, time.perf_counter() - start
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import Tensor
 
 
 def check_images(x: object, name: str = "x", *, ndim: int = 4, range_check: bool = True) -> torch.Tensor:
@@ -75,3 +76,16 @@ def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def check_labels(y: object, n: int, num_classes: int | None, name: str = "y") -> Tensor:
+    """Check that `y` is an integer tensor of `n` labels in [0, num_classes) (any range if None); return it."""
+    if not isinstance(y, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of integer labels, got {type(y).__name__}")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer labels (int64), got dtype {y.dtype}")
+    if y.dim() != 1 or len(y) != n:
+        raise ValueError(f"{name} must be a 1-D tensor with one label per example of x ({n}), got shape {tuple(y.shape)}")
+    if num_classes is not None and n and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(f"{name} must hold labels in [0, {num_classes - 1}], got range [{y.min().item()}, {y.max().item()}]")
+    return y

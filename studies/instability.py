@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         return pd.DataFrame()  # under torchrun, rank 0 alone runs the sweep
     model, key = models.models[0.0], models.keys[0.0]
     x, y = correctly_classified(model, models.test.x.to(args.device), models.test.y.to(args.device), p["n"])
-    delta = channels.make("gauss", p["sigma"]).distortion(x).mean().item()
+    delta = channels.make("gauss", p["sigma"], seed=args.seed).distortion(x).mean().item()
 
     def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
         kind = cell["kind"]

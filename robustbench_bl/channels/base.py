@@ -71,6 +71,9 @@ class Channel(nn.Module, ABC):
     sweep: ClassVar[tuple[float, float]]
     identity_strength: ClassVar[float | None]
     integer: ClassVar[bool] = False
+    #: False for channels whose torch kernels have no float16/bfloat16 version (FFT, eigh): they run
+    #: in float32 and return the input's dtype.
+    half_precision: ClassVar[bool] = True
     stochastic: bool = False
 
     def __init__(self, strength: Any, *, seed: int | None = None, gradient: str = "exact") -> None:
@@ -101,7 +104,13 @@ class Channel(nn.Module, ABC):
 
         `generator` overrides the channel's own draws (Defended passes its seeded one).
         """
-        y = self._lossy(x, generator if generator is not None else self.generator(x.device))
+        if len(x) == 0:
+            return x  # an empty batch: nothing to transform (and FFT/JPEG kernels reject it)
+        generator = generator if generator is not None else self.generator(x.device)
+        if not self.half_precision and x.dtype in (torch.float16, torch.bfloat16):
+            y = self._lossy(x.float(), generator).to(x.dtype)
+        else:
+            y = self._lossy(x, generator)
         if y is x:
             return x  # a lossless step on a checked [0, 1] batch: nothing to clip or to straighten
         # Clip in place where no graph records y (voting): it saves a pass over the repeated batch.

@@ -1,8 +1,10 @@
-"""Pieces every model shares: the input normalization layer and dataset statistics."""
+"""Pieces every model shares: the input normalization layer, dataset statistics, and where a model
+runs (device, dtype, mode)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -41,3 +43,23 @@ def default_stats(in_channels: int) -> tuple[tuple[float, ...], tuple[float, ...
     if in_channels == 1:
         return MNIST_MEAN, MNIST_STD
     return (0.5,) * in_channels, (0.25,) * in_channels
+
+
+def placement(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """(device, dtype) of the model's first parameter, or (cpu, float32) for a parameter-free model:
+    where and in what precision callers should send inputs."""
+    parameter = next(model.parameters(), None)
+    if parameter is None:
+        return torch.device("cpu"), torch.float32
+    return parameter.device, parameter.dtype
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run `model` in eval mode (per-example outputs, no batch statistics), restoring its mode after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)

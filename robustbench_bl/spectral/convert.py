@@ -15,7 +15,8 @@ def bandlimit(
     """Band-limit every 1D/2D convolution of `model` in place and return it.
 
     Give compress_rate (static, default 0) or energy (dynamic), not both. Layers that are already
-    band-limited get the new band; other modules (Conv3d, transposed convs) are left as they are.
+    band-limited get the new band; a convolution used under several names stays one shared module;
+    other modules (Conv3d, transposed convs) are left as they are.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -23,12 +24,15 @@ def bandlimit(
         raise TypeError("model is itself a convolution: use BandLimitedConv2d.from_conv(conv, ...) instead")
     rate, energy = check_band(compress_rate, energy)
     get_backend(backend)
-    targets = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()]
-    for parent, name, child in targets:
-        if isinstance(child, (BandLimitedConv1d, BandLimitedConv2d)):
-            child.set_band(rate, energy)
-            child.backend = backend
-        elif isinstance(child, (nn.Conv1d, nn.Conv2d)):
-            twin = BandLimitedConv2d if isinstance(child, nn.Conv2d) else BandLimitedConv1d
-            setattr(parent, name, twin.from_conv(child, rate, energy, backend))
+    twins: dict[int, nn.Module] = {}  # a conv used in several places keeps one (shared) twin
+    for parent in list(model.modules()):
+        for name, child in list(parent._modules.items()):  # every name, also a second name of one module
+            if isinstance(child, (BandLimitedConv1d, BandLimitedConv2d)):
+                child.set_band(rate, energy)
+                child.backend = backend
+            elif isinstance(child, (nn.Conv1d, nn.Conv2d)):
+                if id(child) not in twins:
+                    twin = BandLimitedConv2d if isinstance(child, nn.Conv2d) else BandLimitedConv1d
+                    twins[id(child)] = twin.from_conv(child, rate, energy, backend)
+                setattr(parent, name, twins[id(child)])
     return model

@@ -175,10 +175,15 @@ def band_limited_conv(
             f"input spatial size {tuple(x.shape[2:])} with padding {pads} is smaller than the dilated kernel "
             f"{tuple(dil * (k - 1) + 1 for k, dil in zip(kernel, dilation_))}"
         )
-    bands = _band(x, geoms, rate, energy)
-    device = str(x.device)
-    axes = [axis_dft(g, band, a == d - 1, x.dtype, device) for a, (g, band) in enumerate(zip(geoms, bands))]
-    y = _BandLimitedConv.apply(x, weight, axes, get_backend(backend, x.device), groups)
+    if len(x) == 0:
+        # An empty batch has no spectrum to band-limit: the static band's (empty) output, still in the graph.
+        bands = _static_band(tuple(g.n for g in geoms), rate)
+        y = x.new_zeros(0, weight.shape[0], *(g.out for g in geoms)) + 0 * (x.sum() + weight.sum())
+    else:
+        bands = _band(x, geoms, rate, energy)
+        device = str(x.device)
+        axes = [axis_dft(g, band, a == d - 1, x.dtype, device) for a, (g, band) in enumerate(zip(geoms, bands))]
+        y = _BandLimitedConv.apply(x, weight, axes, get_backend(backend, x.device), groups)
     if bias is not None:
         y = y + bias.view(-1, *([1] * d))
     kept = math.prod(len(b) for b in bands) / math.prod(compression.spectrum_shape(tuple(g.n for g in geoms)))

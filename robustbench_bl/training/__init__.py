@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 from robustbench_bl import data as datasets
 from robustbench_bl import distributed
 from robustbench_bl import models
-from robustbench_bl.validation import check_choice, check_images, check_positive_int, check_range
+from robustbench_bl.models.common import eval_mode, placement
+from robustbench_bl.validation import check_choice, check_images, check_labels, check_positive_int, check_range
 from robustbench_bl.versions import versions
 
 #: "fast" is the whole FastNet recipe (training.fast.FastRecipe with this config's epochs, batch
@@ -241,21 +242,36 @@ def check_inputs(x: object, name: str = "x") -> torch.Tensor:
     return check_images(x, name)
 
 
-@torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500, device: str | torch.device | None = None) -> torch.Tensor:
-    """Predicted labels of `model` on `x`, batched; on the model's device unless `device` is given."""
+    """Predicted labels of `model` on `x`, batched in eval mode (the model's own mode is restored
+    after); on the model's device and in its dtype unless `device` is given."""
+    return _predict(model, x, batch_size, device)[0]
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, x: torch.Tensor, batch_size: int, device: str | torch.device | None) -> tuple[torch.Tensor, int | None]:
+    """(predicted labels, number of classes the model scores; None for an empty x)."""
     check_inputs(x)
-    dev = resolve_device(device) if device is not None else next(model.parameters()).device
-    model.eval()
-    out = [model(x[i : i + batch_size].to(dev)).argmax(1).cpu() for i in range(0, len(x), batch_size)]
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+    check_positive_int(batch_size, "batch_size")
+    home, dtype = placement(model)
+    dev = resolve_device(device) if device is not None else home
+    labels, classes = [], None
+    with eval_mode(model):
+        for i in range(0, len(x), batch_size):
+            logits = model(x[i : i + batch_size].to(dev, dtype))
+            labels.append(logits.argmax(1).cpu())
+            classes = logits.shape[-1]
+    return (torch.cat(labels) if labels else torch.empty(0, dtype=torch.long)), classes
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
-    """Top-1 accuracy of `model` on (x, y)."""
-    if len(x) != len(y):
-        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
-    return (predict(model, x, batch_size) == y.cpu()).float().mean().item()
+    """Top-1 accuracy of `model` on (x, y), with `y` checked against the classes the model scores."""
+    check_labels(y, len(check_inputs(x)), None, "y")
+    if len(y) == 0:
+        raise ValueError("x must hold at least one example to measure an accuracy, got an empty batch")
+    predicted, classes = _predict(model, x, batch_size, None)
+    check_labels(y, len(x), classes, "y")
+    return (predicted == y.cpu()).float().mean().item()
 
 
 def _sha256(path: Path) -> str:
@@ -314,8 +330,18 @@ class CheckpointStore:
         return weights
 
     def metadata(self, config: TrainConfig, data_source: str) -> dict[str, object]:
-        _, meta = self.paths(config, data_source)
-        return json.loads(meta.read_text())
+        """The stored JSON record of a checkpoint; a damaged one is a ValueError naming the file."""
+        weights, meta = self.paths(config, data_source)
+        try:
+            record = json.loads(meta.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            record = err
+        if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+            raise ValueError(
+                f"checkpoint metadata {meta} is damaged ({record if isinstance(record, Exception) else 'not a checkpoint record'}); "
+                f"delete it and {weights.name} to retrain"
+            )
+        return record
 
     def load_state(self, config: TrainConfig, data_source: str) -> dict[str, torch.Tensor]:
         """The stored state dict, after checking that it was trained for this config on this data
