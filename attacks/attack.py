@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from robustbench_bl import Defended, attacks, channels, data, models
-from robustbench_bl.study import Study, parse_args
+from robustbench_bl.study import ArgumentParser, Study, command_line, parse_args, positive_int
 from robustbench_bl.sweep import run
 from robustbench_bl.training import CheckpointStore, TrainConfig
 
@@ -33,40 +33,66 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def epsilons(text: str) -> list[float]:
-    """'0,2/255,8/255' -> [0.0, 0.00784..., 0.0313...]; fractions or decimals, comma-separated."""
+    """'0,2/255,8/255' -> [0.0, 0.00784..., 0.0313...]; fractions or decimals >= 0, comma-separated."""
     try:
-        return [float(Fraction(part.strip())) for part in text.split(",")]
+        values = [float(Fraction(part.strip())) for part in text.split(",")]
     except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"--epsilons must be comma-separated numbers such as 0,2/255,8/255, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers such as 0,2/255,8/255, got {text!r}") from None
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"must be >= 0 (a budget in the attack's norm), got {text!r}")
+    return values
+
+
+def channel_spec(text: str) -> str:
+    """argparse type: a channel spec that `channels.make` accepts, e.g. gauss:0.03."""
+    try:
+        channels.make(text)
+    except (ValueError, TypeError) as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+def attack_names(text: str) -> list[str]:
+    """argparse type: comma-separated names of registered attacks."""
+    names = [name.strip() for name in text.split(",")]
+    for name in names:
+        try:
+            attacks.spec(name)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return names
 
 
 def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """Every option checked at parse time: nothing is loaded or trained for a bad command line."""
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="lenet", choices=[m for m in models.names() if models.INPUT_RANK[m] == 4])
     parser.add_argument("--dataset", default="cifar10", choices=data.IMAGE_DATASETS)
-    parser.add_argument("--channel", default="identity", help=f"lossy channel, e.g. gauss:0.03 or cd:3; one of {channels.names()}")
-    parser.add_argument("--votes", type=int, default=1, help="majority vote over this many channel draws")
-    parser.add_argument("--attack", default="pgd-linf", help=f"comma-separated names from {attacks.names()}")
+    parser.add_argument("--channel", type=channel_spec, default="identity", help=f"lossy channel, e.g. gauss:0.03 or cd:3; one of {channels.names()}")
+    parser.add_argument("--votes", type=positive_int, default=1, help="majority vote over this many channel draws")
+    parser.add_argument("--attack", type=attack_names, default=["pgd-linf"], help=f"comma-separated names from {attacks.names()}")
     parser.add_argument("--threat", default="nonadaptive", choices=attacks.THREATS)
     parser.add_argument("--epsilons", type=epsilons, default=[0.0, 2 / 255, 8 / 255], help="e.g. 0,2/255,8/255 (in each attack's norm)")
-    parser.add_argument("--eot-samples", type=int, default=8, help="channel draws averaged per step under eot")
-    parser.add_argument("--transfer", default=None, help="craft against this channel instead (e.g. laplace:0.05), judge on --channel")
-    parser.add_argument("--steps", type=int, default=None, help="step or query budget of every attack (default: the registry's)")
-    parser.add_argument("--n", type=int, default=100, help="class-balanced test examples")
-    return parse_args(NAME, parser.description, argv, parser)
+    parser.add_argument("--eot-samples", type=positive_int, default=8, help="channel draws averaged per step under eot")
+    parser.add_argument("--transfer", type=channel_spec, default=None, help="craft against this channel instead (e.g. laplace:0.05), judge on --channel")
+    parser.add_argument("--steps", type=positive_int, default=None, help="step or query budget of every attack (default: the registry's)")
+    parser.add_argument("--n", type=positive_int, default=100, help="class-balanced test examples")
+    args = parse_args(NAME, parser.description, argv, parser, dataset=None)
+    if args.transfer is not None and args.threat == "nonadaptive":
+        parser.error("--transfer needs an adaptive --threat ('whitebox', 'bpda', 'eot' or 'bpda+eot'), got 'nonadaptive'")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = arguments(argv)
-    names = [name.strip() for name in args.attack.split(",")]
-    for name in names:
-        attacks.spec(name)  # fail before training on an unknown name
+    names = args.attack
     channel = channels.make(args.channel, seed=args.seed)
+    # The test split first: a --n larger than the data is an error before any training.
+    test = data.load(args.dataset, "test", root=args.data, limit=args.n, seed=args.seed)
     config = TrainConfig(model=args.model, dataset=args.dataset, seed=args.seed, **PRESETS[args.preset])
     model, meta = CheckpointStore(args.checkpoints).get_or_train(
         config, data_root=args.data, device=args.device, progress=not args.quiet
     )
-    test = data.load(args.dataset, "test", root=args.data, limit=args.n, seed=args.seed)
     defended = Defended(model, channel, votes=args.votes)
     model_key = config.key(str(meta["data_source"]))
 
@@ -106,4 +132,4 @@ def report(table: pd.DataFrame) -> str:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(command_line(main))

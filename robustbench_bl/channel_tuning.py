@@ -170,9 +170,16 @@ def best_rows(best: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
     return rows
 
 
+def existing_file(text: str) -> str:
+    """argparse type: the path of an existing file."""
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"must be an existing file, got {text!r}")
+    return text
+
+
 def add_sweep_option(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """--sweep: where the channel sweep's CSV is (default: results.csv of channel_sweep beside --out)."""
-    parser.add_argument("--sweep", default=None, help="channel_sweep's results.csv (default: ../channel_sweep/results.csv next to --out); "
+    parser.add_argument("--sweep", type=existing_file, default=None, help="channel_sweep's results.csv (default: ../channel_sweep/results.csv next to --out); "
                         "a channel missing there uses the midpoint of its sweep range")  # fmt: skip
     return parser
 
@@ -187,7 +194,10 @@ def read_best(path: str | Path, model_key: str) -> dict[str, tuple[float, str]]:
     `model_key` (source 'channel_sweep'), else `default_strength` (source 'default')."""
     found: dict[str, float] = {}
     if Path(path).is_file():
-        table = pd.read_csv(path)
+        try:
+            table = pd.read_csv(path)
+        except (ValueError, OSError) as err:  # empty, not CSV, not UTF-8
+            raise ValueError(f"{path} is not a readable channel-sweep CSV ({type(err).__name__}: {err}); rerun channel_sweep or remove it") from None
         if {"metric", "model_key", "channel"} <= set(table.columns):
             rows = table[(table.metric == "best_strength") & (table.model_key == model_key)]
             found = rows.groupby("channel").value.last().to_dict()

@@ -201,6 +201,28 @@ def _find(name: str, split: str, root: str | os.PathLike[str] | None, download: 
     return found
 
 
+def check_source(name: str, root: str | os.PathLike[str] | None = None, name_of_root: str = "root") -> None:
+    """Check, without reading images, that `root` (or $RBL_DATA when root is None) holds both splits
+    of `name` where it holds any: what a command line verifies before it loads or trains anything."""
+    check_choice(name, "name", IMAGE_DATASETS)
+    if root is not None:
+        folder = Path(root).expanduser()
+        if not folder.is_dir():
+            raise ValueError(f"{name_of_root} must be an existing folder, got {str(root)!r}")
+        missing = [split for split in SPLITS if not has_split(name, split, folder)]
+        if missing:
+            raise ValueError(
+                f"{name_of_root}={str(root)!r} holds no {name} {' or '.join(missing)} data: expected npz files "
+                f"(<split>.npz or <split>_*.npz with keys x, y) in {folder / name} or {folder}, or torchvision's layout"
+            )
+        return
+    env = os.environ.get("RBL_DATA")
+    if env:
+        held = [split for split in SPLITS if has_split(name, split, Path(env).expanduser())]
+        if len(held) == 1:
+            raise ValueError(f"RBL_DATA={env} holds {name} {held[0]} data but not the other split; add it or unset RBL_DATA")
+
+
 def has_split(name: str, split: str, folder: str | os.PathLike[str]) -> bool:
     """Whether `folder` holds files of `split` in a layout `load(name, root=folder)` reads (checked
     by name only, without reading them): the cheap up-front check of command lines."""

@@ -20,7 +20,7 @@ import pandas as pd
 
 from robustbench_bl import distributed, plots
 from robustbench_bl.band_studies import discarded, layer_fractions
-from robustbench_bl.study import Study, parse_args, preset, trained_models
+from robustbench_bl.study import Study, command_line, parse_args, preset, trained_models
 from robustbench_bl.sweep import run
 from robustbench_bl.training import TrainConfig, evaluate, recipe
 
@@ -97,4 +97,4 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(command_line(main))

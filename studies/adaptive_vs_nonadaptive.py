@@ -12,7 +12,6 @@ Finding to check: adaptive attacks close the window the non-adaptive attack leav
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -24,7 +23,7 @@ from robustbench_bl.channel_tuning import (
     CHANNELS, setting_for, add_sweep_option, channel_at, load_models, read_best, sweep_csv, votes_for,
 )  # fmt: skip
 from robustbench_bl.defense import Defended
-from robustbench_bl.study import Study, parse_args
+from robustbench_bl.study import ArgumentParser, Study, command_line, parse_args
 from robustbench_bl.sweep import run
 
 NAME = "adaptive_vs_nonadaptive"
@@ -58,7 +57,7 @@ def finding(robust: pd.DataFrame) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
-    args = parse_args(NAME, __doc__.splitlines()[0], argv, add_sweep_option(argparse.ArgumentParser(description=__doc__.splitlines()[0])))
+    args = parse_args(NAME, __doc__.splitlines()[0], argv, add_sweep_option(ArgumentParser(description=__doc__.splitlines()[0])))
     p, setting = PRESETS[args.preset], setting_for(args)
     study = Study.from_args(args)
     models = load_models(args, setting, p["test"])
@@ -103,4 +102,4 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(command_line(main))

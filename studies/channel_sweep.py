@@ -26,7 +26,7 @@ from robustbench_bl.channel_tuning import (
     strengths, votes_for,
 )  # fmt: skip
 from robustbench_bl.defense import Defended
-from robustbench_bl.study import Study, parse_args
+from robustbench_bl.study import Study, command_line, parse_args
 from robustbench_bl.sweep import run
 
 NAME = "channel_sweep"
@@ -104,4 +104,4 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(command_line(main))

@@ -21,7 +21,7 @@ import torch
 
 from robustbench_bl import data, plots
 from robustbench_bl.conv_error import SCHEMES, conv_errors
-from robustbench_bl.study import Study, parse_args
+from robustbench_bl.study import Study, command_line, parse_args
 from robustbench_bl.sweep import run
 
 NAME = "conv_error"
@@ -79,4 +79,4 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(command_line(main))

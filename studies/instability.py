@@ -21,7 +21,7 @@ import pandas as pd
 from robustbench_bl import channels, distributed, plots
 from robustbench_bl.channel_tuning import load_models, setting_for
 from robustbench_bl.instability import ADVERSARIAL, compare, condition, correctly_classified, examples, magnitudes, probe_rows
-from robustbench_bl.study import Study, parse_args
+from robustbench_bl.study import Study, command_line, parse_args
 from robustbench_bl.sweep import run
 
 NAME = "instability"
@@ -88,4 +88,4 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(command_line(main))

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from robustbench_bl import channels, distributed, plots, stats
-from robustbench_bl.study import Study, discarded_per_layer, parse_args, preset, trained_models
+from robustbench_bl.study import Study, command_line, discarded_per_layer, parse_args, preset, trained_models
 from robustbench_bl.sweep import run
 from robustbench_bl.training import TrainConfig, budget, predict, recipe
 
@@ -142,4 +142,4 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(command_line(main))

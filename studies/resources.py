@@ -23,7 +23,7 @@ import torch
 from robustbench_bl import data, models, plots
 from robustbench_bl.costs import relative_costs
 from robustbench_bl.spectral import bandlimit
-from robustbench_bl.study import Study, parse_args, preset
+from robustbench_bl.study import Study, command_line, parse_args, preset
 from robustbench_bl.sweep import run
 
 NAME = "resources"
@@ -86,4 +86,4 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(command_line(main))

@@ -22,7 +22,7 @@ import pandas as pd
 from robustbench_bl import data, distributed, plots
 from robustbench_bl.band_studies import with_band
 from robustbench_bl.critical_difference import average_ranks, cliques, friedman, nemenyi_cd
-from robustbench_bl.study import Study, parse_args
+from robustbench_bl.study import Study, command_line, parse_args
 from robustbench_bl.sweep import run
 from robustbench_bl.training import CheckpointStore, evaluate, recipe
 
@@ -70,7 +70,7 @@ def finding(ranks: pd.Series, stat: float, p: float, cd: float) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
-    args = parse_args(NAME, __doc__.splitlines()[0], argv)
+    args = parse_args(NAME, __doc__.splitlines()[0], argv, dataset=None)
     p = PRESETS[args.preset]
     study = Study.from_args(args)
     tests = {name: data.ucr(name, "test") for name in p["datasets"]}
@@ -118,4 +118,4 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(command_line(main))

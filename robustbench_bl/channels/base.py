@@ -71,9 +71,6 @@ class Channel(nn.Module, ABC):
     sweep: ClassVar[tuple[float, float]]
     identity_strength: ClassVar[float | None]
     integer: ClassVar[bool] = False
-    #: False for channels whose torch kernels have no float16/bfloat16 version (FFT, eigh): they run
-    #: in float32 and return the input's dtype.
-    half_precision: ClassVar[bool] = True
     stochastic: bool = False
 
     def __init__(self, strength: Any, *, seed: int | None = None, gradient: str = "exact") -> None:
@@ -107,7 +104,9 @@ class Channel(nn.Module, ABC):
         if len(x) == 0:
             return x  # an empty batch: nothing to transform (and FFT/JPEG kernels reject it)
         generator = generator if generator is not None else self.generator(x.device)
-        if not self.half_precision and x.dtype in (torch.float16, torch.bfloat16):
+        if x.dtype in (torch.float16, torch.bfloat16):
+            # Computed in float32, returned in x's dtype: torch has no half FFT/eigh on CPU, and
+            # x * 255 in half precision can round to the wrong 8-bit level.
             y = self._lossy(x.float(), generator).to(x.dtype)
         else:
             y = self._lossy(x, generator)

@@ -59,7 +59,6 @@ class SVDCompression(Channel):
     open_high: ClassVar[bool] = True
     sweep: ClassVar[tuple[float, float]] = (0.0, 0.9)
     identity_strength: ClassVar[float | None] = 0.0
-    half_precision: ClassVar[bool] = False
 
     def __init__(self, rate: float, *, seed: int | None = None, gradient: str = "exact") -> None:
         super().__init__(rate, seed=seed, gradient=gradient)

@@ -301,9 +301,13 @@ class CheckpointStore:
     """
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
-        default = os.environ.get("RBL_CHECKPOINTS") or datasets.cache_dir() / "checkpoints"
-        self.root = Path(root if root is not None else default).expanduser()
+        self.root = Path(root if root is not None else self.default_root()).expanduser()
         self.root.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def default_root() -> Path:
+        """$RBL_CHECKPOINTS, else robustbench_bl/checkpoints in the user cache."""
+        return Path(os.environ.get("RBL_CHECKPOINTS") or datasets.cache_dir() / "checkpoints")
 
     def paths(self, config: TrainConfig, data_source: str) -> tuple[Path, Path]:
         """(state dict file, metadata file) for a configuration."""

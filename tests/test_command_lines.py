@@ -1,0 +1,160 @@
+"""Every command line (the 12 study scripts and attacks/attack.py) checks its arguments before it
+loads data or trains: a bad argument is one line on stderr and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from robustbench_bl import data
+from robustbench_bl.study import command_line
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted((ROOT / "studies").glob("*.py")) + [ROOT / "attacks" / "attack.py"]
+SWEEP_OPTION = {"adaptive_vs_nonadaptive", "leaderboard"}
+
+
+class Loaded(BaseException):
+    """Raised where a command line starts reading data: validation must come first."""
+
+
+def load_script(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"cli_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+@pytest.fixture(scope="module")
+def scripts() -> dict[str, ModuleType]:
+    return {path.stem: load_script(path) for path in SCRIPTS}
+
+
+@pytest.fixture
+def no_loading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any read of image or UCR data raises Loaded (not an Exception, so nothing catches it)."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise Loaded
+
+    monkeypatch.setattr(data, "_find", refuse)
+    monkeypatch.setattr(data, "_aeon_split", refuse)
+
+
+def run(main: Callable[..., object], argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """(exit code, stderr) of the command line as `python script.py argv` runs it."""
+    try:
+        code = command_line(main, argv)
+    except SystemExit as stop:
+        code = int(stop.code or 0)
+    return code, capsys.readouterr().err
+
+
+def common_cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
+    """Bad arguments every study accepts: (argv, text the one-line error must contain)."""
+    empty = tmp / "empty"
+    empty.mkdir(exist_ok=True)
+    blocker = tmp / "a-file"
+    blocker.write_text("not a folder")
+    return {
+        "seed negative": (["--seed", "-1"], "--seed: must be >= 0"),
+        "seed not int": (["--seed", "one"], "--seed: must be an integer"),
+        "preset unknown": (["--preset", "fast"], "--preset: invalid choice"),
+        "data missing": (["--data", str(tmp / "nowhere")], "--data must be an existing folder"),
+        "data empty": (["--data", str(empty)], "holds no cifar10 train or test data"),
+        "out unwritable": (["--out", str(blocker / "out")], "--out must be a writable folder"),
+        "checkpoints unwritable": (["--checkpoints", str(blocker / "ck")], "--checkpoints must be a writable folder"),
+        "device unknown": (["--device", "tpu9"], "device"),
+        "num-gpus negative": (["--num-gpus", "-1"], "--num-gpus: must be a finite number >= 0"),
+        "executor unknown": (["--executor", "slurm"], "--executor: invalid choice"),
+    }
+
+
+@pytest.mark.parametrize("script", [p.stem for p in SCRIPTS])
+def test_bad_common_arguments_are_one_line_before_loading(
+    script: str, scripts: dict[str, ModuleType], tmp_path: Path, capsys: pytest.CaptureFixture[str], no_loading: None
+) -> None:
+    for case, (argv, expected) in common_cases(tmp_path).items():
+        if script == "ucr" and case.startswith("data"):
+            argv, expected = ["--data", str(tmp_path)], "--data is not used by ucr"
+        code, err = run(scripts[script].main, [*argv, "--out", str(tmp_path / "out")] if "--out" not in argv else argv, capsys)
+        assert code == 2, f"{script} {case}: exit code {code}, stderr {err!r}"
+        assert err.count("\n") == 1 and "Traceback" not in err, f"{script} {case}: {err!r}"
+        assert expected in err, f"{script} {case}: {err!r}"
+
+
+ATTACK_CASES = {
+    "votes zero": (["--votes", "0"], "--votes: must be >= 1"),
+    "eot-samples zero": (["--eot-samples", "0"], "--eot-samples: must be >= 1"),
+    "steps zero": (["--steps", "0"], "--steps: must be >= 1"),
+    "steps negative": (["--steps", "-1"], "--steps: must be >= 0"),
+    "n zero": (["--n", "0"], "--n: must be >= 1"),
+    "epsilon negative": (["--epsilons", "0,-2/255"], "--epsilons: must be >= 0"),
+    "epsilon division by zero": (["--epsilons", "1/0"], "--epsilons: must be comma-separated numbers"),
+    "channel unknown": (["--channel", "blur:2"], "--channel"),
+    "channel strength": (["--channel", "gauss:-1"], "GaussianNoise strength must be in"),
+    "attack unknown": (["--attack", "fgsm,pgd"], "attack must be one of"),
+    "transfer unknown": (["--transfer", "nope:1", "--threat", "bpda"], "--transfer"),
+    "transfer nonadaptive": (["--transfer", "laplace:0.05"], "--transfer needs an adaptive --threat"),
+    "threat unknown": (["--threat", "greybox"], "--threat: invalid choice"),
+}
+
+
+@pytest.mark.parametrize("case", list(ATTACK_CASES))
+def test_bad_attack_arguments_are_one_line_before_loading(
+    case: str, scripts: dict[str, ModuleType], tmp_path: Path, capsys: pytest.CaptureFixture[str], no_loading: None
+) -> None:
+    argv, expected = ATTACK_CASES[case]
+    code, err = run(scripts["attack"].main, [*argv, "--out", str(tmp_path)], capsys)
+    assert code == 2 and err.count("\n") == 1 and expected in err, f"{case}: {code} {err!r}"
+
+
+@pytest.mark.parametrize("script", sorted(SWEEP_OPTION))
+def test_missing_sweep_file(script: str, scripts: dict[str, ModuleType], tmp_path: Path, capsys: pytest.CaptureFixture[str], no_loading: None) -> None:
+    code, err = run(scripts[script].main, ["--sweep", str(tmp_path / "none.csv"), "--out", str(tmp_path)], capsys)
+    assert code == 2 and "--sweep: must be an existing file" in err
+
+
+def test_too_many_test_images_fail_before_training(
+    scripts: dict[str, ModuleType], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise Loaded
+
+    monkeypatch.setattr("robustbench_bl.training.CheckpointStore.get_or_train", no_training)
+    code, err = run(scripts["attack"].main, ["--n", "5000", "--out", str(tmp_path)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "limit must be <= the 1000 examples available" in err
+
+
+def test_rbl_data_with_one_split_is_refused_up_front(
+    scripts: dict[str, ModuleType], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, no_loading: None
+) -> None:
+    (tmp_path / "cifar10").mkdir()
+    np.savez(tmp_path / "cifar10" / "train.npz", x=np.zeros((10, 32, 32, 3), np.uint8), y=np.arange(10))
+    monkeypatch.setenv("RBL_DATA", str(tmp_path))
+    code, err = run(scripts["noise_robustness"].main, ["--preset", "smoke", "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and "holds cifar10 train data but not the other split" in err
+
+
+def test_damaged_data_is_one_line_naming_the_file(scripts: dict[str, ModuleType], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "cifar10"
+    folder.mkdir()
+    (folder / "train.npz").write_bytes(b"PK\x03\x04 damaged")
+    (folder / "test.npz").write_bytes(b"")
+    code, err = run(scripts["noise_robustness"].main, ["--preset", "smoke", "--data", str(tmp_path), "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "is not a readable npz file" in err and str(folder) in err
+
+
+def test_traceback_on_request(scripts: dict[str, ModuleType], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "cifar10"
+    folder.mkdir()
+    (folder / "train.npz").write_bytes(b"")
+    (folder / "test.npz").write_bytes(b"")
+    monkeypatch.setenv("RBL_TRACEBACK", "1")
+    with pytest.raises(ValueError, match="is not a readable npz file"):
+        command_line(scripts["noise_robustness"].main, ["--preset", "smoke", "--data", str(tmp_path), "--out", str(tmp_path / "o")])
