@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from ._foolbox import import_foolbox
 from .channels import Channel, GaussianNoise, Identity
 from .channels.base import SeededGenerators
-from .models.common import placement
+from .models.common import placement, run_model
 from .validation import check_images, check_positive_int, check_range
 
 
@@ -74,7 +74,7 @@ class Defended(nn.Module):
         alpha = check_range(alpha, "alpha", 0.0, 1.0, low_inclusive=False, high_inclusive=False)
         top2 = counts.topk(min(2, counts.shape[1]), dim=1).values.cpu().tolist()
         sure = [binomtest(c[0], c[0] + sum(c[1:]), 0.5).pvalue <= alpha for c in top2]
-        return torch.where(torch.tensor(sure, device=labels.device), labels, -1), counts
+        return torch.where(torch.tensor(sure, dtype=torch.bool, device=labels.device), labels, -1), counts
 
     @torch.no_grad()
     def certify(self, x: Tensor, n0: int = 100, n: int = 1000, alpha: float = 0.001) -> tuple[Tensor, Tensor]:
@@ -122,7 +122,7 @@ class Defended(nn.Module):
         for start in range(0, draws, per_chunk):
             copies = min(per_chunk, draws - start)
             copied = batch if copies == 1 else batch.repeat(copies, 1, 1, 1)
-            logits = self.model(self.channel.transform(copied, generator))
+            logits = run_model(self.model, self.channel.transform(copied, generator))
             yield logits.view(copies, len(batch), logits.shape[-1])
 
     def _counts(self, x: Tensor, votes: int) -> Tensor:

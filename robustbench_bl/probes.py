@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from robustbench_bl.models.common import eval_mode, placement
+from robustbench_bl.models.common import eval_mode, placement, run_model
 from robustbench_bl.validation import check_images, check_labels, check_positive_int, check_range
 
 #: A batched matrix-vector product: N x D vectors in, N x D products out (one matrix per row).
@@ -21,7 +21,7 @@ MatVec = Callable[[Tensor], Tensor]
 
 def _confidence(model: nn.Module, x: Tensor, target: Tensor | None) -> Tensor:
     """f_y(x) per example: softmax probability of the target (or predicted) class, differentiable in x."""
-    probs = model(x).softmax(-1)
+    probs = run_model(model, x).softmax(-1)
     if target is None:
         target = probs.argmax(-1)
     else:

@@ -257,3 +257,33 @@ def test_m2_on_a_band_limited_model_says_why(lenet: nn.Module) -> None:
     with pytest.raises(ValueError, match="band-limited convolutions .* not differentiable a second time"):
         probes.hessian_top_eigenvalue(banded, torch.rand(2, 3, 32, 32))
     assert probes.gradient_norm(banded, torch.rand(2, 3, 32, 32)).shape == (2,)  # M1 works
+
+
+# --- other stored files: training resume state, zoo cards -------------------------------------
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 damaged", "not a dict", "missing keys"])
+def test_damaged_resume_checkpoint_names_the_file(tmp_path: Path, content: bytes | str) -> None:
+    from robustbench_bl.training.fast import FastRecipe, train_fast
+
+    path = tmp_path / "run.pt"
+    if content == "not a dict":
+        torch.save([1, 2], path)
+    elif content == "missing keys":
+        torch.save({"recipe": {}}, path)
+    else:
+        path.write_bytes(content)  # type: ignore[arg-type]
+    recipe = FastRecipe(epochs=1, batch_size=16, whiten_images=16)
+    with pytest.raises(ValueError, match=f"resume checkpoint {path} is damaged .*delete it"):
+        train_fast(models.make("fastnet"), data.packaged_sample("train").at_most(32), recipe, device="cpu", resume=path, progress=False)
+
+
+def test_damaged_zoo_card_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from robustbench_bl import zoo
+
+    name = zoo.names()[0]
+    (tmp_path / f"{name}.safetensors").write_bytes(b"")
+    (tmp_path / f"{name}.json").write_text("{damaged")
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(ValueError, match=f"zoo card {tmp_path / name}.json is damaged.*reinstall"):
+        zoo.load(name)

@@ -77,6 +77,13 @@ def test_channel_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert accuracy.value.between(0, 1).all() and (accuracy.threat == "nonadaptive").all()
     assert set(table[table.metric == "best_strength"].channel) == set(CHANNELS)
     assert (accuracy[accuracy.channel == "identity"].distortion == 0).all()
+    # a run interrupted halfway resumes to the same table, value for value (seeded distortion too)
+    store = out / "results.jsonl"
+    lines = store.read_text().splitlines(keepends=True)
+    store.write_text("".join(lines[: len(lines) // 2]))
+    module.main(["--preset", "smoke", "--out", str(out), "--quiet"])
+    resumed = pd.read_csv(out / "results.csv")
+    pd.testing.assert_frame_equal(resumed.drop(columns="wall_seconds"), table.drop(columns="wall_seconds"))
     # a second run finds every cell stored and crafts or judges nothing
     monkeypatch.setattr(module, "judge", lambda *a, **k: pytest.fail("a stored cell was measured again"))
     module.main(["--preset", "smoke", "--out", str(out), "--quiet"])

@@ -63,3 +63,15 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         yield model
     finally:
         model.train(was_training)
+
+
+def run_model(model: nn.Module, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    """model(x), with the model's refusal of x (wrong channels or size for its layers) turned into a
+    ValueError naming the argument; torch's message and traceback stay attached as the cause."""
+    try:
+        return model(x)
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{name} of shape {tuple(x.shape)} does not fit the model: {reason}") from err

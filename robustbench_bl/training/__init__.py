@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from robustbench_bl import data as datasets
 from robustbench_bl import distributed
 from robustbench_bl import models
-from robustbench_bl.models.common import eval_mode, placement
+from robustbench_bl.models.common import eval_mode, placement, run_model
 from robustbench_bl.validation import check_choice, check_images, check_labels, check_positive_int, check_range
 from robustbench_bl.versions import versions
 
@@ -258,7 +258,7 @@ def _predict(model: nn.Module, x: torch.Tensor, batch_size: int, device: str | t
     labels, classes = [], None
     with eval_mode(model):
         for i in range(0, len(x), batch_size):
-            logits = model(x[i : i + batch_size].to(dev, dtype))
+            logits = run_model(model, x[i : i + batch_size].to(dev, dtype))
             labels.append(logits.argmax(1).cpu())
             classes = logits.shape[-1]
     return (torch.cat(labels) if labels else torch.empty(0, dtype=torch.long)), classes

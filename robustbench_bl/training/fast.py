@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -123,6 +125,21 @@ class _Lookahead:
             state[k].copy_(avg)
 
 
+RESUME_KEYS = {"recipe", "model", "optimizer", "lookahead", "generator", "history", "epoch"}
+
+
+def _read_resume(path: Path, device: torch.device) -> dict[str, Any]:
+    """The per-epoch resume state in `path`; a damaged file is a ValueError naming it."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
+        state = err
+    if not isinstance(state, dict) or not RESUME_KEYS <= set(state):
+        reason = f"{type(state).__name__}: {state}" if isinstance(state, Exception) else "not a resume checkpoint"
+        raise ValueError(f"resume checkpoint {path} is damaged ({reason}); delete it to train from the start")
+    return state
+
+
 def train_fast(
     model: nn.Module,
     dataset: datasets.Dataset,
@@ -154,7 +171,7 @@ def train_fast(
     first_epoch = 0
     path = Path(resume) if resume is not None else None
     if path is not None and path.is_file():
-        state = torch.load(path, map_location=dev, weights_only=True)
+        state = _read_resume(path, dev)
         if state["recipe"] != asdict(recipe):
             raise ValueError(f"resume checkpoint {path} belongs to another recipe ({state['recipe']}); delete it to restart")
         model.load_state_dict(state["model"])

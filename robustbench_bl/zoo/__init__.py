@@ -82,7 +82,14 @@ def _check_shipped(name: object) -> str:
 def card(name: str) -> dict[str, Any]:
     """The model's card: architecture, band, per-layer fraction discarded, seed, recipe, training
     data fingerprint, epochs, train time, clean accuracies and library versions."""
-    return json.loads(_files(_check_shipped(name))[1].read_text())
+    path = _files(_check_shipped(name))[1]
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        record = err
+    if not isinstance(record, dict) or not isinstance(record.get("weights"), dict):
+        raise ValueError(f"zoo card {path} is damaged ({record if isinstance(record, Exception) else 'not a card'}); reinstall the package")
+    return record
 
 
 def build(name: str) -> nn.Module:
