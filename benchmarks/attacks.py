@@ -6,9 +6,10 @@ Prints markdown tables (medians over interleaved rounds) for benchmarks/README.m
 
 from __future__ import annotations
 
-import argparse
 import statistics
+import sys
 import time
+from collections.abc import Sequence
 
 import torch
 from channels import interleaved_seconds, rows_against  # benchmarks/channels.py, beside this script
@@ -17,6 +18,7 @@ from torch import nn
 from robustbench_bl import Defended, attacks, data, models, probes
 from robustbench_bl._foolbox import import_foolbox
 from robustbench_bl.channels import GaussianNoise, Identity
+from robustbench_bl.cli import ArgumentParser, command_line, positive_int
 from robustbench_bl.training import TrainConfig, train
 
 
@@ -86,15 +88,15 @@ def hessian_probe(model: nn.Module, x: torch.Tensor, small: int) -> None:
         print(f"| {label} | {len(images)} | {products} | {lanczos * 1e3:.1f} | {full * 1e3:.1f} | {error:.2e} (target <= 1e-2) |")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--images", type=int, default=64)
-    parser.add_argument("--eot-samples", type=int, default=8)
-    parser.add_argument("--hessian-images", type=int, default=4, help="examples whose exact 3072 x 3072 Hessian is formed")
-    parser.add_argument("--small", type=int, default=16, help="side of the small input for the small CNN")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
-    args = parser.parse_args()
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=positive_int, default=7)
+    parser.add_argument("--images", type=positive_int, default=64)
+    parser.add_argument("--eot-samples", type=positive_int, default=8)
+    parser.add_argument("--hessian-images", type=positive_int, default=4, help="examples whose exact 3072 x 3072 Hessian is formed")
+    parser.add_argument("--small", type=positive_int, default=16, help="side of the small input for the small CNN")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch threads (1: steadier on a shared machine)")
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     test = data.cifar10("test").at_most(args.images, seed=0)
     model = trained_lenet()
@@ -104,4 +106,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(command_line(main))

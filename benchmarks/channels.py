@@ -6,16 +6,17 @@ Prints a markdown table (medians over repeats) for benchmarks/README.md. Run:
 
 from __future__ import annotations
 
-import argparse
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 from robustbench_bl import Defended, data, models
 from robustbench_bl.channels import GaussianNoise, SVDCompression
+from robustbench_bl.cli import ArgumentParser, command_line, positive_int
 
 
 def interleaved_seconds(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
@@ -58,14 +59,14 @@ def torch_svd(images: torch.Tensor, rank: int) -> torch.Tensor:
     return ((u[..., :rank] * s[..., None, :rank]) @ vh[..., :rank, :]).clamp(0, 1)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=positive_int, default=7)
     parser.add_argument("--model", default="lenet", choices=models.names())
-    parser.add_argument("--votes", type=int, default=32)
-    parser.add_argument("--images", type=int, default=128, help="CIFAR-10 test images in the voting batch")
-    parser.add_argument("--max-batch", type=int, default=1024)
-    args = parser.parse_args()
+    parser.add_argument("--votes", type=positive_int, default=32)
+    parser.add_argument("--images", type=positive_int, default=128, help="CIFAR-10 test images in the voting batch")
+    parser.add_argument("--max-batch", type=positive_int, default=1024)
+    args = parser.parse_args(argv)
 
     x = data.cifar10("test").at_most(args.images, seed=0).x
     model = models.make(args.model).eval()
@@ -107,4 +108,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(command_line(main))

@@ -10,14 +10,15 @@ With --device cuda and CuPy installed, a cupy column times the fused kernels bes
 
 from __future__ import annotations
 
-import argparse
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from robustbench_bl.cli import ArgumentParser, command_line, positive_int
 from robustbench_bl.costs import saved_bytes
 from robustbench_bl.spectral import band_limited_conv1d, band_limited_conv2d, compression
 from robustbench_bl.spectral.backends import get_backend
@@ -145,13 +146,13 @@ def print_table(rows: list[dict]) -> None:
     print()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=2)
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=positive_int, default=5)
+    parser.add_argument("--batch", type=positive_int, default=128)
+    parser.add_argument("--threads", type=positive_int, default=2)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the layers run")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device")
     torch.set_num_threads(args.threads)
@@ -184,4 +185,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(command_line(main))

@@ -8,20 +8,22 @@ same round. Training times come from the cards (measured while the model trained
 
 from __future__ import annotations
 
-import argparse
 import statistics
+import sys
 import time
+from collections.abc import Sequence
 
 import torch
 
 from robustbench_bl import data, zoo
+from robustbench_bl.cli import ArgumentParser, command_line, positive_int
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--images", type=int, default=1000)
-    args = parser.parse_args()
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=positive_int, default=5)
+    parser.add_argument("--images", type=positive_int, default=1000)
+    args = parser.parse_args(argv)
     test = data.packaged_sample("test").at_most(args.images)
     names = zoo.names()
     load_s: dict[str, list[float]] = {n: [] for n in names}
@@ -50,4 +52,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(command_line(main))

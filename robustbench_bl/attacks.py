@@ -22,8 +22,7 @@ from robustbench_bl._foolbox import import_foolbox
 from robustbench_bl.channels import Channel, Compose, make as make_channel
 from robustbench_bl.defense import Defended
 from robustbench_bl.models.common import eval_mode, placement
-from robustbench_bl.validation import check_labels
-from robustbench_bl.validation import check_choice, check_images, check_positive_int, check_range
+from robustbench_bl.validation import check_choice, check_images, check_labels, check_positive_int, check_range
 from robustbench_bl.versions import versions
 
 #: How the attacker sees the defense (DESIGN, "the attacker's gradient path is explicit"):

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from robustbench_bl import attacks
 from robustbench_bl.channels import Channel, channel_class, make
+from robustbench_bl.cli import existing_file
 from robustbench_bl.defense import Defended
 from robustbench_bl.study import Trained, trained_models
 from robustbench_bl.training import TrainConfig, budget, recipe
@@ -168,13 +169,6 @@ def best_rows(best: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
         chosen = {"metric": "best_strength", "value": record["strength"], "distortion": record["distortion"], "at_edge": record["at_edge"]}
         rows[record["channel"]] = [chosen, *recovery]
     return rows
-
-
-def existing_file(text: str) -> str:
-    """argparse type: the path of an existing file."""
-    if not Path(text).is_file():
-        raise argparse.ArgumentTypeError(f"must be an existing file, got {text!r}")
-    return text
 
 
 def add_sweep_option(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

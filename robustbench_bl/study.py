@@ -11,76 +11,23 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
-import os
-import sys
-import tempfile
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, NoReturn, TypeVar
+from typing import Any, Generic, TypeVar
 
 import torch
 from torch import nn
 
 from robustbench_bl import data, zoo
+from robustbench_bl.cli import ArgumentParser, device, non_negative_float, non_negative_int, writable_folder
 from robustbench_bl.band_studies import layer_fractions
 from robustbench_bl.results import ResultsStore
 from robustbench_bl.sweep import EXECUTORS, Executor, make_executor
-from robustbench_bl.training import CheckpointStore, TrainConfig, resolve_device
+from robustbench_bl.training import CheckpointStore, TrainConfig
 
 PRESETS = ("smoke", "quick", "paper")
 STUDY_MODELS = ("fastnet", "lenet", "resnet18", "densenet121")
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse's parser whose errors are one line on stderr (exit code 2), like every other
-    expected error of the command lines; --help still shows the usage."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see --help)\n")
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an int >= 0 (seeds)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an int >= 1 (counts and budgets: zero of them would measure nothing)."""
-    value = non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """argparse type: a finite float >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return value
-
-
-def writable_folder(path: str | os.PathLike[str], name: str) -> Path:
-    """Create `path` if needed and prove it writable with a throwaway file; else a ValueError naming `name`."""
-    folder = Path(path).expanduser()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        raise ValueError(f"{name} must be a writable folder, got {str(path)!r} ({err.strerror or err})") from None
-    return folder
 
 
 def parse_args(
@@ -97,7 +44,7 @@ def parse_args(
     parser = parser or ArgumentParser(description=description)
     parser.add_argument("--preset", choices=PRESETS, default="quick", help="smoke: seconds; quick (default): <= 10 min on a 2-core CPU; paper: the seeds' settings, for a GPU")
     parser.add_argument("--data", default=None, help="data folder (torchvision layout or npz files); default: $RBL_DATA, a download, or the packaged CIFAR-10 sample")
-    parser.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...")
+    parser.add_argument("--device", type=device, default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...")
     parser.add_argument("--out", default=f"results/{name}", help=f"output folder (default results/{name}/)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed (>= 0) for training, sampling and noise draws")
     try:
@@ -119,28 +66,10 @@ def parse_args(
             raise ValueError(f"--data is not used by {name}, which reads its data from elsewhere")
         writable_folder(args.out, "--out")
         writable_folder(args.checkpoints or CheckpointStore.default_root(), "--checkpoints" if args.checkpoints else "the checkpoint folder ($RBL_CHECKPOINTS or the user cache)")
-        args.device = resolve_device(args.device)
-    except (ValueError, RuntimeError) as err:
+    except ValueError as err:
         parser.error(str(err))
-    if args.device.type == "cuda" and not torch.cuda.is_available():
-        parser.error(f"--device {args.device} asked for CUDA, but no CUDA device is available")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     return args
-
-
-def command_line(main: Callable[[Sequence[str]], object], argv: Sequence[str] | None = None) -> int:
-    """Run a command's `main(argv)` and return its exit code: an expected error (ValueError,
-    TypeError, OSError: bad input, a damaged or unreadable file) is one line on stderr and code 2.
-    RBL_TRACEBACK=1 shows the whole traceback instead, for debugging."""
-    try:
-        main(list(sys.argv[1:] if argv is None else argv))
-    except (ValueError, TypeError, OSError) as err:
-        if os.environ.get("RBL_TRACEBACK"):
-            raise
-        message = " ".join(str(err).split()) or type(err).__name__
-        print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
-        return 2
-    return 0
 
 
 def preset(presets: Mapping[str, dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:

@@ -20,7 +20,8 @@ import pandas as pd
 
 from robustbench_bl import distributed, plots
 from robustbench_bl.band_studies import discarded, layer_fractions
-from robustbench_bl.study import Study, command_line, parse_args, preset, trained_models
+from robustbench_bl.cli import command_line
+from robustbench_bl.study import Study, parse_args, preset, trained_models
 from robustbench_bl.sweep import run
 from robustbench_bl.training import TrainConfig, evaluate, recipe
 

@@ -26,7 +26,8 @@ from robustbench_bl.channel_tuning import (
     strengths, votes_for,
 )  # fmt: skip
 from robustbench_bl.defense import Defended
-from robustbench_bl.study import Study, command_line, parse_args
+from robustbench_bl.cli import command_line
+from robustbench_bl.study import Study, parse_args
 from robustbench_bl.sweep import run
 
 NAME = "channel_sweep"

@@ -18,7 +18,8 @@ import pandas as pd
 
 from robustbench_bl import distributed, plots
 from robustbench_bl.band_studies import with_band
-from robustbench_bl.study import Study, command_line, discarded_per_layer, parse_args, preset, trained_models
+from robustbench_bl.cli import command_line
+from robustbench_bl.study import Study, discarded_per_layer, parse_args, preset, trained_models
 from robustbench_bl.sweep import run
 from robustbench_bl.training import evaluate, recipe
 

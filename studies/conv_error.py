@@ -21,7 +21,8 @@ import torch
 
 from robustbench_bl import data, plots
 from robustbench_bl.conv_error import SCHEMES, conv_errors
-from robustbench_bl.study import Study, command_line, parse_args
+from robustbench_bl.cli import command_line
+from robustbench_bl.study import Study, parse_args
 from robustbench_bl.sweep import run
 
 NAME = "conv_error"

@@ -23,7 +23,8 @@ import pandas as pd
 from robustbench_bl import distributed, plots
 from robustbench_bl.channel_tuning import load_models, setting_for
 from robustbench_bl.perturbation_size import ATTACKS, larger_share, minimal_perturbations
-from robustbench_bl.study import Study, command_line, parse_args
+from robustbench_bl.cli import command_line
+from robustbench_bl.study import Study, parse_args
 from robustbench_bl.sweep import run
 
 NAME = "decision_based"

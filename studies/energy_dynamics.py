@@ -21,7 +21,8 @@ from torch import nn
 
 from robustbench_bl import data, plots
 from robustbench_bl.band_studies import layer_fractions
-from robustbench_bl.study import Study, command_line, parse_args, preset
+from robustbench_bl.cli import command_line
+from robustbench_bl.study import Study, parse_args, preset
 from robustbench_bl.sweep import run
 from robustbench_bl.training import build_model, load_train_data, recipe, train
 

@@ -21,7 +21,8 @@ import pandas as pd
 from robustbench_bl import channels, distributed, plots
 from robustbench_bl.channel_tuning import load_models, setting_for
 from robustbench_bl.instability import ADVERSARIAL, compare, condition, correctly_classified, examples, magnitudes, probe_rows
-from robustbench_bl.study import Study, command_line, parse_args
+from robustbench_bl.cli import command_line
+from robustbench_bl.study import Study, parse_args
 from robustbench_bl.sweep import run
 
 NAME = "instability"

@@ -24,7 +24,8 @@ from robustbench_bl import distributed, leaderboard, plots
 from robustbench_bl.channel_tuning import (
     CHANNELS, setting_for, add_sweep_option, channel_at, load_models, read_best, sweep_csv, votes_for,
 )  # fmt: skip
-from robustbench_bl.study import ArgumentParser, Study, command_line, parse_args
+from robustbench_bl.cli import ArgumentParser, command_line
+from robustbench_bl.study import Study, parse_args
 from robustbench_bl.sweep import run
 
 NAME = "leaderboard"

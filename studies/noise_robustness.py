@@ -21,7 +21,8 @@ import pandas as pd
 import torch
 
 from robustbench_bl import channels, distributed, plots, stats
-from robustbench_bl.study import Study, command_line, discarded_per_layer, parse_args, preset, trained_models
+from robustbench_bl.cli import command_line
+from robustbench_bl.study import Study, discarded_per_layer, parse_args, preset, trained_models
 from robustbench_bl.sweep import run
 from robustbench_bl.training import TrainConfig, budget, predict, recipe
 

@@ -23,7 +23,8 @@ import torch
 from robustbench_bl import data, models, plots
 from robustbench_bl.costs import relative_costs
 from robustbench_bl.spectral import bandlimit
-from robustbench_bl.study import Study, command_line, parse_args, preset
+from robustbench_bl.cli import command_line
+from robustbench_bl.study import Study, parse_args, preset
 from robustbench_bl.sweep import run
 
 NAME = "resources"

@@ -22,7 +22,8 @@ import pandas as pd
 from robustbench_bl import data, distributed, plots
 from robustbench_bl.band_studies import with_band
 from robustbench_bl.critical_difference import average_ranks, cliques, friedman, nemenyi_cd
-from robustbench_bl.study import Study, command_line, parse_args
+from robustbench_bl.cli import command_line
+from robustbench_bl.study import Study, parse_args
 from robustbench_bl.sweep import run
 from robustbench_bl.training import CheckpointStore, evaluate, recipe
 

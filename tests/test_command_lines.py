@@ -10,9 +10,10 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+import torch
 
 from robustbench_bl import data
-from robustbench_bl.study import command_line
+from robustbench_bl.cli import command_line
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((ROOT / "studies").glob("*.py")) + [ROOT / "attacks" / "attack.py"]
@@ -61,7 +62,7 @@ def common_cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
     empty.mkdir(exist_ok=True)
     blocker = tmp / "a-file"
     blocker.write_text("not a folder")
-    return {
+    cases = {
         "seed negative": (["--seed", "-1"], "--seed: must be >= 0"),
         "seed not int": (["--seed", "one"], "--seed: must be an integer"),
         "preset unknown": (["--preset", "fast"], "--preset: invalid choice"),
@@ -73,6 +74,9 @@ def common_cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "num-gpus negative": (["--num-gpus", "-1"], "--num-gpus: must be a finite number >= 0"),
         "executor unknown": (["--executor", "slurm"], "--executor: invalid choice"),
     }
+    if not torch.cuda.is_available():
+        cases["device without CUDA"] = (["--device", "cuda"], "asks for CUDA, but no CUDA device is available")
+    return cases
 
 
 @pytest.mark.parametrize("script", [p.stem for p in SCRIPTS])
@@ -158,3 +162,28 @@ def test_traceback_on_request(scripts: dict[str, ModuleType], tmp_path: Path, mo
     monkeypatch.setenv("RBL_TRACEBACK", "1")
     with pytest.raises(ValueError, match="is not a readable npz file"):
         command_line(scripts["noise_robustness"].main, ["--preset", "smoke", "--data", str(tmp_path), "--out", str(tmp_path / "o")])
+
+
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["train", "fastnet-1"], "unknown zoo model(s) ['fastnet-1']"),
+        (["train", "--data", "/does/not/exist"], "--data must be an existing folder"),
+        (["train", "--out", "{blocker}/weights"], "--out must be a writable folder"),
+        (["train", "--work", "{blocker}/work"], "--work must be a writable folder"),
+        (["train", "--device", "tpu9"], "device"),
+        pytest.param(["train", "--device", "cuda"], "no CUDA device", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has CUDA")),
+        (["card", "fastnet-1"], "argument name: invalid choice"),
+        (["fit"], "invalid choice: 'fit'"),
+    ],
+)
+def test_zoo_command_line_checks_before_training(
+    argv: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_loading: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from robustbench_bl import zoo
+    from robustbench_bl.zoo.__main__ import main
+
+    monkeypatch.setattr(zoo, "train", lambda *a, **k: pytest.fail("trained despite a bad argument"))
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    code, err = run(main, [a.replace("{blocker}", str(tmp_path / "blocker")) for a in argv], capsys)
+    assert code == 2 and err.count("\n") == 1 and expected in err, err

@@ -110,5 +110,5 @@ def test_command_line_lists_models_and_rejects_unknown_names(capsys: pytest.Capt
     assert [line.split()[0] for line in listed] == zoo.names()
     done = subprocess.run([sys.executable, "-m", "robustbench_bl.zoo", "train", "nope"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
-        f"error: unknown zoo model(s) ['nope']; accepted: {list(zoo.SPECS)}"
+        f"python -m robustbench_bl.zoo: error: unknown zoo model(s) ['nope']; accepted: {list(zoo.SPECS)} (see --help)"
     ]

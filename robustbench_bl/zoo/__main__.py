@@ -7,17 +7,17 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from robustbench_bl import zoo
+from robustbench_bl import data, zoo
+from robustbench_bl.cli import ArgumentParser, command_line, device, writable_folder
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m robustbench_bl.zoo", description=__doc__.splitlines()[0])
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m robustbench_bl.zoo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="shipped models with their band, seed and clean accuracy")
     show = sub.add_parser("card", help="print a model's card as JSON")
@@ -27,12 +27,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--data", default=None, help="CIFAR-10 folder (default: $RBL_DATA, the cache, ...)")
     train.add_argument("--out", default=str(zoo.WEIGHTS_DIR), help="where weights and cards go (default: the package)")
     train.add_argument("--work", default=None, help="folder of the per-epoch resume checkpoints (default: the cache)")
-    train.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', ...")
+    train.add_argument("--device", type=device, default="auto", help="'auto', 'cpu', 'cuda', ...")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.command == "list":
         for name in zoo.names():
             c = zoo.card(name)
@@ -46,9 +47,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     unknown = [n for n in args.names if n not in zoo.SPECS]
     if unknown:
-        raise ValueError(f"unknown zoo model(s) {unknown}; accepted: {list(zoo.SPECS)}")
-    if args.data is not None and not Path(args.data).is_dir():
-        raise ValueError(f"--data must be an existing folder, got {args.data!r}")
+        parser.error(f"unknown zoo model(s) {unknown}; accepted: {list(zoo.SPECS)}")
+    try:  # everything a training run needs, checked before the first (long) training starts
+        data.check_source("cifar10", args.data, "--data")
+        writable_folder(args.out, "--out")
+        if args.work is not None:
+            writable_folder(args.work, "--work")
+    except ValueError as err:
+        parser.error(str(err))
     for name in args.names or list(zoo.SPECS):
         record = zoo.train(name, data_root=args.data, work_dir=args.work, out_dir=Path(args.out), device=args.device)
         print(f"{name}: full test {record['accuracy'].get('full_test', {}).get('accuracy')}, "
@@ -57,8 +63,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(command_line(main))
