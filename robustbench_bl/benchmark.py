@@ -1,7 +1,10 @@
 """A fixed, sound evaluation protocol for randomized and lossy defenses: `robustbench_bl.benchmark`.
 
 RobustBench leaves such defenses out; this protocol picks the adaptive threat model the defense
-calls for, runs a fixed suite, takes the worst case per example and repeats stochastic evaluations.
+calls for (BPDA where the channel masks gradients, EOT where it is random), runs AutoAttack's
+APGD-CE and APGD-DLR, the package's best-iterate PGD, the score-based Square attack and a
+decision-based attack, takes the worst case per example, repeats stochastic evaluations, and flags
+gradient masking when a gradient-free attack beats the gradient ones.
 """
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ from robustbench_bl.validation import check_choice, check_positive_int, check_ra
 from robustbench_bl.versions import versions
 
 NORMS = ("Linf", "L2")
-#: The suite per norm: the gradient attacks (run under the defense's threat model) and one
-#: decision-based attack (querying the vote), each as (registry name, options).
+#: The suite per norm, each as (registry name, options): gradient attacks (run under the defense's
+#: threat model), Square on the (EOT-averaged) scores, and one decision-based attack on the vote.
 SUITES: dict[str, tuple[tuple[str, dict[str, Any]], ...]] = {
-    "Linf": (("pgd-linf", {}), ("hopskipjump", {"constraint": "linf"})),
-    "L2": (("pgd-l2", {}), ("cw-l2", {}), ("hopskipjump", {"constraint": "l2"})),
+    "Linf": (("apgd-ce-linf", {}), ("apgd-dlr-linf", {}), ("pgd-linf", {}), ("square-linf", {}), ("hopskipjump", {"constraint": "linf"})),
+    "L2": (("apgd-ce-l2", {}), ("apgd-dlr-l2", {}), ("pgd-l2", {}), ("cw-l2", {}), ("square-l2", {}), ("hopskipjump", {"constraint": "l2"})),
 }
 
 
@@ -51,13 +54,10 @@ class BenchmarkResult:
         return float(self.row["robust_accuracy"])
 
 
-def threat_for(defended: Defended, x: torch.Tensor, y: torch.Tensor) -> str:
+def threat_for(defended: Defended, x: torch.Tensor, y: torch.Tensor) -> attacks.Threat:
     """bpda where the channel masks gradients, eot where it is random, both when both, else whitebox."""
     masked = attacks.gradient_masking(defended, x, y) > 0
-    stochastic = defended.channel.stochastic
-    return {(False, False): "whitebox", (True, False): "bpda", (False, True): "eot", (True, True): "bpda+eot"}[
-        (masked, stochastic)
-    ]
+    return attacks.Threat(adaptive=True, bpda=masked, eot=defended.channel.stochastic)
 
 
 def clopper_pearson(successes: float, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -115,7 +115,7 @@ def benchmark(
             outcome = attacks.run(defended, name, x, y, threat, [eps], eot_samples, seed + r, options=opts, progress=progress)
             outcomes.append(outcome)
             frames.append(pd.DataFrame(attacks.summary_rows(outcome)).assign(attack=name, attack_kind=outcome.kind,
-                          norm=norm, threat=threat, gradient_path=outcome.gradient_path, repeat=r,
+                          norm=norm, threat=threat.name, gradient_path=outcome.gradient_path, repeat=r,
                           channel=attacks.channel_label(defended.channel), votes=votes))  # fmt: skip
         clean.append(outcomes[0].clean_correct.float())
         fooled = torch.stack([o.fooled[0] for o in outcomes]).any(0)
@@ -130,7 +130,7 @@ def benchmark(
 def _row(
     defended: Defended,
     test: datasets.Dataset,
-    threat: str,
+    threat: attacks.Threat,
     suite: list[tuple[str, dict[str, Any]]],
     runs: int,
     eot_samples: int,
@@ -146,15 +146,15 @@ def _row(
     n = len(clean)
     clean_ci = clopper_pearson(clean.sum().item(), n)
     robust_ci = clopper_pearson(robust.sum().item(), n)
-    gradient_threat = f"[{threat}, eot_samples={eot_samples}]" if "eot" in threat else f"[{threat}]"
-    described = [f"{name}{gradient_threat if attacks.spec(name).kind == attacks.GRADIENT else '[vote]'}"
+    gradient_threat = f"[{threat}, eot_samples={eot_samples}]" if threat.eot else f"[{threat}]"
+    described = [f"{name}{'[vote]' if attacks.spec(name).kind == attacks.DECISION else gradient_threat}"
                  f"{opts if opts else ''}" for name, opts in suite]  # fmt: skip
-    masking = threat in ("bpda", "bpda+eot")
+    masking = threat.bpda
     decision_wins = bool(per_attack["flag_decision_beats_gradient"].any())
     notes = [text for flag, text in (
         (masking, "the channel masks gradients: gradient attacks ran with bpda"),
         (defended.channel.stochastic, f"stochastic channel: eot with {eot_samples} draws, {runs} repeats"),
-        (decision_wins, "a decision-based attack beat the gradient attacks: gradients are likely obfuscated"),
+        (decision_wins, "a gradient-free attack beat the gradient attacks: gradients are likely obfuscated"),
     ) if flag]  # fmt: skip
     return {
         "protocol": "robustbench_bl.benchmark",
@@ -166,8 +166,8 @@ def _row(
         "channel": attacks.channel_label(defended.channel),
         "stochastic": defended.channel.stochastic,
         "votes": defended.votes,
-        "threat": threat,
-        "eot_samples": eot_samples if "eot" in threat else None,
+        "threat": threat.name,
+        "eot_samples": eot_samples if threat.eot else None,
         "suite": "; ".join(described),
         "repeats": runs,
         "seed": seed,

@@ -21,6 +21,7 @@ from robustbench_bl import attacks
 from robustbench_bl.channels import Channel, channel_class, make
 from robustbench_bl.cli import existing_file
 from robustbench_bl.defense import Defended
+from robustbench_bl.models.common import eval_mode
 from robustbench_bl.study import Trained, trained_models
 from robustbench_bl.training import TrainConfig, budget, recipe
 from robustbench_bl.validation import check_choice, check_positive_int
@@ -109,27 +110,25 @@ def craft_nonadaptive(
     (`judge`) instead of re-running the attack per channel. `epsilon=None` keeps a minimization
     attack (C&W) unbounded. Seeded like `attacks.run`, so the same seed crafts the same adversarials.
     """
-    fmodel = Defended(model).eval().foolbox()
-    fb_attack = attacks.make(attack, **(options or {}))
+    crafted = attacks.make(attack, **(options or {}))
     chunks = []
-    with torch.random.fork_rng():
+    with eval_mode(model), torch.random.fork_rng():
         torch.manual_seed(seed)
         for start in range(0, len(x), batch_size):
-            _, clipped, _ = fb_attack(fmodel, x[start : start + batch_size], y[start : start + batch_size], epsilons=[epsilon])
-            chunks.append(clipped[0].detach())
+            chunks.append(crafted(model, x[start : start + batch_size], y[start : start + batch_size], [epsilon], seed)[0])
     return torch.cat(chunks)
 
 
 @torch.no_grad()
 def judge(defended: Defended, x: Tensor, y: Tensor, adversarials: Mapping[str, Tensor]) -> list[dict[str, Any]]:
-    """Tidy rows: the defended vote's clean accuracy and, per attack, its robust accuracy (right on
-    the clean input and on the adversarial, as in `attacks.evaluate`) with the attack's median L2."""
-    clean = defended.predict(x)[0] == y
-    rows: list[dict[str, Any]] = [{"metric": "clean_accuracy", "attack": "none", "value": clean.float().mean().item()}]
+    """Tidy rows from `attacks.judge` (the one judge): the defended vote's clean accuracy and, per
+    attack, its robust accuracy with the attack's median L2."""
+    clean = defended.predict(x)[0]
+    rows: list[dict[str, Any]] = [{"metric": "clean_accuracy", "attack": "none", "value": (clean == y).float().mean().item()}]
     for name, adv in adversarials.items():
-        robust = clean & (defended.predict(adv)[0] == y)
+        verdict = attacks.judge(defended, x, y, [adv], clean_labels=clean)
         size = (adv - x).flatten(1).norm(dim=1).median().item()
-        rows.append({"metric": "robust_accuracy", "attack": name, "value": robust.float().mean().item(), "attack_l2_median": size})
+        rows.append({"metric": "robust_accuracy", "attack": name, "value": verdict.robust[0].float().mean().item(), "attack_l2_median": size})
     return rows
 
 

@@ -102,9 +102,10 @@ class Defended(nn.Module):
         return labels, torch.where(certified, radii, 0.0).to(guess.device)
 
     def foolbox(self, bounds: tuple[float, float] = (0, 1)) -> Any:
-        """This classifier as a foolbox PyTorchModel on the device of the model's parameters."""
+        """This classifier, switched to eval mode (attacks judge per-example outputs, not batch
+        statistics), as a foolbox PyTorchModel on the device of the model's parameters."""
         fb = import_foolbox()
-        return fb.PyTorchModel(self, bounds=bounds, device=placement(self.model)[0])
+        return fb.PyTorchModel(self.eval(), bounds=bounds, device=placement(self.model)[0])
 
     def extra_repr(self) -> str:
         seed = "" if self.seed is None else f", seed={self.seed}"

@@ -20,8 +20,14 @@ from robustbench_bl.training import TrainConfig, build_model, train
 #: Few steps with large relative step sizes: every attack runs in well under a second.
 FAST: dict[str, dict[str, object]] = {
     "fgsm": {},
-    "pgd-linf": {"steps": 8, "rel_stepsize": 0.25},
-    "pgd-l2": {"steps": 8, "rel_stepsize": 0.25},
+    "pgd-linf": {"steps": 8},
+    "pgd-l2": {"steps": 8},
+    "apgd-ce-linf": {"steps": 5},
+    "apgd-dlr-linf": {"steps": 5},
+    "apgd-ce-l2": {"steps": 5},
+    "apgd-dlr-l2": {"steps": 5},
+    "square-linf": {"n_queries": 20},
+    "square-l2": {"n_queries": 20},
     "cw-l2": {"steps": 10, "binary_search_steps": 2, "initial_const": 1.0, "stepsize": 0.05},
     "deepfool-linf": {"steps": 10},
     "boundary": {"steps": 10},
@@ -103,7 +109,7 @@ def test_bpda_succeeds_at_least_as_often_as_nonadaptive_on_color_depth(lenet: tu
     model, x, y = lenet
     defended = Defended(model, ColorDepth(3))
     # Small budgets, where rounding to 8 levels decides, and enough steps for the attacks to converge.
-    options = {"steps": 20, "rel_stepsize": 0.1}
+    options = {"steps": 20}
     runs = {threat: attacks.run(defended, "pgd-linf", x[:64], y[:64], threat, [2 / 255, 4 / 255], options=options)
             for threat in ("nonadaptive", "bpda", "whitebox")}  # fmt: skip
     fooled = {threat: out.fooled.sum(1) for threat, out in runs.items()}
@@ -127,10 +133,11 @@ def test_eot_draws_the_channel_eot_samples_times_per_step_in_one_batch(lenet: tu
     n, k, steps = 4, 3, 5
     CountingNoise.sizes.clear()
     attacks.run(Defended(model, CountingNoise(0.02), votes=2), "pgd-linf", x[:n], y[:n], "eot", 8 / 255, eot_samples=k,
-                options={"steps": steps})  # fmt: skip
-    # Each attack step is one channel call on the batch repeated k times (plus foolbox's final check);
-    # the judge votes on batches of 2 * n and the gradient probe and distortion use other sizes.
-    assert CountingNoise.sizes.count(k * n) == steps + 1
+                options={"steps": steps, "losses": ("ce",)})  # fmt: skip
+    # Each attack step is one channel call on the batch repeated k times (plus the check of the
+    # clean input and of the last iterate); the judge votes on batches of 2 * n and the gradient
+    # probe and distortion use other sizes.
+    assert CountingNoise.sizes.count(k * n) == steps + 2
     assert all(size in (n, 2 * n, 16 * n, k * n) for size in CountingNoise.sizes)
 
 
@@ -201,3 +208,42 @@ def test_bad_input(lenet: tuple[nn.Module, Tensor, Tensor]) -> None:
         attacks.evaluate(model, "fgsm", x, y, transfer="laplace:0.03")
     with pytest.raises(ValueError, match="options for attack 'pgd-linf'"):
         attacks.evaluate(model, "pgd-linf", x, y, options={"stepz": 3})
+
+
+@pytest.mark.parametrize(
+    "name,options",
+    [("pgd-linf", {"steps": 0}), ("pgd-linf", {"steps": -1}), ("apgd-ce-linf", {"steps": 0}), ("square-linf", {"n_queries": 0}),
+     ("additive-uniform", {"repeats": 0}), ("cw-l2", {"stepsize": 0.0}), ("pgd-l2", {"step_size": -0.1}), ("pgd-l2", {"rel_stepsize": 0.1})],
+)  # fmt: skip
+def test_a_budget_that_runs_no_attack_is_an_error(name: str, options: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="options"):
+        attacks.make(name, **options)
+
+
+def test_attacker_draws_never_replay_the_judges(lenet: tuple[nn.Module, Tensor, Tensor]) -> None:
+    model, x, _ = lenet
+    defended = Defended(model, GaussianNoise(0.1), votes=1)
+    attacker = attacks.threat_model(defended, False, attacks.Threat.parse("eot"), 1, seed=3).module
+    judge = Defended(model, GaussianNoise(0.1), votes=1, seed=3).eval()
+    same_stream = Defended(model, GaussianNoise(0.1), votes=1, seed=3 + attacks.ATTACKER_STREAM).eval()
+    with torch.no_grad():
+        assert torch.equal(attacker(x[:4]), same_stream(x[:4]))  # the attacker's stream, reproducibly
+        assert not torch.allclose(attacker(x[:4]), judge(x[:4]))  # never the judge's draws
+
+
+def test_foolbox_model_is_in_eval_mode(lenet: tuple[nn.Module, Tensor, Tensor]) -> None:
+    model, _, _ = lenet
+    defended = Defended(model).train()
+    defended.foolbox()
+    assert not defended.training and not model.training
+
+
+def test_boundary_under_an_adaptive_threat_with_examples_the_vote_gets_wrong(lenet: tuple[nn.Module, Tensor, Tensor]) -> None:
+    """Foolbox's boundary attack divides by the distance to its starting point, zero for an example
+    already misclassified: such examples are left alone (and never counted as fooled)."""
+    model, x, y = lenet
+    wrong = (y[:8] + 1) % 10  # labels the vote gets wrong on every example
+    labels = torch.cat([wrong[:3], y[3:8]])
+    out = attacks.run(Defended(model, GaussianNoise(0.02), votes=3), "boundary", x[:8], labels, "eot", [0.5], options={"steps": 20})
+    assert not out.clean_correct[:3].any() and not out.fooled[0][:3].any()
+    assert torch.isfinite(out.l2[0][out.fooled[0]]).all()

@@ -7,12 +7,12 @@ from scipy.stats import binomtest
 from test_attacks import FAST, trained_lenet
 
 import robustbench_bl
-from robustbench_bl import Defended
-from robustbench_bl.benchmark import clopper_pearson, threat_for
+from robustbench_bl import Defended, attacks
+from robustbench_bl.benchmark import SUITES, clopper_pearson, threat_for
 from robustbench_bl.channels import ColorDepth, Compose, GaussianNoise, Identity
 from robustbench_bl.versions import versions
 
-OPTIONS = {name: FAST[name] for name in ("pgd-linf", "pgd-l2", "cw-l2", "hopskipjump")}
+OPTIONS = {name: FAST[name] for suite in SUITES.values() for name, _ in suite}
 
 
 @pytest.mark.parametrize(
@@ -22,7 +22,7 @@ OPTIONS = {name: FAST[name] for name in ("pgd-linf", "pgd-l2", "cw-l2", "hopskip
 )  # fmt: skip
 def test_threat_follows_the_channel(channel: object, threat: str) -> None:
     model, x, y = trained_lenet()
-    assert threat_for(Defended(model, channel), x[:8], y[:8]) == threat  # type: ignore[arg-type]
+    assert threat_for(Defended(model, channel), x[:8], y[:8]).name == threat  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("k", [0, 3, 17, 20])
@@ -42,7 +42,7 @@ def test_stochastic_benchmark_takes_the_worst_case_over_the_suite() -> None:
     assert row["robust_accuracy_every_repeat"] <= row["robust_accuracy"] <= row["clean_accuracy"]
     robust = result.attacks[result.attacks.metric == "robust_accuracy"].groupby("attack").value.mean()
     assert row["robust_accuracy"] <= robust.min() + 1e-9
-    assert set(result.attacks.repeat) == {0, 1} and set(result.attacks.attack) == {"pgd-linf", "hopskipjump"}
+    assert set(result.attacks.repeat) == {0, 1} and set(result.attacks.attack) == {name for name, _ in SUITES["Linf"]}
     assert row["version_torch"] == versions()["torch"] and row["version_foolbox"] != "absent"
 
 
@@ -50,8 +50,18 @@ def test_deterministic_l2_benchmark_runs_once_with_bpda() -> None:
     model, _, _ = trained_lenet()
     result = robustbench_bl.benchmark(model, ColorDepth(3), norm="L2", eps=0.5, n=10, repeats=3, options=OPTIONS)
     assert result.row["repeats"] == 1 and result.row["threat"] == "bpda" and result.row["flag_gradient_masking"]
-    assert set(result.attacks.attack) == {"pgd-l2", "cw-l2", "hopskipjump"}
-    assert result.robust_accuracy <= result.clean_accuracy
+    assert set(result.attacks.attack) == {name for name, _ in SUITES["L2"]}
+
+
+def test_the_suite_breaks_a_deterministic_channel_under_bpda() -> None:
+    """Color depth (64 levels, finer than 2 eps) masks gradients; through BPDA the suite must take a LeNet right on most of
+    its training images to (almost) nothing at 16/255 (a no-op suite would leave clean accuracy)."""
+    model, x, y = trained_lenet()
+    outcome = attacks.run(Defended(model, ColorDepth(6)), "apgd-ce-linf", x[:40], y[:40], "bpda", 16 / 255)
+    assert outcome.clean_correct.float().mean() >= 0.8
+    assert outcome.robust.float().mean() <= 0.05  # the bare model keeps 0% at 16/255 (10% at 8/255)
+    result = robustbench_bl.benchmark(model, ColorDepth(6), eps=16 / 255, n=20, options=OPTIONS)
+    assert result.row["threat"] == "bpda" and result.robust_accuracy <= 0.5 * result.clean_accuracy
 
 
 def test_bad_input() -> None:
@@ -62,3 +72,10 @@ def test_bad_input() -> None:
         robustbench_bl.benchmark(model, eps=-0.1)
     with pytest.raises(ValueError, match="channel must be one of"):
         robustbench_bl.benchmark(model, "blur:3")
+
+
+def test_a_no_op_suite_fails_the_break_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mutation check: with every attack returning the clean input, the test above must fail."""
+    monkeypatch.setattr(attacks.Attack, "__call__", lambda self, module, x, y, epsilons, seed=0: [x.clone() for _ in epsilons])
+    with pytest.raises(AssertionError):
+        test_the_suite_breaks_a_deterministic_channel_under_bpda()
