@@ -136,9 +136,10 @@ def transform_case(d: int, batch: int, size: int, k: int, repeats: int) -> list[
     return rows
 
 
-def print_table(rows: list[dict]) -> None:
+def print_table(rows: list[dict], digits: int = 2) -> None:
+    """Rows of dicts as a markdown table, floats to `digits` places (also used by protocol.py)."""
     keys = list(rows[0])
-    cells = [[f"{r[k]:.2f}" if isinstance(r[k], float) else str(r[k]) for k in keys] for r in rows]
+    cells = [[f"{r[k]:.{digits}f}" if isinstance(r[k], float) else str(r[k]) for k in keys] for r in rows]
     print("| " + " | ".join(keys) + " |")
     print("|" + "|".join("---" for _ in keys) + "|")
     for c in cells:

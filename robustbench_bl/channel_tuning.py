@@ -35,8 +35,8 @@ SWEEP_ATTACKS = ("pgd-linf", "cw-l2")
 @dataclass(frozen=True)
 class Setting:
     """What the channel studies share at one preset: the model and its training budget, the PGD-Linf
-    budget `eps`, the votes of a stochastic channel and attack options (empty: the registry's 40 PGD
-    and 100 C&W steps)."""
+    budget `eps`, the votes of a stochastic channel and attack options (empty: the registry's
+    defaults, e.g. 100 PGD steps and 100 C&W steps)."""
 
     model: str
     train: int
@@ -50,7 +50,8 @@ class Setting:
 #: 200 test images after PGD, 24% at 2/255), so smoke and quick attack at 2/255 to leave something to compare.
 SETTINGS: dict[str, Setting] = {
     "smoke": Setting("lenet", 200, 1, 2 / 255, 3,
-                     {"pgd-linf": {"steps": 5}, "cw-l2": {"steps": 10, "binary_search_steps": 1}}),  # fmt: skip
+                     {"pgd-linf": {"steps": 5}, "cw-l2": {"steps": 10, "binary_search_steps": 1}, "apgd-ce-linf": {"steps": 5},
+                      "apgd-dlr-linf": {"steps": 5}, "square-linf": {"n_queries": 20}}),  # fmt: skip
     "quick": Setting("lenet", 10000, 12, 2 / 255, 16),
     "paper": Setting("resnet18", 50000, 350, 8 / 255, 100),
 }

@@ -12,14 +12,13 @@ import pandas as pd
 from torch import Tensor, nn
 
 from robustbench_bl import attacks
-from robustbench_bl._foolbox import import_foolbox
 from robustbench_bl.validation import check_positive_int
 
 #: The decision-based attacks of the comparison (registry names), all measured in L2.
 ATTACKS = ("boundary", "hopskipjump", "additive-gaussian", "blended-uniform", "salt-and-pepper", "gaussian-blur")
 
 
-def epsilons(attack: Any, x: Tensor, points: int) -> tuple[float, ...]:
+def epsilons(attack: attacks.Attack, x: Tensor, points: int) -> tuple[float, ...]:
     """The epsilon axis that recovers each example's minimal perturbation from `attacks.run`.
 
     A minimization attack gets one epsilon, the diameter of the [0, 1] input box in its norm, so
@@ -29,7 +28,7 @@ def epsilons(attack: Any, x: Tensor, points: int) -> tuple[float, ...]:
     """
     dimension = x[0].numel()
     diameter = 1.0 if attacks.norm_of(attack) == "Linf" else math.sqrt(dimension)
-    if isinstance(attack, import_foolbox().attacks.base.MinimizationAttack):
+    if attack.minimizes:
         return (diameter,)
     points = check_positive_int(points, "points", minimum=2)
     return tuple(float(e) for e in np.geomspace(diameter / 1000, diameter, points))

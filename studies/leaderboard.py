@@ -35,7 +35,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(test=20, repeats=1, eot=2, rates=(0.0, 0.5, 0.85),
                   options={"hopskipjump": {"steps": 1, "initial_gradient_eval_steps": 5, "max_gradient_eval_steps": 10}}),
     "quick": dict(test=100, repeats=2, eot=8, rates=(0.0, 0.5, 0.85),
-                  options={"hopskipjump": {"steps": 2, "initial_gradient_eval_steps": 20, "max_gradient_eval_steps": 20}}),
+                  options={"hopskipjump": {"steps": 2, "initial_gradient_eval_steps": 20, "max_gradient_eval_steps": 20},
+                           "square-linf": {"n_queries": 1000}}),
     "paper": dict(test=1000, repeats=5, eot=16, rates=(0.0, 0.5, 0.85), options={}),
 }  # fmt: skip
 KEYS = ("model", "train_compress", "channel", "votes")

@@ -129,6 +129,11 @@ class Attack:
         return self.spec.kind
 
     @property
+    def minimizes(self) -> bool:
+        """Whether the attack searches the smallest adversarial itself (an epsilon only clips it)."""
+        return self._foolbox is not None and isinstance(self._foolbox, import_foolbox().attacks.base.MinimizationAttack)
+
+    @property
     def norm(self) -> str:
         """'L2' or 'Linf' (or 'L<p>'): the norm in which the attack measures perturbations."""
         if self.spec.norm is not None:
@@ -137,11 +142,12 @@ class Attack:
         return "Linf" if math.isinf(p) else f"L{p:g}"
 
     def __call__(self, module: nn.Module, x: Tensor, y: Tensor, epsilons: Sequence[float], seed: int = 0) -> list[Tensor]:
+        """Adversarials per epsilon; `seed` seeds the torchattacks attacks (the others draw from
+        torch's RNG, seeded by `run`)."""
         if self.spec.library == "foolbox":
             return self._run_foolbox(module, x, y, epsilons)
-        if self.spec.library == "robustbench_bl":
-            generator = torch.Generator(device=x.device).manual_seed(seed)
-            return [pgd(module, x, y, eps, self.norm, generator=generator, **self.options) for eps in epsilons]
+        if self.spec.library == "robustbench_bl":  # random starts from torch's RNG, which the caller seeds
+            return [pgd(module, x, y, eps, self.norm, **self.options) for eps in epsilons]
         return [self._run_torchattacks(module, x, y, eps, seed) for eps in epsilons]
 
     def _run_foolbox(self, module: nn.Module, x: Tensor, y: Tensor, epsilons: Sequence[float]) -> list[Tensor]:
