@@ -79,7 +79,7 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=positive_int, default=None, help="step or query budget of every attack (default: the registry's)")
     parser.add_argument("--n", type=positive_int, default=100, help="class-balanced test examples")
     args = parse_args(NAME, parser.description, argv, parser, dataset=None)
-    if args.transfer is not None and args.threat == "nonadaptive":
+    if args.transfer is not None and not attacks.Threat.parse(args.threat).adaptive:
         parser.error("--transfer needs an adaptive --threat ('whitebox', 'bpda', 'eot' or 'bpda+eot'), got 'nonadaptive'")
     return args
 
