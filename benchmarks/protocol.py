@@ -125,7 +125,7 @@ def measure(cell: dict[str, Any], model: nn.Module, root: str | None) -> list[di
         "bpda": robust("apgd-ce-linf", eot),
         "eot": robust("apgd-ce-linf", "eot" if channel.stochastic else "whitebox"),
     }
-    result = robustbench_bl.benchmark(model, channel, cell["votes"], n=cell["n"], repeats=1, seed=cell["seed"],
+    result = robustbench_bl.benchmark(model, channel, cell["votes"], eps=eps, n=cell["n"], repeats=1, seed=cell["seed"],
                                       eot_samples=cell["eot_samples"], data_root=root, options=OPTIONS)  # fmt: skip
     row["strongest"] = result.robust_accuracy
     row["protocol_threat"] = result.row["threat"]
