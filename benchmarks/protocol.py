@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 import robustbench_bl
 from robustbench_bl import Defended, attacks, data, zoo
+from robustbench_bl.benchmark import threat_for
 from robustbench_bl.channel_tuning import CHANNELS, default_strength
 from robustbench_bl.channels import Channel, make as make_channel
 from robustbench_bl.cli import ArgumentParser, command_line, positive_int
@@ -137,6 +138,20 @@ def measure(cell: dict[str, Any], model: nn.Module, root: str | None) -> list[di
     return [{"metric": "robust_accuracy", **row}]
 
 
+def previous_default(model: nn.Module, cells: list[dict[str, Any]], root: str | None) -> list[dict[str, Any]]:
+    """The package's strongest threat before the strong protocol: Foolbox's PGD-Linf (40 steps of
+    eps/30, last iterate) under the threat `benchmark` picks, on the same images and judge."""
+    attacks.REGISTRY["foolbox-pgd-linf"] = attacks.AttackSpec("foolbox", "LinfProjectedGradientDescentAttack", {"steps": 40})
+    rows = []
+    for cell in cells:
+        test = data.load("cifar10", "test", root=root, limit=cell["n"], seed=cell["seed"])
+        defended = Defended(model, make_channel(cell["channel"]), cell["votes"])
+        threat = threat_for(defended, test.x, test.y)
+        out = attacks.run(defended, "foolbox-pgd-linf", test.x, test.y, threat, [cell["eps"]], cell["eot_samples"], cell["seed"])
+        rows.append({"channel": cell["channel"], "threat": threat.name, "previous_default": out.robust[0].float().mean().item()})
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="lenet", choices=["lenet", *zoo.names()])
@@ -147,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--votes", type=positive_int, default=8, help="the judge's majority vote (stochastic channels)")
     parser.add_argument("--data", default=None, help="CIFAR-10 folder (default: $RBL_DATA or the packaged sample)")
     parser.add_argument("--out", default="results/protocol", help="results folder (resumable)")
+    parser.add_argument("--previous", action="store_true", help="also the previous default (Foolbox PGD, 40 steps, last iterate)")
     args = parser.parse_args(argv)
     names = [c.strip() for c in args.channels.split(",")]
     unknown = set(names) - set(CHANNELS)
@@ -163,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     table["met"] = table.strongest <= table.reference + 0.01
     columns = ["channel", "votes", "clean", "nonadaptive", "bpda", "eot", "strongest", "reference", "met", "protocol_threat", "gradient_free_wins"]
     print_table(table[columns].to_dict("records"), digits=3)
+    if args.previous:
+        print_table(previous_default(model, cells, args.data), digits=3)
 
 
 if __name__ == "__main__":
