@@ -95,19 +95,6 @@ def check_minimal(name: str) -> None:
     assert (ratio <= MINIMAL[name]).all(), f"{name}: sizes up to {ratio.max():.2f}x the minimum"
 
 
-class Checkerboard(nn.Module):
-    """Class 1 while the image holds enough of a checkerboard pattern, class 0 once blurred away."""
-
-    def __init__(self, pattern: Tensor, threshold: float) -> None:
-        super().__init__()
-        self.pattern = nn.Parameter(pattern)
-        self.threshold = threshold
-
-    def forward(self, x: Tensor) -> Tensor:
-        s = (x - 0.5).flatten(1) @ self.pattern.flatten() - self.threshold
-        return torch.stack([-s / 2, s / 2, torch.full_like(s, -10.0)], 1)
-
-
 def check_blur() -> None:
     """Blurring removes a checkerboard: the blur attack must fool every example, with an L2 size at
     least the minimum (|s| / ||w||) and at most the whole pattern's."""
@@ -115,7 +102,8 @@ def check_blur() -> None:
     pattern = checker.expand(*SHAPE).clone()
     amplitude = torch.linspace(0.05, 0.15, 10)
     x = 0.5 + amplitude.view(-1, 1, 1, 1) * pattern
-    model = Checkerboard(pattern, threshold=0.02 * D).eval()
+    # s = (x - 0.5).pattern - threshold: class 1 while enough of the pattern is left, 0 once blurred away
+    model = Linear3(pattern.flatten(), -0.5 * pattern.sum().item() - 0.02 * D).eval()
     y = torch.ones(10, dtype=torch.long)
     s = (x - 0.5).flatten(1) @ pattern.flatten() - 0.02 * D
     out = attacks.run(model, "gaussian-blur", x, y, epsilons=[100.0])
