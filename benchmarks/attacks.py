@@ -16,7 +16,6 @@ from channels import interleaved_seconds, rows_against  # benchmarks/channels.py
 from torch import nn
 
 from robustbench_bl import Defended, attacks, data, models, probes
-from robustbench_bl._foolbox import import_foolbox
 from robustbench_bl.channels import GaussianNoise, Identity
 from robustbench_bl.cli import ArgumentParser, command_line, positive_int
 from robustbench_bl.training import TrainConfig, train
@@ -42,17 +41,16 @@ def count_forwards(model: nn.Module, run: object) -> list[int]:
 
 
 def attack_costs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int, repeats: int) -> None:
-    fb = import_foolbox()
-    pgd = attacks.make("pgd-linf")  # 40 steps
+    pgd = attacks.make("pgd-linf", steps=40, losses=("ce",))  # one 40-step run: the cost of the plumbing, not of restarts
     identity = Defended(model, Identity(), votes=1).eval()
-    eot = attacks.threat_model(Defended(model, GaussianNoise(0.03), votes=k), attacks.GRADIENT, "eot", k, 0, batch_size=len(x))
+    eot = attacks.threat_model(Defended(model, GaussianNoise(0.03), votes=k), False, attacks.Threat.parse("eot"), k, 0, batch_size=len(x))
     repeated_x, repeated_y = x.repeat(k, 1, 1, 1), y.repeat(k)
     bare_label = f"PGD-40, bare lenet, N={len(x)}"
     runs = {
-        bare_label: lambda: pgd(fb.PyTorchModel(model, (0, 1)), x, y, epsilons=8 / 255),
-        "PGD-40, Defended(lenet, Identity(), votes=1)": lambda: pgd(fb.PyTorchModel(identity, (0, 1)), x, y, epsilons=8 / 255),
-        f"PGD-40, bare lenet on the {k} x N repeated batch": lambda: pgd(fb.PyTorchModel(model, (0, 1)), repeated_x, repeated_y, epsilons=8 / 255),
-        f"PGD-40 under eot, gauss:0.03, k={k}": lambda: pgd(fb.PyTorchModel(eot.module, (0, 1)), x, y, epsilons=8 / 255),
+        bare_label: lambda: pgd(model, x, y, [8 / 255]),
+        "PGD-40, Defended(lenet, Identity(), votes=1)": lambda: pgd(identity, x, y, [8 / 255]),
+        f"PGD-40, bare lenet on the {k} x N repeated batch": lambda: pgd(model, repeated_x, repeated_y, [8 / 255]),
+        f"PGD-40 under eot, gauss:0.03, k={k}": lambda: pgd(eot.module, x, y, [8 / 255]),
     }  # fmt: skip
     times = interleaved_seconds(runs, repeats)
     sizes = count_forwards(model, runs[f"PGD-40 under eot, gauss:0.03, k={k}"])

@@ -280,16 +280,13 @@ def _read_npz(file: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     fix = f"replace it with a file in the layout of shared/data/{name}/README.md (keys x and y) or remove it"
     try:
         with np.load(file, allow_pickle=False) as archive:
-            missing = {"x", "y"} - set(archive.files)
-            if missing:
-                raise ValueError(f"{file} has no key(s) {sorted(missing)} (found {sorted(archive.files)}); {fix}")
-            x, y = archive["x"], archive["y"]
-    except (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as err:
+            found = sorted(archive.files)
+            arrays = {key: archive[key] for key in ("x", "y") if key in found}
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zipfile.LargeZipFile) as err:
         raise ValueError(f"{file} is not a readable npz file ({type(err).__name__}: {err}); {fix}") from None
-    except ValueError as err:
-        if str(err).startswith(str(file)):
-            raise
-        raise ValueError(f"{file} is not a readable npz file ({err}); {fix}") from None
+    if len(arrays) < 2:
+        raise ValueError(f"{file} has no key(s) {sorted({'x', 'y'} - set(arrays))} (found {found}); {fix}")
+    x, y = arrays["x"], arrays["y"]
     if y.ndim != 1 or len(y) != len(x):
         raise ValueError(f"{file} holds {len(x)} images but labels of shape {y.shape}; {fix}")
     if not np.issubdtype(y.dtype, np.integer) or (len(y) and (y.min() < 0 or y.max() > 9)):

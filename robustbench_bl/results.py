@@ -38,8 +38,9 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _damage(raw: bytes) -> str | None:
-    """What is wrong with one stored line, or None for a record {"key": str, "cell": {...}, "rows": [{...}, ...]}."""
+def _parse(raw: bytes) -> dict[str, Any] | str:
+    """One stored line as its record {"key": str, "cell": {...}, "rows": [{...}, ...]}, or a
+    sentence saying what is wrong with it."""
     try:
         record = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -53,7 +54,7 @@ def _damage(raw: bytes) -> str | None:
     rows = record.get("rows")
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         return "'rows' is not a list of objects"
-    return None
+    return record
 
 
 class ResultsStore:
@@ -75,11 +76,11 @@ class ResultsStore:
                 if not raw.endswith(b"\n"):
                     log.warning("%s: skipping an unfinished last line (a writer was interrupted)", self.path)
                     continue
-                problem = _damage(raw)
-                if problem is None:
-                    records.append(json.loads(raw))
+                parsed = _parse(raw)
+                if isinstance(parsed, dict):
+                    records.append(parsed)
                 else:
-                    log.warning("%s:%d: skipping a damaged line (%s)", self.path, number, problem)
+                    log.warning("%s:%d: skipping a damaged line (%s)", self.path, number, parsed)
         return records
 
     def keys(self) -> set[str]:

@@ -29,15 +29,21 @@ def _loss(kind: str, scores: Tensor, y: Tensor) -> Tensor:
     return -margins(scores, y).sum()
 
 
-def _random_start(x: Tensor, eps: float, norm: str, generator: torch.Generator | None) -> Tensor:
-    """A uniform point of the Linf ball, or a point of the L2 ball in a uniform direction."""
+def _random_start(x: Tensor, eps: float, norm: str) -> Tensor:
+    """A uniform point of the Linf ball, or a point of the L2 ball in a uniform direction, drawn
+    from torch's RNG (which `attacks.run` seeds)."""
     if norm == "Linf":
-        noise = (torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1) * eps
+        noise = (torch.rand_like(x) * 2 - 1) * eps
     else:
-        direction = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        radius = torch.rand(len(x), generator=generator, device=x.device, dtype=x.dtype) * eps
-        noise = direction / direction.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1)) * radius.view(-1, *[1] * (x.dim() - 1))
+        direction = torch.randn_like(x)
+        radius = torch.rand(len(x), device=x.device, dtype=x.dtype) * eps
+        noise = direction * _per_example(radius / direction.flatten(1).norm(dim=1).clamp_min(1e-12), x)
     return (x + noise).clamp(0, 1)
+
+
+def _per_example(values: Tensor, like: Tensor) -> Tensor:
+    """Per-example scalars (N,) shaped to broadcast over a batch like `like` (N x ...)."""
+    return values.view(-1, *[1] * (like.dim() - 1))
 
 
 def _project(x: Tensor, adv: Tensor, eps: float, norm: str) -> Tensor:
@@ -47,7 +53,7 @@ def _project(x: Tensor, adv: Tensor, eps: float, norm: str) -> Tensor:
         delta = delta.clamp(-eps, eps)
     else:
         size = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
-        delta = delta * (eps / size).clamp(max=1).view(-1, *[1] * (x.dim() - 1))
+        delta = delta * _per_example((eps / size).clamp(max=1), x)
     return (x + delta).clamp(0, 1)
 
 
@@ -55,7 +61,7 @@ def _step(grad: Tensor, norm: str) -> Tensor:
     """The ascent direction of unit size in the norm: sign for Linf, the normalized gradient for L2."""
     if norm == "Linf":
         return grad.sign()
-    return grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (grad.dim() - 1))
+    return grad / _per_example(grad.flatten(1).norm(dim=1).clamp_min(1e-12), grad)
 
 
 def pgd(
@@ -68,7 +74,6 @@ def pgd(
     steps: int = 100,
     step_size: float = 0.25,
     losses: tuple[str, ...] = LOSSES,
-    generator: torch.Generator | None = None,
 ) -> Tensor:
     """Best-iterate PGD in the `norm` ball of radius `eps`: one run per loss in `losses` (later
     runs only on examples the earlier ones did not fool), each from a random start."""
@@ -82,7 +87,7 @@ def pgd(
         if len(todo) == 0:
             break
         xs, ys = x[todo], y[todo]
-        adv = _random_start(xs, eps, norm, generator)
+        adv = _random_start(xs, eps, norm)
         for t in range(steps + 1):
             adv.requires_grad_(True)
             scores = model(adv)
@@ -93,6 +98,7 @@ def pgd(
             if t == steps:
                 break
             (grad,) = torch.autograd.grad(_loss(kind, scores, ys), adv)
-            size = step_size * eps * (0.5 ** ((4 * t) // (2 * steps) + (4 * t >= 3 * steps)))
+            halvings = (2 * t >= steps) + (4 * t >= 3 * steps)  # at 1/2 and 3/4 of the run
+            size = step_size * eps * 0.5**halvings
             adv = _project(xs, adv.detach() + size * _step(grad, norm), eps, norm)
     return best
