@@ -1,4 +1,5 @@
-"""band_limited_conv1d/2d against F.conv (rate 0), gradcheck, and an explicitly masked FFT reference."""
+"""band_limited_conv1d/2d/3d against F.conv (rate 0), gradcheck, and an explicitly masked FFT reference,
+for both transforms (partial DFT and pruned FFT)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ import torch
 import torch.nn.functional as F
 
 from robustbench_bl.costs import saved_bytes
-from robustbench_bl.spectral import band_limited_conv1d, band_limited_conv2d, compression
+from robustbench_bl.spectral import band_limited_conv1d, band_limited_conv2d, band_limited_conv3d, compression
+from robustbench_bl.spectral.transforms import AxisGeometry, choose_route
 from robustbench_bl.spectral.backends import TorchBackend, get_backend
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel")
 
-CONV = {1: (F.conv1d, band_limited_conv1d), 2: (F.conv2d, band_limited_conv2d)}
-SIZES = {1: [(11,), (12,)], 2: [(13, 13), (12, 12), (11, 14)]}  # odd, even, non-square
+CONV = {1: (F.conv1d, band_limited_conv1d), 2: (F.conv2d, band_limited_conv2d), 3: (F.conv3d, band_limited_conv3d)}
+SIZES = {1: [(11,), (12,)], 2: [(13, 13), (12, 12), (11, 14)], 3: [(7, 6, 5)]}  # odd, even, non-square
+ROUTES = ("dft", "fft")
 
 
 def extent(k: int, dilation: int) -> int:
@@ -31,7 +34,7 @@ def valid(size, k, stride, padding, dilation) -> bool:
 def grid(sizes, kernels, strides, paddings, dilations, groups, biases):
     """Every valid combination, with readable ids."""
     cases = []
-    for d in (1, 2):
+    for d in sizes:
         for size, k, s, p, dil, g, b in itertools.product(sizes[d], kernels, strides, paddings, dilations, groups, biases):
             if valid(size, k, s, p, dil):
                 cases.append(pytest.param(d, size, k, s, p, dil, g, b, id=f"{d}d-{size}-k{k}-s{s}-p{p}-d{dil}-g{g}-b{int(b)}"))
@@ -96,58 +99,70 @@ def static(rate):
     return lambda n, xp: compression.static_mask(n, rate)
 
 
-GRID0 = grid(SIZES, range(1, 8), (1, 2), (0, 1, "same"), (1, 2), (1, 2), (True, False))
+GRID0 = grid(
+    {d: SIZES[d] for d in (1, 2)}, range(1, 8), (1, 2), (0, 1, "same"), (1, 2), (1, 2), (True, False)
+) + grid({3: SIZES[3]}, (1, 2, 3), (1, 2), (0, 1, "same"), (1, 2), (1, 2), (True,))
 
 
+@pytest.mark.parametrize("transform", ROUTES)
 @pytest.mark.parametrize("d, size, k, stride, padding, dilation, groups, bias", GRID0)
-def test_rate_zero_equals_conv_float32(d, size, k, stride, padding, dilation, groups, bias):
+def test_rate_zero_equals_conv_float32(d, size, k, stride, padding, dilation, groups, bias, transform):
     conv, blconv = CONV[d]
     x, w, b = make_inputs(d, size, k, groups, bias, torch.float32)
     expected = conv(x, w, b, stride, padding, dilation, groups)
-    actual = blconv(x, w, b, stride, padding, dilation, groups, compress_rate=0.0)
+    actual = blconv(x, w, b, stride, padding, dilation, groups, compress_rate=0.0, transform=transform)
     assert actual.shape == expected.shape
     assert_rel_close(actual, expected, 1e-4)
     for ga, ge in zip(grads(actual, (x, w, b)), grads(expected, (x, w, b))):
         assert_rel_close(ga, ge, 1e-4)
 
 
-GRID_SMALL = grid({1: [(7,)], 2: [(5, 6)]}, (1, 2, 3), (1, 2), (0, 1, "same"), (1, 2), (1, 2), (True,))
+GRID_SMALL = grid({1: [(7,)], 2: [(5, 6)]}, (1, 2, 3), (1, 2), (0, 1, "same"), (1, 2), (1, 2), (True,)) + grid(
+    {3: [(4, 5, 3)]}, (2,), (1, 2), (1,), (1,), (1,), (True,)
+)
 
 
+@pytest.mark.parametrize("transform", ROUTES)
 @pytest.mark.parametrize("rate", [0.0, 0.5])
 @pytest.mark.parametrize("d, size, k, stride, padding, dilation, groups, bias", GRID_SMALL)
-def test_gradcheck_float64(d, size, k, stride, padding, dilation, groups, bias, rate):
+def test_gradcheck_float64(d, size, k, stride, padding, dilation, groups, bias, rate, transform):
     _, blconv = CONV[d]
     x, w, b = make_inputs(d, size, k, groups, bias, torch.float64, batch=1, cin=2, cout=2)
-    fn = lambda x, w, b: blconv(x, w, b, stride, padding, dilation, groups, compress_rate=rate)  # noqa: E731
+    fn = lambda x, w, b: blconv(x, w, b, stride, padding, dilation, groups, compress_rate=rate, transform=transform)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (x, w, b))
 
 
 def test_reference_itself_equals_conv_at_rate_zero():
-    for d, k, s, p, dil, g in [(2, 3, 2, 1, 2, 2), (1, 4, 1, "same", 2, 1), (2, 2, 1, "same", 1, 2)]:
+    for d, k, s, p, dil, g in [(2, 3, 2, 1, 2, 2), (1, 4, 1, "same", 2, 1), (2, 2, 1, "same", 1, 2), (3, 3, 2, 1, 1, 2)]:
         conv, _ = CONV[d]
         x, w, b = make_inputs(d, SIZES[d][-1], k, g, True, torch.float64)
         torch.testing.assert_close(masked_reference(x, w, b, s, p, dil, g, static(0.0)), conv(x, w, b, s, p, dil, g))
 
 
-GRID_MASKED = grid(SIZES, (1, 2, 3, 5), (1, 2), (0, 1, "same"), (1, 2), (1, 2), (True,))
+GRID_MASKED = grid({d: SIZES[d] for d in (1, 2)}, (1, 2, 3, 5), (1, 2), (0, 1, "same"), (1, 2), (1, 2), (True,)) + grid(
+    {3: SIZES[3]}, (1, 3), (1, 2), (0, "same"), (1, 2), (2,), (True,)
+)
 
 
+@pytest.mark.parametrize("transform", ROUTES)
 @pytest.mark.parametrize("rate", [0.3, 0.5, 0.85])
 @pytest.mark.parametrize("d, size, k, stride, padding, dilation, groups, bias", GRID_MASKED)
-def test_compressed_equals_masked_reference(d, size, k, stride, padding, dilation, groups, bias, rate):
+def test_compressed_equals_masked_reference(d, size, k, stride, padding, dilation, groups, bias, rate, transform):
     _, blconv = CONV[d]
     x, w, b = make_inputs(d, size, k, groups, bias, torch.float64)
     expected = masked_reference(x, w, b, stride, padding, dilation, groups, static(rate))
-    actual = blconv(x, w, b, stride, padding, dilation, groups, compress_rate=rate)
+    actual = blconv(x, w, b, stride, padding, dilation, groups, compress_rate=rate, transform=transform)
     torch.testing.assert_close(actual, expected)
     for ga, ge in zip(grads(actual, (x, w, b)), grads(expected, (x, w, b))):
         torch.testing.assert_close(ga, ge)
 
 
+@pytest.mark.parametrize("transform", ROUTES)
 @pytest.mark.parametrize("energy", [0.5, 0.9, 0.99])
-@pytest.mark.parametrize("d, size, padding", [(1, (12,), 1), (1, (11,), "same"), (2, (12, 12), 1), (2, (11, 14), 0)])
-def test_energy_band_equals_masked_reference(d, size, padding, energy):
+@pytest.mark.parametrize(
+    "d, size, padding", [(1, (12,), 1), (1, (11,), "same"), (2, (12, 12), 1), (2, (11, 14), 0), (3, (6, 7, 8), 1)]
+)
+def test_energy_band_equals_masked_reference(d, size, padding, energy, transform):
     _, blconv = CONV[d]
     x, w, b = make_inputs(d, size, 3, 1, True, torch.float64)
     x = x.detach().cumsum(-1).requires_grad_()  # a decaying spectrum, so the band is partial
@@ -157,7 +172,7 @@ def test_energy_band_equals_masked_reference(d, size, padding, energy):
         return compression.energy_mask(spectrum, energy, d, signal_shape=n)
 
     expected = masked_reference(x, w, b, 1, padding, 1, 1, mask_of)
-    actual = blconv(x, w, b, 1, padding, 1, 1, compress_rate=None, energy=energy)
+    actual = blconv(x, w, b, 1, padding, 1, 1, compress_rate=None, energy=energy, transform=transform)
     torch.testing.assert_close(actual, expected)
     for ga, ge in zip(grads(actual, (x, w, b)), grads(expected, (x, w, b))):
         torch.testing.assert_close(ga, ge)
@@ -180,14 +195,26 @@ def test_error_against_conv_grows_with_rate(d, size, k):
     assert errors[-1] > 0.3
 
 
-def test_saves_only_compressed_spectra():
+@pytest.mark.parametrize("transform", ROUTES)
+def test_saves_only_the_compressed_input_spectrum_and_the_filters(transform):
     x, w, _ = make_inputs(2, (32, 32), 3, 1, False, torch.float32, batch=4, cin=8, cout=8)
     kept = {}
     for rate in (0.0, 0.5, 0.85):
-        kept[rate] = saved_bytes(lambda: band_limited_conv2d(x, w, padding=1, compress_rate=rate))
+        kept[rate] = saved_bytes(lambda: band_limited_conv2d(x, w, padding=1, compress_rate=rate, transform=transform))
         band = compression.static_mask((34, 34), rate).sum().item()
-        assert kept[rate] == band * (4 * 8 + 8 * 8) * 8  # X (K, N, C) and W (K, C, O), complex64
+        assert kept[rate] == band * 4 * 8 * 8 + w.numel() * 4  # X (K, N, C) complex64, filters float32
     assert kept[0.5] <= 0.6 * kept[0.0]
+    # What a gradient needs: d/dx only the filters, d/dw only the input spectrum.
+    assert saved_bytes(lambda: band_limited_conv2d(x.detach(), w, padding=1)) == kept[0.0] - w.numel() * 4
+    assert saved_bytes(lambda: band_limited_conv2d(x, w.detach(), padding=1)) == w.numel() * 4
+
+
+def test_auto_transform_takes_the_fft_on_large_maps_only():
+    small = tuple(AxisGeometry(32, 3, pad_left=1, pad_right=1) for _ in range(2))
+    large = tuple(AxisGeometry(224, 3, pad_left=1, pad_right=1) for _ in range(2))
+    full = lambda geoms: tuple(tuple(range(g.n)) for g in geoms[:-1]) + (tuple(range(geoms[-1].n // 2 + 1)),)  # noqa: E731
+    assert choose_route(small, full(small)) == "dft"
+    assert choose_route(large, full(large)) == "fft"
 
 
 @pytest.mark.parametrize("groups", [1, 2, 4])
@@ -249,6 +276,8 @@ X2, W2 = torch.randn(2, 4, 8, 8), torch.randn(6, 4, 3, 3)
         (dict(groups=3), ValueError, "in_channels"),
         (dict(x=torch.randn(2, 4, 2, 2)), ValueError, "smaller than the dilated kernel"),
         (dict(backend="cuda"), ValueError, "backend must be one of"),
+        (dict(transform="fftw"), ValueError, "transform must be one of"),
+        (dict(padding={1: 2}), ValueError, "padding must be an int"),
     ],
 )
 def test_bad_input_names_the_argument(kwargs, error, match):
@@ -263,7 +292,7 @@ def test_weight_rank_is_checked_per_function():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("d", [1, 2])
+@pytest.mark.parametrize("d", [1, 2, 3])
 def test_cuda_matches_conv(d):
     conv, blconv = CONV[d]
     x, w, b = (t.detach().cuda().requires_grad_() for t in make_inputs(d, SIZES[d][0], 3, 2, True, torch.float64))

@@ -1,7 +1,8 @@
-"""band_limited_conv1d / conv2d: linear convolution through a band of low Fourier frequencies.
+"""band_limited_conv1d / conv2d / conv3d: linear convolution through a band of low Fourier frequencies.
 
-Input and filter spectra are computed only on the kept band, saved compressed in forward and
-reused in backward, so gradients are band-limited by the same mask (Dziedzic et al., 2019).
+Input and filter spectra are computed only on the kept band; the input's is saved compressed for
+backward, the filter's recomputed there, so gradients are band-limited by the same mask
+(Dziedzic et al., 2019). Shapes are checked once per distinct call and their transforms cached.
 """
 
 from __future__ import annotations
@@ -11,18 +12,10 @@ import math
 
 import torch
 
-from robustbench_bl.spectral import compression
+from robustbench_bl.spectral import compression, transforms
 from robustbench_bl.spectral.backends import SpectralBackend, get_backend
-from robustbench_bl.spectral.transforms import (
-    AxisDFT,
-    AxisGeometry,
-    analysis,
-    analysis_batch_last,
-    axis_dft,
-    synthesis,
-    synthesis_batch_last,
-)
-from robustbench_bl.validation import check_positive_int, check_range
+from robustbench_bl.spectral.transforms import AxisGeometry, Plan
+from robustbench_bl.validation import check_choice, check_positive_int, check_range
 
 Size = int | tuple[int, ...]
 
@@ -78,41 +71,38 @@ def _band(x: torch.Tensor, geoms: list[AxisGeometry], compress_rate: float, ener
 
 
 class _BandLimitedConv(torch.autograd.Function):
-    """Cross-correlation restricted to a band; saves only the compressed spectra X and W."""
+    """Cross-correlation restricted to a band. Saves the compressed input spectrum X and the real
+    filters (a few taps), and recomputes the filter spectrum W in backward: W grows with the map
+    (K x C x O), the filters do not."""
 
     @staticmethod
-    def forward(ctx, x, weight, axes: list[AxisDFT], backend: SpectralBackend, groups: int):
+    def forward(ctx, x, weight, plan: Plan, backend: SpectralBackend, groups: int):
         n, c, *_ = x.shape
         o, cg, *_ = weight.shape
-        kept = [a.input_analysis.shape[0] for a in axes]
-        x_spec = analysis(x.reshape(n * c, *x.shape[2:]), [a.input_analysis for a in axes]).view(-1, n, c)
-        w_spec = analysis_batch_last(_filters_last(weight), [a.weight_analysis for a in axes]).view(-1, cg, o)
-        y_spec = backend.forward_product(x_spec, w_spec, groups).reshape(*kept, n * o)
-        y = synthesis(y_spec, [a.output_synthesis for a in axes])
-        ctx.save_for_backward(x_spec, w_spec)
-        ctx.meta = (axes, backend, groups, x.shape, weight.shape)
-        return y.view(n, o, *y.shape[1:])
+        x_spec = plan.input_spectrum(x.reshape(n * c, *x.shape[2:])).view(-1, n, c)
+        w_spec = plan.weight_spectrum(_filters_last(weight)).view(-1, cg, o)
+        y = plan.output(backend.forward_product(x_spec, w_spec, groups).reshape(*plan.kept, n * o))
+        ctx.save_for_backward(x_spec if ctx.needs_input_grad[1] else None, weight if ctx.needs_input_grad[0] else None)
+        ctx.meta = (plan, backend, groups, x.shape, weight.shape)
+        return y.reshape(n, o, *y.shape[1:])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_y):
-        x_spec, w_spec = ctx.saved_tensors
-        axes, backend, groups, x_shape, w_shape = ctx.meta
+        x_spec, weight = ctx.saved_tensors
+        plan, backend, groups, x_shape, w_shape = ctx.meta
         n, o = grad_y.shape[:2]
-        # The conjugate gradient spectrum costs the same to compute; as a lazy conj view it lets
-        # the backend's GEMMs run on plain and transposed operands only.
-        g_conj = analysis(grad_y.reshape(n * o, *grad_y.shape[2:]), [a.grad_analysis_conj for a in axes])
-        kept = g_conj.shape[:-1]
-        g_spec = g_conj.view(-1, n, o).conj()
+        g_spec = plan.grad_spectrum(grad_y.reshape(n * o, *grad_y.shape[2:])).view(-1, n, o)
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            gx_spec = backend.grad_input_product(g_spec, w_spec, groups).reshape(*kept, -1)
-            grad_x = synthesis(gx_spec, [a.input_adjoint for a in axes]).view(x_shape)
+            w_spec = plan.weight_spectrum(_filters_last(weight)).view(-1, w_shape[1], o)
+            gx_spec = backend.grad_input_product(g_spec, w_spec, groups).reshape(*plan.kept, -1)
+            grad_x = plan.input_grad(gx_spec).reshape(x_shape)
         if ctx.needs_input_grad[1]:
-            gw_spec = backend.grad_weight_product(x_spec, g_spec, groups).reshape(*kept, -1)
-            grad_w = synthesis_batch_last(gw_spec, [a.weight_adjoint for a in axes])
-            grad_w = grad_w.view(*w_shape[2:], w_shape[1], w_shape[0]).permute(-1, -2, *range(len(axes)))
-        return grad_x, grad_w.contiguous() if grad_w is not None else None, None, None, None
+            gw_spec = backend.grad_weight_product(x_spec, g_spec, groups).reshape(*plan.kept, -1)
+            grad_w = plan.weight_grad(gw_spec).reshape(*w_shape[2:], w_shape[1], w_shape[0])
+            grad_w = grad_w.permute(-1, -2, *range(len(plan.kept))).contiguous()
+        return grad_x, grad_w, None, None, None
 
 
 def _filters_last(weight: torch.Tensor) -> torch.Tensor:
@@ -121,15 +111,17 @@ def _filters_last(weight: torch.Tensor) -> torch.Tensor:
     return weight.permute(*range(2, d + 2), 1, 0).reshape(*weight.shape[2:], -1)
 
 
+LAYOUTS = {1: "N x C x L", 2: "N x C x H x W", 3: "N x C x D x H x W"}
+
+
 def _check_inputs(x: object, weight: object, bias: object, d: int, groups: int) -> None:
-    layout = {1: "N x C x L", 2: "N x C x H x W"}[d]
     for name, t in (("input", x), ("weight", weight)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         if t.dtype not in (torch.float32, torch.float64):
             raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
         if t.dim() != d + 2:
-            what = layout if name == "input" else f"out_channels x in_channels/groups x kernel ({d + 2} dims)"
+            what = LAYOUTS[d] if name == "input" else f"out_channels x in_channels/groups x kernel ({d + 2} dims)"
             raise ValueError(f"{name} must be {what} (rank {d + 2}), got shape {tuple(t.shape)}")
     if weight.dtype != x.dtype or weight.device != x.device:
         raise TypeError(f"input and weight must share dtype and device, got {x.dtype}/{x.device} and {weight.dtype}/{weight.device}")
@@ -144,6 +136,42 @@ def _check_inputs(x: object, weight: object, bias: object, d: int, groups: int) 
         raise ValueError(f"bias must be None or a tensor of shape ({weight.shape[0]},), got {bias!r:.80}")
 
 
+def _geometry(
+    spatial: tuple[int, ...], kernel: tuple[int, ...], stride: object, padding: object, dilation: object
+) -> tuple[AxisGeometry, ...]:
+    """Per-axis geometry of one call's shapes and hyperparameters, checked once per distinct call."""
+    key = tuple(tuple(v) if isinstance(v, list) else v for v in (stride, padding, dilation))
+    try:
+        return _cached_geometry(spatial, kernel, *key)
+    except TypeError as err:
+        if "unhashable" not in str(err):
+            raise
+        return _cached_geometry.__wrapped__(spatial, kernel, *key)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_geometry(
+    spatial: tuple[int, ...], kernel: tuple[int, ...], stride: object, padding: object, dilation: object
+) -> tuple[AxisGeometry, ...]:
+    d = len(kernel)
+    stride_, dilation_ = _per_axis(stride, "stride", d, 1), _per_axis(dilation, "dilation", d, 1)
+    pads = _padding(padding, d, kernel, dilation_, stride_)
+    geoms = tuple(
+        AxisGeometry(length, k, s, dil, *pad) for length, k, s, dil, pad in zip(spatial, kernel, stride_, dilation_, pads)
+    )
+    if any(g.out < 1 for g in geoms):
+        raise ValueError(
+            f"input spatial size {spatial} with padding {pads} is smaller than the dilated kernel "
+            f"{tuple(dil * (k - 1) + 1 for k, dil in zip(kernel, dilation_))}"
+        )
+    return geoms
+
+
+@functools.lru_cache(maxsize=1024)
+def _kept_fraction(geoms: tuple[AxisGeometry, ...], bands: tuple[tuple[int, ...], ...]) -> float:
+    return math.prod(len(b) for b in bands) / math.prod(compression.spectrum_shape(tuple(g.n for g in geoms)))
+
+
 def band_limited_conv(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -155,39 +183,53 @@ def band_limited_conv(
     compress_rate: float | None = 0.0,
     energy: float | None = None,
     backend: str = "auto",
+    transform: str = "auto",
 ) -> tuple[torch.Tensor, float]:
-    """Band-limited conv of any supported rank (1 or 2 spatial dims); returns (output, fraction kept)."""
+    """Band-limited conv of any supported rank (1, 2 or 3 spatial dims); returns (output, fraction kept).
+
+    transform: 'dft' (partial DFT matrices), 'fft' (pruned FFTs) or 'auto' (the cheaper for the
+    shape, see transforms.choose_route); all give the same result up to rounding.
+    """
     d = weight.dim() - 2 if isinstance(weight, torch.Tensor) else 0
-    if d not in (1, 2):
-        raise ValueError(f"weight must have rank 3 (conv1d) or 4 (conv2d), got {getattr(weight, 'shape', weight)!r}")
+    if d not in (1, 2, 3):
+        raise ValueError(
+            f"weight must have rank 3 (conv1d), 4 (conv2d) or 5 (conv3d), got {getattr(weight, 'shape', weight)!r}"
+        )
     groups = check_positive_int(groups, "groups")
     _check_inputs(x, weight, bias, d, groups)
     rate, energy = check_band(compress_rate, energy)
-    stride_, dilation_ = _per_axis(stride, "stride", d, 1), _per_axis(dilation, "dilation", d, 1)
-    kernel = tuple(weight.shape[2:])
-    pads = _padding(padding, d, kernel, dilation_, stride_)
-    geoms = [
-        AxisGeometry(length, k, s, dil, *pad)
-        for length, k, s, dil, pad in zip(x.shape[2:], kernel, stride_, dilation_, pads)
-    ]
-    if any(g.out < 1 for g in geoms):
-        raise ValueError(
-            f"input spatial size {tuple(x.shape[2:])} with padding {pads} is smaller than the dilated kernel "
-            f"{tuple(dil * (k - 1) + 1 for k, dil in zip(kernel, dilation_))}"
-        )
+    check_choice(transform, "transform", transforms.ROUTES)
+    geoms = _geometry(tuple(x.shape[2:]), tuple(weight.shape[2:]), stride, padding, dilation)
     if len(x) == 0:
         # An empty batch has no spectrum to band-limit: the static band's (empty) output, still in the graph.
         bands = _static_band(tuple(g.n for g in geoms), rate)
         y = x.new_zeros(0, weight.shape[0], *(g.out for g in geoms)) + 0 * (x.sum() + weight.sum())
     else:
         bands = _band(x, geoms, rate, energy)
-        device = str(x.device)
-        axes = [axis_dft(g, band, a == d - 1, x.dtype, device) for a, (g, band) in enumerate(zip(geoms, bands))]
-        y = _BandLimitedConv.apply(x, weight, axes, get_backend(backend, x.device), groups)
+        layout = transforms.plan(geoms, bands, x.dtype, str(x.device), transform)
+        y = _BandLimitedConv.apply(x, weight, layout, get_backend(backend, x.device), groups)
     if bias is not None:
         y = y + bias.view(-1, *([1] * d))
-    kept = math.prod(len(b) for b in bands) / math.prod(compression.spectrum_shape(tuple(g.n for g in geoms)))
-    return y, kept
+    return y, _kept_fraction(geoms, bands)
+
+
+def band_limited_conv3d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: Size = 1,
+    padding: Size | str = 0,
+    dilation: Size = 1,
+    groups: int = 1,
+    compress_rate: float | None = 0.0,
+    energy: float | None = None,
+    backend: str = "auto",
+    transform: str = "auto",
+) -> torch.Tensor:
+    """Drop-in for F.conv3d computed on a low-frequency band; equals F.conv3d at compress_rate=0."""
+    if isinstance(weight, torch.Tensor) and weight.dim() != 5:
+        raise ValueError(f"weight must be out x in/groups x kD x kH x kW (rank 5), got shape {tuple(weight.shape)}")
+    return band_limited_conv(x, weight, bias, stride, padding, dilation, groups, compress_rate, energy, backend, transform)[0]
 
 
 def band_limited_conv2d(
@@ -201,11 +243,12 @@ def band_limited_conv2d(
     compress_rate: float | None = 0.0,
     energy: float | None = None,
     backend: str = "auto",
+    transform: str = "auto",
 ) -> torch.Tensor:
     """Drop-in for F.conv2d computed on a low-frequency band; equals F.conv2d at compress_rate=0."""
     if isinstance(weight, torch.Tensor) and weight.dim() != 4:
         raise ValueError(f"weight must be out x in/groups x kH x kW (rank 4), got shape {tuple(weight.shape)}")
-    return band_limited_conv(x, weight, bias, stride, padding, dilation, groups, compress_rate, energy, backend)[0]
+    return band_limited_conv(x, weight, bias, stride, padding, dilation, groups, compress_rate, energy, backend, transform)[0]
 
 
 def band_limited_conv1d(
@@ -219,9 +262,10 @@ def band_limited_conv1d(
     compress_rate: float | None = 0.0,
     energy: float | None = None,
     backend: str = "auto",
+    transform: str = "auto",
 ) -> torch.Tensor:
     """Drop-in for F.conv1d computed on a low-frequency band; equals F.conv1d at compress_rate=0."""
     if isinstance(weight, torch.Tensor) and weight.dim() != 3:
         raise ValueError(f"weight must be out x in/groups x kL (rank 3), got shape {tuple(weight.shape)}")
-    return band_limited_conv(x, weight, bias, stride, padding, dilation, groups, compress_rate, energy, backend)[0]
+    return band_limited_conv(x, weight, bias, stride, padding, dilation, groups, compress_rate, energy, backend, transform)[0]
 

@@ -1,4 +1,4 @@
-"""BandLimitedConv1d / BandLimitedConv2d: drop-in nn.Conv1d / nn.Conv2d computed on a band.
+"""BandLimitedConv1d / 2d / 3d: drop-in nn.Conv1d / 2d / 3d computed on a band.
 
 They subclass the torch layers, so arguments, parameters, initialization and state_dict keys
 are nn.Conv's; only forward changes. `fraction_kept` reports the band of the last forward.
@@ -12,6 +12,8 @@ from torch import nn
 
 from robustbench_bl.spectral.backends import get_backend
 from robustbench_bl.spectral.functional import band_limited_conv, check_band
+from robustbench_bl.spectral.transforms import ROUTES
+from robustbench_bl.validation import check_choice
 
 
 class _BandLimited:
@@ -20,11 +22,21 @@ class _BandLimited:
     compress_rate: float
     energy: float | None
     backend: str
+    transform: str
     fraction_kept: float | None
 
-    def _init_band(self, compress_rate: float | None, energy: float | None, backend: str) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1, groups: int = 1,
+        bias: bool = True, padding_mode: str = "zeros", compress_rate: float | None = 0.0,
+        energy: float | None = None, backend: str = "auto", transform: str = "auto", device=None, dtype=None,
+    ) -> None:  # fmt: skip
+        super().__init__(  # type: ignore[call-arg]  # nn.ConvNd, next in the MRO
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode,
+            device=device, dtype=dtype,
+        )  # fmt: skip
         get_backend(backend)  # fail at construction, not at the first forward
         self.backend = backend
+        self.transform = check_choice(transform, "transform", ROUTES)
         self.fraction_kept = None
         self.set_band(compress_rate, energy)
 
@@ -39,20 +51,24 @@ class _BandLimited:
             padding = 0
         y, self.fraction_kept = band_limited_conv(
             input, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
-            self.compress_rate, self.energy, self.backend,
+            self.compress_rate, self.energy, self.backend, self.transform,
         )  # fmt: skip
         return y
 
     def extra_repr(self) -> str:
         band = f"energy={self.energy}" if self.energy is not None else f"compress_rate={self.compress_rate}"
-        return f"{super().extra_repr()}, {band}, backend={self.backend!r}"
+        route = "" if self.transform == "auto" else f", transform={self.transform!r}"
+        return f"{super().extra_repr()}, {band}, backend={self.backend!r}{route}"
 
     @classmethod
-    def from_conv(cls, conv: nn.Module, compress_rate: float | None = 0.0, energy: float | None = None, backend: str = "auto"):
+    def from_conv(
+        cls, conv: nn.Module, compress_rate: float | None = 0.0, energy: float | None = None, backend: str = "auto",
+        transform: str = "auto",
+    ):  # fmt: skip
         """A band-limited copy of `conv` (same hyperparameters, device, dtype and weights)."""
         layer = cls(
             conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-            conv.groups, conv.bias is not None, conv.padding_mode, compress_rate, energy, backend,
+            conv.groups, conv.bias is not None, conv.padding_mode, compress_rate, energy, backend, transform,
             device=conv.weight.device, dtype=conv.weight.dtype,
         )  # fmt: skip
         layer.load_state_dict(conv.state_dict())
@@ -65,30 +81,13 @@ class BandLimitedConv2d(_BandLimited, nn.Conv2d):
 
     compress_rate in [0, 1) discards that fraction of the one-sided spectrum (static scheme);
     energy in (0, 1] keeps the smallest band preserving that energy of the input (dynamic scheme).
+    transform picks partial DFTs ('dft'), pruned FFTs ('fft') or the cheaper per shape ('auto').
     """
-
-    def __init__(
-        self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1, groups: int = 1,
-        bias: bool = True, padding_mode: str = "zeros", compress_rate: float | None = 0.0,
-        energy: float | None = None, backend: str = "auto", device=None, dtype=None,
-    ) -> None:  # fmt: skip
-        super().__init__(
-            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode,
-            device=device, dtype=dtype,
-        )  # fmt: skip
-        self._init_band(compress_rate, energy, backend)
 
 
 class BandLimitedConv1d(_BandLimited, nn.Conv1d):
     """nn.Conv1d whose input and filter spectra keep only a low-frequency band; see BandLimitedConv2d."""
 
-    def __init__(
-        self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1, groups: int = 1,
-        bias: bool = True, padding_mode: str = "zeros", compress_rate: float | None = 0.0,
-        energy: float | None = None, backend: str = "auto", device=None, dtype=None,
-    ) -> None:  # fmt: skip
-        super().__init__(
-            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode,
-            device=device, dtype=dtype,
-        )  # fmt: skip
-        self._init_band(compress_rate, energy, backend)
+
+class BandLimitedConv3d(_BandLimited, nn.Conv3d):
+    """nn.Conv3d whose input and filter spectra keep only a low-frequency band; see BandLimitedConv2d."""

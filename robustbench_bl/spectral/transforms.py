@@ -1,7 +1,10 @@
-"""Partial DFTs that compute only the kept band, as separable real matrix products.
+"""The kept band of a convolution's spectra, by partial DFTs (small maps) or pruned FFTs (large).
 
 Spectra are laid out frequency-first, (R_1, ..., R_d, B) complex, so that channel mixing is a
-batched matmul over frequencies; the transposes ride on BLAS's transposed operands, not copies.
+batched matmul over frequencies. A partial DFT costs O(L * R) per axis line and runs as GEMMs,
+which wins on small maps; a pruned FFT costs O(L log L) and wins once maps grow (measured in
+benchmarks/spectral.py). A `Plan` holds one shape's choice and its cached matrices; filters
+(a few taps) always go through partial DFTs.
 """
 
 from __future__ import annotations
@@ -81,26 +84,35 @@ def axis_dft(geom: AxisGeometry, kept: tuple[int, ...], one_sided: bool, dtype: 
     return AxisDFT(**{k: m.resolve_conj().to(dtype=cdtype, device=device).contiguous() for k, m in mats.items()})
 
 
+
+
+# ---- Partial DFTs: separable matrix products over any number of axes --------------------------
+
+
 def _real_columns(m: torch.Tensor) -> torch.Tensor:
     """Complex (R, L) as real (L, 2R): x @ it gives the transform of real x, complex-interleaved."""
-    return torch.view_as_real(m.T.contiguous()).reshape(m.shape[1], -1)
+    return torch.view_as_real(m.T.contiguous()).reshape(m.shape[1], -1).contiguous()
 
 
 def _real_rows(m: torch.Tensor) -> torch.Tensor:
     """Complex (L, R) as real (2R, L): interleaved complex u @ it gives Re(m @ u)."""
-    return torch.stack([m.T.real, -m.T.imag], 1).reshape(-1, m.shape[0])
+    return torch.stack([m.T.real, -m.T.imag], 1).reshape(-1, m.shape[0]).contiguous()
 
 
-def analysis(x: torch.Tensor, mats: list[torch.Tensor]) -> torch.Tensor:
+def analysis(x: torch.Tensor, mats: list[torch.Tensor], last_real: torch.Tensor | None = None) -> torch.Tensor:
     """Kept spectrum of real x (B, L_1, ..., L_d) as complex (R_1, ..., R_d, B); mats[a] is (R_a, L_a).
 
-    Suits large signals: the last axis is a real GEMM into interleaved complex, the first a
-    batched complex GEMM, and one transpose copy of the (compressed) spectrum puts frequencies first.
+    The last axis is a real GEMM into interleaved complex (`last_real` = _real_columns(mats[-1]),
+    precomputed by a Plan), the others batched complex GEMMs; one transpose copy of the
+    (compressed) spectrum puts frequencies first.
     """
     batch, *lengths = x.shape
-    t = torch.view_as_complex((x.reshape(-1, lengths[-1]) @ _real_columns(mats[-1])).view(-1, mats[-1].shape[0], 2))
-    if len(mats) == 2:
-        t = torch.matmul(mats[0], t.view(batch, lengths[0], -1))  # (B, R_1, R_2)
+    real = _real_columns(mats[-1]) if last_real is None else last_real
+    t = torch.view_as_complex((x.reshape(-1, lengths[-1]) @ real).view(-1, mats[-1].shape[0], 2))
+    rest = mats[-1].shape[0]
+    for a in reversed(range(len(mats) - 1)):
+        t = torch.matmul(mats[a], t.reshape(-1, lengths[a], rest))  # (B * L_<a, R_a, R_>a)
+        rest *= mats[a].shape[0]
     return t.reshape(batch, -1).T.contiguous().view(*(m.shape[0] for m in mats), batch)
 
 
@@ -109,23 +121,26 @@ def analysis_batch_last(x: torch.Tensor, mats: list[torch.Tensor]) -> torch.Tens
 
     Suits small signals with a large batch (filters): complex GEMMs only, no transpose.
     """
+    lengths = x.shape[: len(mats)]
     t = x.to(mats[0].dtype)
-    if len(mats) == 2:
-        t = torch.matmul(mats[1], t)  # (L_1, R_2, B)
-    return (mats[0] @ t.reshape(t.shape[0], -1)).view(*(m.shape[0] for m in mats), -1)
+    for a in reversed(range(len(mats))):
+        t = torch.matmul(mats[a], t.reshape(math.prod(lengths[:a]), lengths[a], -1))  # (L_<a, R_a, rest)
+    return t.view(*(m.shape[0] for m in mats), -1)
 
 
-def synthesis(spec: torch.Tensor, mats: list[torch.Tensor]) -> torch.Tensor:
+def synthesis(spec: torch.Tensor, mats: list[torch.Tensor], last_real: torch.Tensor | None = None) -> torch.Tensor:
     """Real part of the partial inverse: complex (R_1, ..., R_d, B) to real (B, L_1, ..., L_d).
 
-    mats[a] is (L_a, R_a); one transpose copy puts the batch first, the rest are GEMMs.
+    mats[a] is (L_a, R_a), `last_real` = _real_rows(mats[-1]); one transpose copy puts the batch
+    first, the rest are GEMMs.
     """
     batch = spec.shape[-1]
     kept = spec.shape[:-1]
-    t = spec.reshape(-1, batch).T.contiguous().resolve_conj().view(batch, *kept)
-    if len(mats) == 2:
-        t = torch.matmul(mats[0], t)  # (B, L_1, R_2)
-    y = torch.view_as_real(t).reshape(-1, 2 * kept[-1]) @ _real_rows(mats[-1])
+    t = spec.reshape(-1, batch).T.contiguous().resolve_conj()
+    for a in range(len(mats) - 1):
+        t = torch.matmul(mats[a], t.reshape(-1, kept[a], math.prod(kept[a + 1 :])))  # (B * L_<=a, L_a, R_>a)
+    real = _real_rows(mats[-1]) if last_real is None else last_real
+    y = torch.view_as_real(t).reshape(-1, 2 * kept[-1]) @ real
     return y.view(batch, *(m.shape[0] for m in mats))
 
 
@@ -133,7 +148,179 @@ def synthesis_batch_last(spec: torch.Tensor, mats: list[torch.Tensor]) -> torch.
     """Real part of the partial inverse, complex (R_1, ..., R_d, B) to real (L_1, ..., L_d, B)."""
     if spec.is_conj():  # Re(M conj(S)) = Re(conj(M) S): conjugate the small matrices, not the spectrum
         spec, mats = spec.conj(), [m.conj() for m in mats]
-    t = (mats[0] @ spec.reshape(spec.shape[0], -1)).view(mats[0].shape[0], *spec.shape[1:])
-    if len(mats) == 2:
-        t = torch.matmul(mats[1], t)  # (L_1, L_2, B)
-    return t.real
+    kept = spec.shape[: len(mats)]
+    t = spec
+    for a in range(len(mats)):
+        t = torch.matmul(mats[a], t.reshape(-1, kept[a], math.prod(kept[a + 1 :]) * spec.shape[-1]))
+    return t.real.reshape(*(m.shape[0] for m in mats), spec.shape[-1])
+
+
+# ---- Pruned FFTs: transform an axis, keep its band, go on with the kept part only -------------
+
+
+def pruned_rfftn(x: torch.Tensor, n: tuple[int, ...], last_kept: int, index: list[torch.Tensor]) -> torch.Tensor:
+    """Kept spectrum of real x (B, S_1, ..., S_d), zero-padded on the right to n, batch first.
+
+    rfft the last axis and keep its first `last_kept` bins, then fft each other axis a and keep
+    the bins index[a]: every transform after the first runs on the compressed data only.
+    """
+    t = torch.fft.rfft(x, n=n[-1], dim=-1)[..., :last_kept]
+    for a, idx in enumerate(index):
+        t = torch.fft.fft(t, n=n[a], dim=a + 1).index_select(a + 1, idx)
+    return t
+
+
+def pruned_irfftn(t: torch.Tensor, n: tuple[int, ...], index: list[torch.Tensor], keep: list[slice]) -> torch.Tensor:
+    """Re of sum_f (mult_f / prod(n)) e^{+i theta f p} t[f] at the positions `keep` (one slice per axis).
+
+    t is batch first (B, R_1, ..., R_d), one-sided along the last axis (bins 0..R_d-1); the
+    other axes hold the bins index[a]. Each axis is scattered into its full length, inverted and
+    cut to its kept positions before the next, so the last (real) inverse runs on those rows only.
+    """
+    for a, idx in enumerate(index):
+        full = t.new_zeros(*t.shape[: a + 1], n[a], *t.shape[a + 2 :])
+        t = torch.fft.ifft(full.index_copy_(a + 1, idx, t), dim=a + 1)[(slice(None),) * (a + 1) + (keep[a],)]
+    return torch.fft.irfft(t, n=n[-1], dim=-1)[..., keep[-1]]
+
+
+def _embed(x: torch.Tensor, n: tuple[int, ...], strides: tuple[int, ...]) -> torch.Tensor:
+    """x (B, S...) placed at positions i * stride of a zero (B, n...) signal (stride 1: x itself)."""
+    if all(s == 1 for s in strides):
+        return x  # the FFTs zero-pad on the right
+    z = x.new_zeros(x.shape[0], *n)
+    z[(slice(None), *(slice(0, s * (m - 1) + 1, s) for s, m in zip(strides, x.shape[1:])))] = x
+    return z
+
+
+# ---- Plans: one shape's transforms, chosen and cached once ------------------------------------
+
+ROUTES = ("auto", "dft", "fft")
+
+
+def _multiplicity(geom: AxisGeometry, kept: int, dtype: torch.dtype) -> torch.Tensor:
+    """How often each kept one-sided bin occurs in the full spectrum (1 at DC and Nyquist, else 2)."""
+    idx = torch.arange(kept)
+    return torch.where((idx == 0) | (2 * idx == geom.n), 1.0, 2.0).to(dtype)
+
+
+def dft_cost(geoms: tuple[AxisGeometry, ...], kept: tuple[int, ...]) -> float:
+    """Real multiply-adds per channel image of the forward input analysis by partial DFTs."""
+    lengths = [g.length for g in geoms]
+    cost = 2.0 * math.prod(lengths) * kept[-1]  # real GEMM on the last axis
+    for a in reversed(range(len(geoms) - 1)):  # complex GEMMs (4 real each) on the others
+        cost += 4.0 * math.prod(lengths[: a + 1]) * kept[a] * math.prod(kept[a + 1 :])
+    return cost
+
+
+def fft_cost(geoms: tuple[AxisGeometry, ...], kept: tuple[int, ...]) -> float:
+    """The same for the pruned FFT, counting c * n log2 n per transformed line (c from benchmarks)."""
+    n = [g.n for g in geoms]
+    lines = math.prod(g.length for g in geoms[:-1])
+    cost = FFT_CONSTANT * lines * n[-1] * max(math.log2(n[-1]), 1.0) / 2  # real FFT: half a complex one
+    for a in reversed(range(len(geoms) - 1)):
+        lines = math.prod(g.length for g in geoms[:a]) * math.prod(kept[a + 1 :])
+        cost += FFT_CONSTANT * lines * n[a] * max(math.log2(n[a]), 1.0)
+    return cost
+
+
+# Real multiply-adds that one complex FFT point per log2(n) stage costs against GEMM's, on CPU
+# (fitted in benchmarks/spectral.py's transform table; there the route with the smaller cost was the faster).
+FFT_CONSTANT = 6.0
+
+
+def choose_route(geoms: tuple[AxisGeometry, ...], bands: tuple[tuple[int, ...], ...]) -> str:
+    """'fft' where the cost model says the pruned FFT is cheaper, else 'dft' (deterministic per shape)."""
+    if tuple(bands[-1]) != tuple(range(len(bands[-1]))):
+        return "dft"  # the pruned FFT keeps a prefix of the one-sided axis
+    kept = tuple(len(b) for b in bands)
+    return "fft" if fft_cost(geoms, kept) < dft_cost(geoms, kept) else "dft"
+
+
+class Plan:
+    """Transforms of one convolution shape restricted to its band: the six maps of forward and backward.
+
+    Built once per (geometry, band, dtype, device, route) by `plan()`; tensors live on the device.
+    """
+
+    def __init__(
+        self, geoms: tuple[AxisGeometry, ...], bands: tuple[tuple[int, ...], ...], dtype: torch.dtype, device: str, route: str
+    ) -> None:
+        d = len(geoms)
+        self.geoms, self.bands, self.route = geoms, bands, route
+        self.kept = tuple(len(b) for b in bands)
+        self.axes = [axis_dft(g, band, a == d - 1, dtype, device) for a, (g, band) in enumerate(zip(geoms, bands))]
+        self.n = tuple(g.n for g in geoms)
+        cdtype = self.axes[0].input_analysis.dtype
+        if route == "dft":
+            self._analysis_real = _real_columns(self.axes[-1].input_analysis)
+            self._synthesis_real = _real_rows(self.axes[-1].output_synthesis)
+            self._grad_real = _real_columns(self.axes[-1].grad_analysis_conj)
+            self._adjoint_real = _real_rows(self.axes[-1].input_adjoint)
+            return
+        self._index = [torch.tensor(b, dtype=torch.int64, device=device) for b in bands[:-1]]
+        # The input's left padding is a phase on its spectrum: e^{-i theta f pad_left} per axis.
+        phase = torch.ones((), dtype=torch.complex128)
+        for a, (g, band) in enumerate(zip(geoms, bands)):
+            f = torch.tensor(band, dtype=torch.float64)
+            shape = [1] * d
+            shape[a] = -1
+            phase = phase * torch.polar(torch.ones_like(f), -2 * math.pi * ((f * g.pad_left) % g.n) / g.n).view(shape)
+        self._phase = None if all(g.pad_left == 0 for g in geoms) else phase.to(cdtype).to(device)
+        mult = _multiplicity(geoms[-1], self.kept[-1], dtype).to(device)
+        self._grad_scale = mult / math.prod(self.n)  # G = (mult / prod n) * FFT(stuffed grad_y)
+        self._adjoint_scale = math.prod(self.n) / mult  # undoes irfft's weights for the adjoint
+        self._strides = tuple(g.stride for g in geoms)
+        self._out_keep = [slice(0, g.stride * (g.out - 1) + 1, g.stride) for g in geoms]
+        self._in_keep = [slice(g.pad_left, g.pad_left + g.length) for g in geoms]
+
+    def _frequency_first(self, t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(t.shape[0], -1).T.contiguous().view(*self.kept, t.shape[0])
+
+    def _batch_first(self, spec: torch.Tensor) -> torch.Tensor:
+        return spec.reshape(-1, spec.shape[-1]).T.contiguous().resolve_conj().view(spec.shape[-1], *self.kept)
+
+    def input_spectrum(self, x: torch.Tensor) -> torch.Tensor:
+        """X: real (B, L_1, ..., L_d) to complex (R_1, ..., R_d, B)."""
+        if self.route == "dft":
+            return analysis(x, [a.input_analysis for a in self.axes], self._analysis_real)
+        t = pruned_rfftn(x, self.n, self.kept[-1], self._index)
+        return self._frequency_first(t if self._phase is None else t * self._phase)
+
+    def output(self, spec: torch.Tensor) -> torch.Tensor:
+        """y = Re(synthesis of Y) at the output positions: (R..., B) to real (B, out_1, ..., out_d)."""
+        if self.route == "dft":
+            return synthesis(spec, [a.output_synthesis for a in self.axes], self._synthesis_real)
+        return pruned_irfftn(self._batch_first(spec), self.n, self._index, self._out_keep)
+
+    def grad_spectrum(self, grad_y: torch.Tensor) -> torch.Tensor:
+        """G for grad_y (B, out...), as a lazily conjugated (R..., B) view (what the backends want)."""
+        if self.route == "dft":
+            return analysis(grad_y, [a.grad_analysis_conj for a in self.axes], self._grad_real).conj()
+        t = pruned_rfftn(_embed(grad_y, self.n, self._strides), self.n, self.kept[-1], self._index)
+        return self._frequency_first(torch.conj_physical(t).mul_(self._grad_scale)).conj()
+
+    def input_grad(self, spec: torch.Tensor) -> torch.Tensor:
+        """Adjoint of input_spectrum under the real inner product: (R..., B) to real (B, L...)."""
+        if self.route == "dft":
+            return synthesis(spec, [a.input_adjoint for a in self.axes], self._adjoint_real)
+        return pruned_irfftn(self._batch_first(spec) * self._adjoint_scale, self.n, self._index, self._in_keep)
+
+    def weight_spectrum(self, filters: torch.Tensor) -> torch.Tensor:
+        """W of flipped filters: real (k_1, ..., k_d, B) to complex (R..., B), by partial DFTs."""
+        return analysis_batch_last(filters, [a.weight_analysis for a in self.axes])
+
+    def weight_grad(self, spec: torch.Tensor) -> torch.Tensor:
+        """Adjoint of weight_spectrum: (R..., B) to real (k_1, ..., k_d, B)."""
+        return synthesis_batch_last(spec, [a.weight_adjoint for a in self.axes])
+
+
+@functools.lru_cache(maxsize=512)
+def plan(
+    geoms: tuple[AxisGeometry, ...], bands: tuple[tuple[int, ...], ...], dtype: torch.dtype, device: str, route: str = "auto"
+) -> Plan:
+    """The cached Plan of one shape; route 'auto' asks choose_route, 'dft' / 'fft' force one."""
+    if route == "auto":
+        route = choose_route(geoms, bands)
+    elif route == "fft" and tuple(bands[-1]) != tuple(range(len(bands[-1]))):
+        raise ValueError("transform='fft' needs a band that keeps the lowest bins of the last axis")
+    return Plan(geoms, bands, dtype, device, route)
