@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
             crafted.update({name: craft_nonadaptive(model, name, x, y, epsilons[name], args.seed, setting.options.get(name))
                             for name in SWEEP_ATTACKS})  # fmt: skip
         channel = channel_at(cell["channel"], cell["strength"], seed=cell["seed"])  # seeded: a resume is bit-identical
-        distortion = channel.distortion(x).mean().item()
+        distortion = channel.distortion(x, draws=1).mean().item()  # one draw: a mean over all of x
         rows = judge(Defended(model, channel, cell["votes"], seed=cell["seed"]).eval(), x, y, crafted)
         return [{**row, "distortion": distortion, "data_source": models.test.source_kind} for row in rows]
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from robustbench_bl.costs import saved_bytes
 from robustbench_bl.spectral import band_limited_conv1d, band_limited_conv2d, band_limited_conv3d, compression
+from robustbench_bl.spectral import transforms
 from robustbench_bl.spectral.transforms import AxisGeometry, choose_route
 from robustbench_bl.spectral.backends import TorchBackend, get_backend
 
@@ -209,12 +210,46 @@ def test_saves_only_the_compressed_input_spectrum_and_the_filters(transform):
     assert saved_bytes(lambda: band_limited_conv2d(x, w.detach(), padding=1)) == w.numel() * 4
 
 
+def test_saved_bytes_stay_below_fconv_at_half_rate_on_every_size():
+    """The memory contract: X (compressed) and the filters, never the filter spectrum (K x C x O)."""
+    for size in (32, 64):
+        x, w, _ = make_inputs(2, (size, size), 3, 1, False, torch.float32, batch=4, cin=8, cout=32)
+        conv = saved_bytes(lambda: F.conv2d(x, w, padding=1))
+        assert saved_bytes(lambda: band_limited_conv2d(x, w, padding=1, compress_rate=0.5)) <= conv
+        assert saved_bytes(lambda: band_limited_conv2d(x, w, padding=1)) <= 2 * conv
+
+
+@pytest.mark.parametrize("transform", ROUTES)
+@pytest.mark.parametrize("d, size, k, stride, groups", [(1, (23,), 3, 1, 2), (2, (13, 11), 3, 2, 1), (2, (12, 12), 5, 1, 2), (3, (5, 6, 7), 3, 1, 1)])
+def test_filter_spectrum_in_many_chunks_equals_one(monkeypatch, d, size, k, stride, groups, transform):
+    """Large maps form W a few first-axis bins at a time; a one-row chunk must give the same result."""
+    _, blconv = CONV[d]
+    x, w, b = make_inputs(d, size, k, groups, True, torch.float64)
+    args = (x, w, b, stride, k // 2, 1, groups)
+    whole = [blconv(*args, compress_rate=rate, transform=transform) for rate in (0.0, 0.5)]
+    monkeypatch.setattr(transforms, "CHUNK_BYTES", 1)  # one row of W per chunk
+    transforms.plan.cache_clear()
+    try:
+        for rate, expected in zip((0.0, 0.5), whole):
+            actual = blconv(*args, compress_rate=rate, transform=transform)
+            torch.testing.assert_close(actual, expected)
+            for ga, ge in zip(grads(actual, (x, w, b)), grads(expected, (x, w, b))):
+                torch.testing.assert_close(ga, ge)
+    finally:
+        transforms.plan.cache_clear()  # plans remember their chunks
+
+
 def test_auto_transform_takes_the_fft_on_large_maps_only():
-    small = tuple(AxisGeometry(32, 3, pad_left=1, pad_right=1) for _ in range(2))
-    large = tuple(AxisGeometry(224, 3, pad_left=1, pad_right=1) for _ in range(2))
-    full = lambda geoms: tuple(tuple(range(g.n)) for g in geoms[:-1]) + (tuple(range(geoms[-1].n // 2 + 1)),)  # noqa: E731
-    assert choose_route(small, full(small)) == "dft"
-    assert choose_route(large, full(large)) == "fft"
+    def geometry(size, d=2, stride=1):
+        return tuple(AxisGeometry(size, 3, stride, pad_left=1, pad_right=1) for _ in range(d))
+
+    def full(geoms):
+        return tuple(tuple(range(g.n)) for g in geoms[:-1]) + (tuple(range(geoms[-1].n // 2 + 1)),)
+
+    assert choose_route(geometry(32), full(geometry(32))) == "dft"
+    assert choose_route(geometry(224), full(geometry(224))) == "fft"
+    assert choose_route(geometry(1024, d=1), full(geometry(1024, d=1))) == "fft"
+    assert choose_route(geometry(224, stride=2), full(geometry(224, stride=2))) == "dft"  # strided: DFT
 
 
 @pytest.mark.parametrize("groups", [1, 2, 4])

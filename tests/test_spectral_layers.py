@@ -1,4 +1,4 @@
-"""BandLimitedConv1d/2d as drop-ins for nn.Conv, and bandlimit(model) on the model zoo."""
+"""BandLimitedConv1d/2d/3d as drop-ins for nn.Conv, and bandlimit(model) on the model zoo."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustbench_bl import data, models
-from robustbench_bl.spectral import BandLimitedConv1d, BandLimitedConv2d, bandlimit
+from robustbench_bl.spectral import BandLimitedConv1d, BandLimitedConv2d, BandLimitedConv3d, bandlimit
 
-TWINS = [(nn.Conv1d, BandLimitedConv1d, (2, 4, 13)), (nn.Conv2d, BandLimitedConv2d, (2, 4, 9, 8))]
+TWINS = [
+    (nn.Conv1d, BandLimitedConv1d, (2, 4, 13)),
+    (nn.Conv2d, BandLimitedConv2d, (2, 4, 9, 8)),
+    (nn.Conv3d, BandLimitedConv3d, (2, 4, 5, 6, 7)),
+]
 
 
 @pytest.mark.parametrize("conv_cls, bl_cls, shape", TWINS)
@@ -38,6 +42,7 @@ def test_from_conv_keeps_hyperparameters_and_weights(conv_cls, bl_cls, shape):
     assert layer.weight.dtype == torch.float64 and not layer.training
     torch.testing.assert_close(layer.weight, conv.weight)
     assert "compress_rate=0.5" in repr(layer)
+    assert "transform='fft'" in repr(bl_cls.from_conv(conv, transform="fft"))
 
 
 def test_layer_reports_fraction_kept_and_changes_band():
@@ -62,6 +67,7 @@ def test_layer_reports_fraction_kept_and_changes_band():
         (dict(energy=0.0), r"energy must be in \(0.0, 1.0\]"),
         (dict(padding_mode="mirror"), "padding_mode"),
         (dict(backend="jax"), "backend must be one of"),
+        (dict(transform="fftw"), "transform must be one of"),
     ],
 )
 def test_layer_bad_arguments(kwargs, match):
@@ -89,6 +95,17 @@ def test_bandlimit_swaps_every_conv_and_rejects_bad_arguments():
         bandlimit(model, compress_rate=0.5, energy=0.9)
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         bandlimit("resnet18")
+
+
+def test_bandlimit_converts_conv3d_and_keeps_its_output():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv3d(2, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 3, (1, 3, 3), stride=(1, 2, 2)))
+    x = torch.randn(2, 2, 4, 8, 8)
+    with torch.no_grad():
+        expected = model(x)
+        actual = bandlimit(model).eval()(x)
+    assert [type(m) for m in model if not isinstance(m, nn.ReLU)] == [BandLimitedConv3d] * 2
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_bandlimit_resnet18_rate_zero_gives_the_same_logits():

@@ -72,37 +72,59 @@ def _band(x: torch.Tensor, geoms: list[AxisGeometry], compress_rate: float, ener
 
 class _BandLimitedConv(torch.autograd.Function):
     """Cross-correlation restricted to a band. Saves the compressed input spectrum X and the real
-    filters (a few taps), and recomputes the filter spectrum W in backward: W grows with the map
-    (K x C x O), the filters do not."""
+    filters; the filter spectrum W (K x C x O, which grows with the map) is formed a chunk of
+    frequencies at a time, in forward and again in backward, and never stored whole."""
 
     @staticmethod
     def forward(ctx, x, weight, plan: Plan, backend: SpectralBackend, groups: int):
         n, c, *_ = x.shape
         o, cg, *_ = weight.shape
-        x_spec = plan.input_spectrum(x.reshape(n * c, *x.shape[2:])).view(-1, n, c)
-        w_spec = plan.weight_spectrum(_filters_last(weight)).view(-1, cg, o)
-        y = plan.output(backend.forward_product(x_spec, w_spec, groups).reshape(*plan.kept, n * o))
+        x_spec = plan.input_spectrum(x.reshape(n * c, *x.shape[2:])).view(plan.kept[0], -1, n * c)
+        chunks = plan.row_chunks(cg * o)
+        filters = plan.filter_spectrum(_filters_last(weight), whole=len(chunks) == 1)
+
+        def rows_product(rows: slice) -> torch.Tensor:
+            w_rows = plan.filter_rows(filters, rows, whole=len(chunks) == 1).view(-1, cg, o)
+            return backend.forward_product(x_spec[rows].view(-1, n, c), w_rows, groups)
+
+        y_spec = _by_rows(chunks, rows_product)
+        y = plan.output(y_spec.reshape(*plan.kept, n * o))
         ctx.save_for_backward(x_spec if ctx.needs_input_grad[1] else None, weight if ctx.needs_input_grad[0] else None)
         ctx.meta = (plan, backend, groups, x.shape, weight.shape)
-        return y.reshape(n, o, *y.shape[1:])
+        return y.view(n, o, *y.shape[1:])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_y):
         x_spec, weight = ctx.saved_tensors
         plan, backend, groups, x_shape, w_shape = ctx.meta
-        n, o = grad_y.shape[:2]
-        g_spec = plan.grad_spectrum(grad_y.reshape(n * o, *grad_y.shape[2:])).view(-1, n, o)
+        (n, c), (o, cg) = x_shape[:2], w_shape[:2]
+        g_spec = plan.grad_spectrum(grad_y.reshape(n * o, *grad_y.shape[2:])).view(plan.kept[0], -1, n * o)
+        chunks = plan.row_chunks(cg * o)
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            w_spec = plan.weight_spectrum(_filters_last(weight)).view(-1, w_shape[1], o)
-            gx_spec = backend.grad_input_product(g_spec, w_spec, groups).reshape(*plan.kept, -1)
-            grad_x = plan.input_grad(gx_spec).reshape(x_shape)
+            filters = plan.filter_spectrum(_filters_last(weight), whole=len(chunks) == 1)
+
+            def rows_grad_input(rows: slice) -> torch.Tensor:
+                w_rows = plan.filter_rows(filters, rows, whole=len(chunks) == 1).view(-1, cg, o)
+                return backend.grad_input_product(g_spec[rows].view(-1, n, o), w_rows, groups)
+
+            gx_spec = _by_rows(chunks, rows_grad_input)
+            grad_x = plan.input_grad(gx_spec.reshape(*plan.kept, n * c)).view(x_shape)
         if ctx.needs_input_grad[1]:
-            gw_spec = backend.grad_weight_product(x_spec, g_spec, groups).reshape(*plan.kept, -1)
-            grad_w = plan.weight_grad(gw_spec).reshape(*w_shape[2:], w_shape[1], w_shape[0])
-            grad_w = grad_w.permute(-1, -2, *range(len(plan.kept))).contiguous()
+            for rows in chunks:
+                gw_rows = backend.grad_weight_product(x_spec[rows].view(-1, n, c), g_spec[rows].view(-1, n, o), groups)
+                share = plan.filter_grad_rows(gw_rows.reshape(-1, *plan.kept[1:], cg * o), rows)
+                grad_w = share if grad_w is None else grad_w + share
+            grad_w = grad_w.view(*w_shape[2:], cg, o).permute(-1, -2, *range(len(plan.kept))).contiguous()
         return grad_x, grad_w, None, None, None
+
+
+def _by_rows(chunks: list[slice], product) -> torch.Tensor:
+    """product(rows) for each chunk of first-axis bins, stitched along the (frequency-first) rows."""
+    if len(chunks) == 1:
+        return product(chunks[0])
+    return torch.cat([product(rows).resolve_conj() for rows in chunks])
 
 
 def _filters_last(weight: torch.Tensor) -> torch.Tensor:

@@ -116,16 +116,17 @@ def analysis(x: torch.Tensor, mats: list[torch.Tensor], last_real: torch.Tensor 
     return t.reshape(batch, -1).T.contiguous().view(*(m.shape[0] for m in mats), batch)
 
 
-def analysis_batch_last(x: torch.Tensor, mats: list[torch.Tensor]) -> torch.Tensor:
-    """Kept spectrum of real x (L_1, ..., L_d, B) as complex (R_1, ..., R_d, B).
+def analysis_batch_last(x: torch.Tensor, mats: list[torch.Tensor], stop: int = 0) -> torch.Tensor:
+    """Kept spectrum of real x (L_1, ..., L_d, B) as complex (R_1, ..., R_d, B); axes before `stop`
+    stay untransformed (their length in place of R).
 
     Suits small signals with a large batch (filters): complex GEMMs only, no transpose.
     """
     lengths = x.shape[: len(mats)]
     t = x.to(mats[0].dtype)
-    for a in reversed(range(len(mats))):
+    for a in reversed(range(stop, len(mats))):
         t = torch.matmul(mats[a], t.reshape(math.prod(lengths[:a]), lengths[a], -1))  # (L_<a, R_a, rest)
-    return t.view(*(m.shape[0] for m in mats), -1)
+    return t.view(*lengths[:stop], *(m.shape[0] for m in mats[stop:]), -1)
 
 
 def synthesis(spec: torch.Tensor, mats: list[torch.Tensor], last_real: torch.Tensor | None = None) -> torch.Tensor:
@@ -159,36 +160,49 @@ def synthesis_batch_last(spec: torch.Tensor, mats: list[torch.Tensor]) -> torch.
 
 
 def pruned_rfftn(x: torch.Tensor, n: tuple[int, ...], last_kept: int, index: list[torch.Tensor]) -> torch.Tensor:
-    """Kept spectrum of real x (B, S_1, ..., S_d), zero-padded on the right to n, batch first.
+    """Kept spectrum of real x (S_1, ..., S_d, B), zero-padded on the right to n, batch last.
 
-    rfft the last axis and keep its first `last_kept` bins, then fft each other axis a and keep
-    the bins index[a]: every transform after the first runs on the compressed data only.
+    rfft the last spatial axis and keep its first `last_kept` bins, then fft each other axis a and
+    keep the bins index[a]: every transform after the first runs on the compressed data only, and
+    the batch stays the contiguous axis, so the output is frequency-first without a transpose.
     """
-    t = torch.fft.rfft(x, n=n[-1], dim=-1)[..., :last_kept]
-    for a, idx in enumerate(index):
-        t = torch.fft.fft(t, n=n[a], dim=a + 1).index_select(a + 1, idx)
+    d = len(n)
+    t = torch.fft.rfft(x, n=n[-1], dim=d - 1).narrow(d - 1, 0, last_kept)
+    for a in reversed(range(d - 1)):
+        t = torch.fft.fft(t, n=n[a], dim=a).index_select(a, index[a])
     return t
 
 
 def pruned_irfftn(t: torch.Tensor, n: tuple[int, ...], index: list[torch.Tensor], keep: list[slice]) -> torch.Tensor:
     """Re of sum_f (mult_f / prod(n)) e^{+i theta f p} t[f] at the positions `keep` (one slice per axis).
 
-    t is batch first (B, R_1, ..., R_d), one-sided along the last axis (bins 0..R_d-1); the
-    other axes hold the bins index[a]. Each axis is scattered into its full length, inverted and
-    cut to its kept positions before the next, so the last (real) inverse runs on those rows only.
+    t is frequency-first (R_1, ..., R_d, B), one-sided along the last spatial axis (bins 0..R_d-1);
+    the other axes hold the bins index[a]. Each axis is scattered into its full length, inverted
+    and cut to its kept positions before the next, so the last (real) inverse runs on those only.
     """
-    for a, idx in enumerate(index):
-        full = t.new_zeros(*t.shape[: a + 1], n[a], *t.shape[a + 2 :])
-        t = torch.fft.ifft(full.index_copy_(a + 1, idx, t), dim=a + 1)[(slice(None),) * (a + 1) + (keep[a],)]
-    return torch.fft.irfft(t, n=n[-1], dim=-1)[..., keep[-1]]
+    d = len(n)
+    for a in range(d - 1):
+        full = t.new_zeros(*t.shape[:a], n[a], *t.shape[a + 1 :])
+        t = torch.fft.ifft(full.index_copy_(a, index[a], t), dim=a)[(slice(None),) * a + (keep[a],)]
+    return torch.fft.irfft(t, n=n[-1], dim=d - 1)[(slice(None),) * (d - 1) + (keep[-1],)]
+
+
+def _batch_last(x: torch.Tensor) -> torch.Tensor:
+    """(B, S_1, ..., S_d) -> contiguous (S_1, ..., S_d, B): one transpose of the real signal."""
+    return x.permute(*range(1, x.dim()), 0).contiguous()
+
+
+def _batch_first(x: torch.Tensor) -> torch.Tensor:
+    """(S_1, ..., S_d, B) -> contiguous (B, S_1, ..., S_d)."""
+    return x.permute(-1, *range(x.dim() - 1)).contiguous()
 
 
 def _embed(x: torch.Tensor, n: tuple[int, ...], strides: tuple[int, ...]) -> torch.Tensor:
-    """x (B, S...) placed at positions i * stride of a zero (B, n...) signal (stride 1: x itself)."""
+    """x (S..., B) placed at positions i * stride of a zero (n..., B) signal (stride 1: x itself)."""
     if all(s == 1 for s in strides):
         return x  # the FFTs zero-pad on the right
-    z = x.new_zeros(x.shape[0], *n)
-    z[(slice(None), *(slice(0, s * (m - 1) + 1, s) for s, m in zip(strides, x.shape[1:])))] = x
+    z = x.new_zeros(*n, x.shape[-1])
+    z[tuple(slice(0, s * (m - 1) + 1, s) for s, m in zip(strides, x.shape[:-1]))] = x
     return z
 
 
@@ -213,7 +227,7 @@ def dft_cost(geoms: tuple[AxisGeometry, ...], kept: tuple[int, ...]) -> float:
 
 
 def fft_cost(geoms: tuple[AxisGeometry, ...], kept: tuple[int, ...]) -> float:
-    """The same for the pruned FFT, counting c * n log2 n per transformed line (c from benchmarks)."""
+    """The same for the pruned FFT, counting FFT_CONSTANT * n log2 n per transformed line."""
     n = [g.n for g in geoms]
     lines = math.prod(g.length for g in geoms[:-1])
     cost = FFT_CONSTANT * lines * n[-1] * max(math.log2(n[-1]), 1.0) / 2  # real FFT: half a complex one
@@ -223,14 +237,19 @@ def fft_cost(geoms: tuple[AxisGeometry, ...], kept: tuple[int, ...]) -> float:
     return cost
 
 
-# Real multiply-adds that one complex FFT point per log2(n) stage costs against GEMM's, on CPU
-# (fitted in benchmarks/spectral.py's transform table; there the route with the smaller cost was the faster).
-FFT_CONSTANT = 6.0
+# Real multiply-adds per FFT point and log2(n) stage that make the cost model's choice agree with
+# whole-layer timings (benchmarks/spectral.py, the route table): a tall constant, as pocketfft/MKL
+# FFTs on strided axes, the zero-padding and the scatter of the inverse run far below GEMM speed.
+FFT_CONSTANT = 60.0
 
 
 def choose_route(geoms: tuple[AxisGeometry, ...], bands: tuple[tuple[int, ...], ...]) -> str:
-    """'fft' where the cost model says the pruned FFT is cheaper, else 'dft' (deterministic per shape)."""
-    if tuple(bands[-1]) != tuple(range(len(bands[-1]))):
+    """'fft' where the cost model says the pruned FFT is cheaper, else 'dft' (deterministic per shape).
+
+    Strided convolutions stay on the DFT: its gradient analysis reads the strided output directly,
+    the FFT transforms the zero-stuffed full-length signal.
+    """
+    if tuple(bands[-1]) != tuple(range(len(bands[-1]))) or any(g.stride > 1 for g in geoms):
         return "dft"  # the pruned FFT keeps a prefix of the one-sided axis
     kept = tuple(len(b) for b in bands)
     return "fft" if fft_cost(geoms, kept) < dft_cost(geoms, kept) else "dft"
@@ -251,6 +270,10 @@ class Plan:
         self.axes = [axis_dft(g, band, a == d - 1, dtype, device) for a, (g, band) in enumerate(zip(geoms, bands))]
         self.n = tuple(g.n for g in geoms)
         cdtype = self.axes[0].input_analysis.dtype
+        self._chunks: dict[int, list[slice]] = {}
+        self._itemsize = self.axes[0].weight_analysis.element_size()
+        first = self.axes[0].weight_analysis
+        self._first_rows = torch.cat([first.real, first.imag], 1).contiguous()  # [M_r, M_i], (R_1, 2 k_1)
         if route == "dft":
             self._analysis_real = _real_columns(self.axes[-1].input_analysis)
             self._synthesis_real = _real_rows(self.axes[-1].output_synthesis)
@@ -265,53 +288,75 @@ class Plan:
             shape = [1] * d
             shape[a] = -1
             phase = phase * torch.polar(torch.ones_like(f), -2 * math.pi * ((f * g.pad_left) % g.n) / g.n).view(shape)
-        self._phase = None if all(g.pad_left == 0 for g in geoms) else phase.to(cdtype).to(device)
-        mult = _multiplicity(geoms[-1], self.kept[-1], dtype).to(device)
+        self._phase = None if all(g.pad_left == 0 for g in geoms) else phase.to(cdtype).to(device)[..., None]
+        mult = _multiplicity(geoms[-1], self.kept[-1], dtype).to(device)[:, None]  # (R_d, 1): over the batch
         self._grad_scale = mult / math.prod(self.n)  # G = (mult / prod n) * FFT(stuffed grad_y)
         self._adjoint_scale = math.prod(self.n) / mult  # undoes irfft's weights for the adjoint
         self._strides = tuple(g.stride for g in geoms)
         self._out_keep = [slice(0, g.stride * (g.out - 1) + 1, g.stride) for g in geoms]
         self._in_keep = [slice(g.pad_left, g.pad_left + g.length) for g in geoms]
 
-    def _frequency_first(self, t: torch.Tensor) -> torch.Tensor:
-        return t.reshape(t.shape[0], -1).T.contiguous().view(*self.kept, t.shape[0])
-
-    def _batch_first(self, spec: torch.Tensor) -> torch.Tensor:
-        return spec.reshape(-1, spec.shape[-1]).T.contiguous().resolve_conj().view(spec.shape[-1], *self.kept)
-
     def input_spectrum(self, x: torch.Tensor) -> torch.Tensor:
         """X: real (B, L_1, ..., L_d) to complex (R_1, ..., R_d, B)."""
         if self.route == "dft":
             return analysis(x, [a.input_analysis for a in self.axes], self._analysis_real)
-        t = pruned_rfftn(x, self.n, self.kept[-1], self._index)
-        return self._frequency_first(t if self._phase is None else t * self._phase)
+        t = pruned_rfftn(_batch_last(x), self.n, self.kept[-1], self._index)
+        return t if self._phase is None else t.mul_(self._phase)
 
     def output(self, spec: torch.Tensor) -> torch.Tensor:
         """y = Re(synthesis of Y) at the output positions: (R..., B) to real (B, out_1, ..., out_d)."""
         if self.route == "dft":
             return synthesis(spec, [a.output_synthesis for a in self.axes], self._synthesis_real)
-        return pruned_irfftn(self._batch_first(spec), self.n, self._index, self._out_keep)
+        return _batch_first(pruned_irfftn(spec.resolve_conj(), self.n, self._index, self._out_keep))
 
     def grad_spectrum(self, grad_y: torch.Tensor) -> torch.Tensor:
         """G for grad_y (B, out...), as a lazily conjugated (R..., B) view (what the backends want)."""
         if self.route == "dft":
             return analysis(grad_y, [a.grad_analysis_conj for a in self.axes], self._grad_real).conj()
-        t = pruned_rfftn(_embed(grad_y, self.n, self._strides), self.n, self.kept[-1], self._index)
-        return self._frequency_first(torch.conj_physical(t).mul_(self._grad_scale)).conj()
+        t = pruned_rfftn(_embed(_batch_last(grad_y), self.n, self._strides), self.n, self.kept[-1], self._index)
+        return torch.conj_physical(t).mul_(self._grad_scale).conj()
 
     def input_grad(self, spec: torch.Tensor) -> torch.Tensor:
         """Adjoint of input_spectrum under the real inner product: (R..., B) to real (B, L...)."""
         if self.route == "dft":
             return synthesis(spec, [a.input_adjoint for a in self.axes], self._adjoint_real)
-        return pruned_irfftn(self._batch_first(spec) * self._adjoint_scale, self.n, self._index, self._in_keep)
+        return _batch_first(pruned_irfftn(spec * self._adjoint_scale, self.n, self._index, self._in_keep))
 
-    def weight_spectrum(self, filters: torch.Tensor) -> torch.Tensor:
-        """W of flipped filters: real (k_1, ..., k_d, B) to complex (R..., B), by partial DFTs."""
-        return analysis_batch_last(filters, [a.weight_analysis for a in self.axes])
+    def filter_spectrum(self, filters: torch.Tensor, whole: bool) -> torch.Tensor:
+        """Flipped filters' spectrum: real (k_1, ..., k_d, B) to complex (R_1, ..., R_d, B) if `whole`;
+        else along every axis but the first, as the real (2 k_1, 2 Q) operand of filter_rows
+        (Q = R_2 ... R_d B): rows V and i V, complex-interleaved."""
+        mats = [a.weight_analysis for a in self.axes]
+        if whole:
+            return analysis_batch_last(filters, mats)
+        v = analysis_batch_last(filters, mats, stop=1).reshape(filters.shape[0], -1)
+        return torch.cat([torch.view_as_real(v), torch.view_as_real(v * 1j)]).reshape(2 * len(v), -1)
 
-    def weight_grad(self, spec: torch.Tensor) -> torch.Tensor:
-        """Adjoint of weight_spectrum: (R..., B) to real (k_1, ..., k_d, B)."""
-        return synthesis_batch_last(spec, [a.weight_adjoint for a in self.axes])
+    def filter_rows(self, spectrum: torch.Tensor, rows: slice, whole: bool) -> torch.Tensor:
+        """W at the first-axis bins `rows`, complex (rows, Q), from filter_spectrum(..., whole). Not
+        whole: (M_r + i M_i) V as one real GEMM [M_r, M_i] @ [V; i V] (complex GEMMs with a few
+        taps as the inner dimension run far slower)."""
+        if whole:
+            return spectrum
+        return torch.view_as_complex((self._first_rows[rows] @ spectrum).view(-1, spectrum.shape[1] // 2, 2))
+
+    def filter_grad_rows(self, spec: torch.Tensor, rows: slice) -> torch.Tensor:
+        """The share of the filters' gradient (k_1, ..., k_d, B) of the gradient spectrum at `rows`."""
+        mats = [self.axes[0].weight_adjoint[:, rows], *(a.weight_adjoint for a in self.axes[1:])]
+        return synthesis_batch_last(spec, mats)
+
+    def row_chunks(self, filters: int) -> list[slice]:
+        """First-axis bins in chunks of about CHUNK_BYTES of the spectrum of `filters` filters each."""
+        if filters not in self._chunks:
+            row_bytes = math.prod(self.kept[1:]) * filters * self._itemsize
+            rows = max(1, CHUNK_BYTES // row_bytes)
+            self._chunks[filters] = [slice(i, min(i + rows, self.kept[0])) for i in range(0, self.kept[0], rows)]
+        return self._chunks[filters]
+
+
+# The filter spectrum W (K x C x O) outgrows the input's on large maps; layers form it CHUNK_BYTES at a
+# time, so it stays in cache and never needs a large (page-faulting) allocation (benchmarks/spectral.py).
+CHUNK_BYTES = 4 * 2**20
 
 
 @functools.lru_cache(maxsize=512)

@@ -12,13 +12,17 @@ import torch
 
 
 def _grouped(t: torch.Tensor, groups: int) -> torch.Tensor:
-    """(K, rows, C) -> (K, groups, rows, C // groups): one matrix per frequency and group."""
+    """(K, rows, C) -> (K, groups, rows, C // groups): one matrix per frequency and group (groups=1: t)."""
+    if groups == 1:
+        return t
     k, rows, c = t.shape
     return t.view(k, rows, groups, c // groups).transpose(1, 2)
 
 
 def _ungrouped(t: torch.Tensor) -> torch.Tensor:
-    """(K, groups, rows, c) -> (K, rows, groups * c)."""
+    """(K, groups, rows, c) -> (K, rows, groups * c); a 3-dim t (groups=1) is already that."""
+    if t.dim() == 3:
+        return t
     k, groups, rows, c = t.shape
     return t.transpose(1, 2).reshape(k, rows, groups * c)
 
