@@ -1,15 +1,19 @@
-"""Band-limited convolution: time and saved-for-backward bytes against F.conv and the 0% path.
+"""Band-limited convolution: time, saved-for-backward bytes and peak RSS against F.conv and the 0% path.
 
 Every variant of a layer is timed round-robin in the same repeats (so machine load hits all of
-them alike) and the medians are printed as ratios. Also compares the two ways of computing the
-kept band of an input: partial DFT as matrix products (used) and a pruned FFT (measured only).
-With --device cuda and CuPy installed, a cupy column times the fused kernels beside backend='torch'.
+them alike) and the medians are printed as ratios. Tables: the batch-128 layers (and, with
+--device cuda and CuPy, the fused cupy kernels beside backend='torch'); scaling over map sizes
+(batch 4, 32 -> 32, 32..224, k = 3 and 7, with 1 and 2 threads, peak RSS from fresh processes);
+the 3D layer against F.conv3d; the two transforms ('dft', 'fft') against each other with the
+route 'auto' picks; and the per-call overhead of a tiny layer.
 
     .venv/bin/python benchmarks/spectral.py [--repeats 5] [--batch 128] [--threads 2] [--device cpu|cuda]
+        [--sizes 32 64 128 224] [--only batch128 scaling conv3d routes overhead]
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import statistics
 import sys
 import time
@@ -20,10 +24,10 @@ import torch.nn.functional as F
 
 from robustbench_bl.cli import ArgumentParser, command_line, positive_int
 from robustbench_bl.costs import saved_bytes
-from robustbench_bl.spectral import band_limited_conv1d, band_limited_conv2d, compression
+from robustbench_bl.spectral import band_limited_conv1d, band_limited_conv2d
 from robustbench_bl.spectral.backends import get_backend
-from robustbench_bl.spectral.functional import _static_band
-from robustbench_bl.spectral.transforms import AxisGeometry, analysis, axis_dft
+from robustbench_bl.spectral.functional import _geometry, _static_band, band_limited_conv
+from robustbench_bl.spectral.transforms import choose_route
 
 RATES = (0.0, 0.5, 0.85)
 
@@ -99,41 +103,117 @@ def conv_case(
     return rows
 
 
-def pruned_fft_analysis(x: torch.Tensor, n: tuple[int, ...], pad: int, bands: tuple[tuple[int, ...], ...]) -> torch.Tensor:
-    """The alternative to partial DFTs: rfft the last axis, keep its kept columns, fft those
-    along the first axis, keep the kept rows, put frequencies first (as analysis() returns)."""
-    xp = F.pad(x, [pad, n[-1] - x.shape[-1] - pad] * (x.dim() - 1))
-    t = torch.fft.rfft(xp, dim=-1)[..., : len(bands[-1])]
-    if len(n) == 2:
-        t = torch.fft.fft(t, dim=-2)[:, torch.tensor(bands[0])]
-    return t.reshape(x.shape[0], -1).T.contiguous()
+def _layer(d: int, batch: int, cin: int, cout: int, size: int, k: int):
+    x = torch.randn(batch, cin, *(size,) * d, requires_grad=True)
+    w = torch.randn(cout, cin, *(k,) * d, requires_grad=True)
+    return x, w
 
 
-def transform_case(d: int, batch: int, size: int, k: int, repeats: int) -> list[dict]:
-    """Input-spectrum cost: partial DFT matmuls versus pruned FFT, per rate."""
-    pad = k // 2
-    x = torch.randn(batch, *(size,) * d)
-    geom = AxisGeometry(size, k, pad_left=pad, pad_right=pad)
-    n = (geom.n,) * d
+def _fb(fn: Callable[[], torch.Tensor]) -> Callable[[], None]:
+    def run() -> None:
+        y = fn()
+        y.backward(torch.ones_like(y))
+
+    return run
+
+
+def _variants(d: int, x: torch.Tensor, w: torch.Tensor, padding: int, transform: str = "auto") -> dict:
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[d]
+    fns: dict = {"conv": lambda: conv(x, w, None, 1, padding)}
+    for rate in RATES:
+        fns[rate] = lambda rate=rate: band_limited_conv(x, w, None, 1, padding, compress_rate=rate, transform=transform)[0]
+    return fns
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def peak_rss_probe(d: int, batch: int, cin: int, cout: int, size: int, k: int, variant: object, threads: int) -> float:
+    """MiB by which one forward+backward raises the resident set above what it was before (in a child).
+
+    The kernel's high-water mark is reset first (/proc/self/clear_refs), so imports do not hide it.
+    """
+    torch.set_num_threads(threads)
+    x, w = _layer(d, batch, cin, cout, size, k)
+    run = _fb(_variants(d, x, w, k // 2)[variant])
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _status_kib("VmRSS")
+    run()
+    return (_status_kib("VmHWM") - before) / 1024
+
+
+def peak_rss(*args) -> float:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(peak_rss_probe, args)
+
+
+def scaling_case(d: int, size: int, k: int, repeats: int, threads: tuple[int, ...], batch: int = 4, channels: int = 32) -> list[dict]:
+    """One map size: F.conv and the band-limited layer ('auto' transform) at each rate."""
+    x, w = _layer(d, batch, channels, channels, size, k)
+    fns = _variants(d, x, w, k // 2)
+    fb = {}
+    for t in threads:
+        torch.set_num_threads(t)
+        fb[t] = round_robin({name: _fb(fn) for name, fn in fns.items()}, repeats)
+    torch.set_num_threads(max(threads))
+    mem = {name: saved_bytes(fn) for name, fn in fns.items()}
+    rss = {name: peak_rss(d, batch, channels, channels, size, k, name, max(threads)) for name in fns}
+    geoms = _geometry(tuple(x.shape[2:]), tuple(w.shape[2:]), 1, k // 2, 1)
+    rows = []
+    for name in fns:
+        route = "-" if name == "conv" else choose_route(geoms, _static_band(tuple(g.n for g in geoms), name))
+        row = dict(
+            layer=f"{d}D {batch}x{channels}->{channels}, {size}^{d}, k={k}",
+            variant="F.conv" if name == "conv" else f"BL {int(100 * name)}% ({route})",
+        )
+        for t in threads:
+            row[f"fb_ms_{t}t"] = 1e3 * fb[t][name]
+            row[f"vs_conv_{t}t"] = fb[t][name] / fb[t]["conv"]
+            row[f"vs_0_{t}t"] = fb[t][name] / fb[t][0.0]
+        row.update(saved_mb=mem[name] / 2**20, saved_vs_conv=mem[name] / mem["conv"],
+                   rss_mb=rss[name], rss_vs_conv=rss[name] / max(rss["conv"], 1e-9))  # fmt: skip
+        rows.append(row)
+    return rows
+
+
+def route_case(d: int, size: int, k: int, repeats: int, batch: int = 4, channels: int = 32) -> list[dict]:
+    """Both transforms on one layer, forward+backward, and which one 'auto' takes."""
+    x, w = _layer(d, batch, channels, channels, size, k)
+    geoms = _geometry(tuple(x.shape[2:]), tuple(w.shape[2:]), 1, k // 2, 1)
     rows = []
     for rate in RATES:
-        bands = _static_band(n, rate)
-        mats = [axis_dft(geom, band, a == d - 1, x.dtype, "cpu").input_analysis for a, band in enumerate(bands)]
-        fft = lambda: pruned_fft_analysis(x, n, pad, bands)  # noqa: E731
-        dft = lambda: analysis(x, mats)  # noqa: E731
-        torch.testing.assert_close(dft().reshape(-1), fft().reshape(-1), rtol=1e-3, atol=1e-3)
-        med = round_robin({"dft": dft, "fft": fft}, repeats)
-        rows.append(
-            dict(
-                shape=f"{d}D {'x'.join([str(size)] * d)} pad {pad}, batch {batch}",
-                rate=rate,
-                kept=compression.fraction_kept(compression.static_mask(n, rate)),
-                dft_ms=1e3 * med["dft"],
-                fft_ms=1e3 * med["fft"],
-                dft_vs_fft=med["dft"] / med["fft"],
-            )
-        )
+        fns = {t: _fb(_variants(d, x, w, k // 2, t)[rate]) for t in ("dft", "fft")}
+        med = round_robin(fns, repeats)
+        auto = choose_route(geoms, _static_band(tuple(g.n for g in geoms), rate))
+        rows.append(dict(
+            layer=f"{d}D {batch}x{channels}->{channels}, {size}^{d}, k={k}", rate=rate, dft_ms=1e3 * med["dft"],
+            fft_ms=1e3 * med["fft"], dft_vs_fft=med["dft"] / med["fft"], auto=auto,
+            auto_is_faster="yes" if (auto == "dft") == (med["dft"] <= med["fft"]) else "no",
+        ))  # fmt: skip
     return rows
+
+
+def overhead_case(repeats: int) -> list[dict]:
+    """Per-call cost of a tiny layer (1 x 2 -> 2, 6 x 6, k=3): what is left is Python and dispatch."""
+    x, w = _layer(2, 1, 2, 2, 6, 3)
+    fns = _variants(2, x, w, 1)
+    calls = 200
+
+    def many(fn):
+        def run():
+            for _ in range(calls):
+                fn()
+
+        return run
+
+    with torch.no_grad():
+        fwd = round_robin({name: many(fn) for name, fn in fns.items()}, repeats)
+    fb = round_robin({name: many(_fb(fn)) for name, fn in fns.items()}, repeats)
+    return [dict(variant="F.conv" if n == "conv" else f"BL {int(100 * n)}%", fwd_us=1e6 * fwd[n] / calls,
+                 fb_us=1e6 * fb[n] / calls) for n in fns]  # fmt: skip
 
 
 def print_table(rows: list[dict], digits: int = 2) -> None:
@@ -147,12 +227,17 @@ def print_table(rows: list[dict], digits: int = 2) -> None:
     print()
 
 
+TABLES = ("batch128", "scaling", "conv3d", "routes", "overhead")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=positive_int, default=5)
     parser.add_argument("--batch", type=positive_int, default=128)
     parser.add_argument("--threads", type=positive_int, default=2)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the layers run")
+    parser.add_argument("--sizes", type=positive_int, nargs="+", default=[32, 64, 128, 224], help="scaling table sizes")
+    parser.add_argument("--only", choices=TABLES, nargs="+", default=list(TABLES), help="tables to run")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device")
@@ -160,29 +245,36 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.manual_seed(0)
     where = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {args.threads} threads"
     print(f"torch {torch.__version__}, {where}, median of {args.repeats} round-robin repeats\n")
-    cupy = False
-    if args.device == "cpu":
-        print("cupy columns skipped: the layers run on the CPU; the cupy kernels need CUDA tensors (--device cuda)\n")
-    else:
-        try:
-            cupy = bool(get_backend("cupy", args.device))
-        except ValueError as err:
-            print(f"cupy columns skipped: {err}\n")
-    case = dict(repeats=args.repeats, device=args.device, cupy=cupy)
-    rows = []
-    for k in (3, 5, 7):
-        rows += conv_case(2, args.batch, 64, 64, 32, k, k // 2, **case)
-    # The FCN's layers (1 -> 128, k=8; 128 -> 256, k=5; 256 -> 128, k=3) on a length-270 series,
-    # 'same' padding as the model applies it (explicitly, before an unpadded conv).
-    for cin, cout, k in ((1, 128, 8), (128, 256, 5), (256, 128, 3)):
-        rows += conv_case(1, args.batch // 4, cin, cout, 270 + k - 1, k, 0, **case)
-    print_table(rows)
+    if "batch128" in args.only:
+        cupy = False
+        if args.device == "cpu":
+            print("cupy columns skipped: the layers run on the CPU; the cupy kernels need CUDA tensors (--device cuda)\n")
+        else:
+            try:
+                cupy = bool(get_backend("cupy", args.device))
+            except ValueError as err:
+                print(f"cupy columns skipped: {err}\n")
+        case = dict(repeats=args.repeats, device=args.device, cupy=cupy)
+        rows = []
+        for k in (3, 5, 7):
+            rows += conv_case(2, args.batch, 64, 64, 32, k, k // 2, **case)
+        # The FCN's layers (1 -> 128, k=8; 128 -> 256, k=5; 256 -> 128, k=3) on a length-270 series,
+        # 'same' padding as the model applies it (explicitly, before an unpadded conv).
+        for cin, cout, k in ((1, 128, 8), (128, 256, 5), (256, 128, 3)):
+            rows += conv_case(1, args.batch // 4, cin, cout, 270 + k - 1, k, 0, **case)
+        print_table(rows)
     if args.device == "cuda":
-        return  # the transform comparison below measures CPU strategies
-    transforms = []
-    for d, size, k in ((2, 32, 3), (2, 32, 7), (1, 270, 5)):
-        transforms += transform_case(d, args.batch * 64, size, k, args.repeats)
-    print_table(transforms)
+        return  # the other tables measure CPU strategies
+    threads = tuple(sorted({1, args.threads}))
+    if "scaling" in args.only:
+        print_table([row for k in (3, 7) for size in args.sizes for row in scaling_case(2, size, k, args.repeats, threads)])
+    if "conv3d" in args.only:
+        print_table([row for size in (8, 16, 32) for row in scaling_case(3, size, 3, args.repeats, threads, 2, 16)])
+    if "routes" in args.only:
+        cases = [(2, s, 3) for s in args.sizes] + [(1, s, 3) for s in (270, 1024, 4096)] + [(3, 32, 3)]
+        print_table([row for d, size, k in cases for row in route_case(d, size, k, args.repeats)])
+    if "overhead" in args.only:
+        print_table(overhead_case(args.repeats), digits=0)
 
 
 if __name__ == "__main__":

@@ -247,9 +247,10 @@ def test_auto_transform_takes_the_fft_on_large_maps_only():
         return tuple(tuple(range(g.n)) for g in geoms[:-1]) + (tuple(range(geoms[-1].n // 2 + 1)),)
 
     assert choose_route(geometry(32), full(geometry(32))) == "dft"
-    assert choose_route(geometry(224), full(geometry(224))) == "fft"
-    assert choose_route(geometry(1024, d=1), full(geometry(1024, d=1))) == "fft"
-    assert choose_route(geometry(224, stride=2), full(geometry(224, stride=2))) == "dft"  # strided: DFT
+    assert choose_route(geometry(270, d=1), full(geometry(270, d=1))) == "dft"
+    assert choose_route(geometry(512), full(geometry(512))) == "fft"
+    assert choose_route(geometry(4096, d=1), full(geometry(4096, d=1))) == "fft"
+    assert choose_route(geometry(512, stride=2), full(geometry(512, stride=2))) == "dft"  # strided: DFT
 
 
 @pytest.mark.parametrize("groups", [1, 2, 4])

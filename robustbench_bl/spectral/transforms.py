@@ -240,7 +240,7 @@ def fft_cost(geoms: tuple[AxisGeometry, ...], kept: tuple[int, ...]) -> float:
 # Real multiply-adds per FFT point and log2(n) stage that make the cost model's choice agree with
 # whole-layer timings (benchmarks/spectral.py, the route table): a tall constant, as pocketfft/MKL
 # FFTs on strided axes, the zero-padding and the scatter of the inverse run far below GEMM speed.
-FFT_CONSTANT = 60.0
+FFT_CONSTANT = 100.0
 
 
 def choose_route(geoms: tuple[AxisGeometry, ...], bands: tuple[tuple[int, ...], ...]) -> str:
