@@ -235,59 +235,37 @@ def band_limited_conv(
     return y, _kept_fraction(geoms, bands)
 
 
-def band_limited_conv3d(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None = None,
-    stride: Size = 1,
-    padding: Size | str = 0,
-    dilation: Size = 1,
-    groups: int = 1,
-    compress_rate: float | None = 0.0,
-    energy: float | None = None,
-    backend: str = "auto",
-    transform: str = "auto",
-) -> torch.Tensor:
-    """Drop-in for F.conv3d computed on a low-frequency band; equals F.conv3d at compress_rate=0."""
-    if isinstance(weight, torch.Tensor) and weight.dim() != 5:
-        raise ValueError(f"weight must be out x in/groups x kD x kH x kW (rank 5), got shape {tuple(weight.shape)}")
-    return band_limited_conv(x, weight, bias, stride, padding, dilation, groups, compress_rate, energy, backend, transform)[0]
+_TAPS = {1: "kL", 2: "kH x kW", 3: "kD x kH x kW"}
 
 
-def band_limited_conv2d(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None = None,
-    stride: Size = 1,
-    padding: Size | str = 0,
-    dilation: Size = 1,
-    groups: int = 1,
-    compress_rate: float | None = 0.0,
-    energy: float | None = None,
-    backend: str = "auto",
-    transform: str = "auto",
-) -> torch.Tensor:
-    """Drop-in for F.conv2d computed on a low-frequency band; equals F.conv2d at compress_rate=0."""
-    if isinstance(weight, torch.Tensor) and weight.dim() != 4:
-        raise ValueError(f"weight must be out x in/groups x kH x kW (rank 4), got shape {tuple(weight.shape)}")
-    return band_limited_conv(x, weight, bias, stride, padding, dilation, groups, compress_rate, energy, backend, transform)[0]
+def _drop_in(d: int):
+    """band_limited_conv{d}d: F.conv{d}d's signature plus the band, checking the weight's rank."""
+
+    def conv(
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        stride: Size = 1,
+        padding: Size | str = 0,
+        dilation: Size = 1,
+        groups: int = 1,
+        compress_rate: float | None = 0.0,
+        energy: float | None = None,
+        backend: str = "auto",
+        transform: str = "auto",
+    ) -> torch.Tensor:
+        if isinstance(weight, torch.Tensor) and weight.dim() != d + 2:
+            raise ValueError(
+                f"weight must be out x in/groups x {_TAPS[d]} (rank {d + 2}), got shape {tuple(weight.shape)}"
+            )
+        args = (stride, padding, dilation, groups, compress_rate, energy, backend, transform)
+        return band_limited_conv(x, weight, bias, *args)[0]
+
+    conv.__name__ = conv.__qualname__ = f"band_limited_conv{d}d"
+    conv.__doc__ = f"Drop-in for F.conv{d}d computed on a low-frequency band; equals F.conv{d}d at compress_rate=0."
+    return conv
 
 
-def band_limited_conv1d(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None = None,
-    stride: Size = 1,
-    padding: Size | str = 0,
-    dilation: Size = 1,
-    groups: int = 1,
-    compress_rate: float | None = 0.0,
-    energy: float | None = None,
-    backend: str = "auto",
-    transform: str = "auto",
-) -> torch.Tensor:
-    """Drop-in for F.conv1d computed on a low-frequency band; equals F.conv1d at compress_rate=0."""
-    if isinstance(weight, torch.Tensor) and weight.dim() != 3:
-        raise ValueError(f"weight must be out x in/groups x kL (rank 3), got shape {tuple(weight.shape)}")
-    return band_limited_conv(x, weight, bias, stride, padding, dilation, groups, compress_rate, energy, backend, transform)[0]
-
+band_limited_conv1d = _drop_in(1)
+band_limited_conv2d = _drop_in(2)
+band_limited_conv3d = _drop_in(3)
