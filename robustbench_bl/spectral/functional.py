@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterator
 
 import torch
 
@@ -80,14 +81,10 @@ class _BandLimitedConv(torch.autograd.Function):
         n, c, *_ = x.shape
         o, cg, *_ = weight.shape
         x_spec = plan.input_spectrum(x.reshape(n * c, *x.shape[2:])).view(plan.kept[0], -1, n * c)
-        chunks = plan.row_chunks(cg * o)
-        filters = plan.filter_spectrum(_filters_last(weight), whole=len(chunks) == 1)
-
-        def rows_product(rows: slice) -> torch.Tensor:
-            w_rows = plan.filter_rows(filters, rows, whole=len(chunks) == 1).view(-1, cg, o)
-            return backend.forward_product(x_spec[rows].view(-1, n, c), w_rows, groups)
-
-        y_spec = _by_rows(chunks, rows_product)
+        y_spec = _stitched(
+            backend.forward_product(x_spec[rows].view(-1, n, c), w_rows.view(-1, cg, o), groups)
+            for rows, w_rows in plan.filter_chunks(_filters_last(weight))
+        )
         y = plan.output(y_spec.reshape(*plan.kept, n * o))
         ctx.save_for_backward(x_spec if ctx.needs_input_grad[1] else None, weight if ctx.needs_input_grad[0] else None)
         ctx.meta = (plan, backend, groups, x.shape, weight.shape)
@@ -100,19 +97,15 @@ class _BandLimitedConv(torch.autograd.Function):
         plan, backend, groups, x_shape, w_shape = ctx.meta
         (n, c), (o, cg) = x_shape[:2], w_shape[:2]
         g_spec = plan.grad_spectrum(grad_y.reshape(n * o, *grad_y.shape[2:])).view(plan.kept[0], -1, n * o)
-        chunks = plan.row_chunks(cg * o)
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            filters = plan.filter_spectrum(_filters_last(weight), whole=len(chunks) == 1)
-
-            def rows_grad_input(rows: slice) -> torch.Tensor:
-                w_rows = plan.filter_rows(filters, rows, whole=len(chunks) == 1).view(-1, cg, o)
-                return backend.grad_input_product(g_spec[rows].view(-1, n, o), w_rows, groups)
-
-            gx_spec = _by_rows(chunks, rows_grad_input)
+            gx_spec = _stitched(
+                backend.grad_input_product(g_spec[rows].view(-1, n, o), w_rows.view(-1, cg, o), groups)
+                for rows, w_rows in plan.filter_chunks(_filters_last(weight))
+            )
             grad_x = plan.input_grad(gx_spec.reshape(*plan.kept, n * c)).view(x_shape)
         if ctx.needs_input_grad[1]:
-            for rows in chunks:
+            for rows in plan.row_chunks(cg * o):
                 gw_rows = backend.grad_weight_product(x_spec[rows].view(-1, n, c), g_spec[rows].view(-1, n, o), groups)
                 share = plan.filter_grad_rows(gw_rows.reshape(-1, *plan.kept[1:], cg * o), rows)
                 grad_w = share if grad_w is None else grad_w + share
@@ -120,11 +113,10 @@ class _BandLimitedConv(torch.autograd.Function):
         return grad_x, grad_w, None, None, None
 
 
-def _by_rows(chunks: list[slice], product) -> torch.Tensor:
-    """product(rows) for each chunk of first-axis bins, stitched along the (frequency-first) rows."""
-    if len(chunks) == 1:
-        return product(chunks[0])
-    return torch.cat([product(rows).resolve_conj() for rows in chunks])
+def _stitched(parts: Iterator[torch.Tensor]) -> torch.Tensor:
+    """Per-chunk products stitched along the (frequency-first) rows; one chunk is returned as it is."""
+    parts = list(parts)
+    return parts[0] if len(parts) == 1 else torch.cat([part.resolve_conj() for part in parts])
 
 
 def _filters_last(weight: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -256,89 +257,57 @@ def choose_route(geoms: tuple[AxisGeometry, ...], bands: tuple[tuple[int, ...], 
 
 
 class Plan:
-    """Transforms of one convolution shape restricted to its band: the six maps of forward and backward.
+    """Transforms of one convolution shape restricted to its band: the maps of forward and backward.
 
     Built once per (geometry, band, dtype, device, route) by `plan()`; tensors live on the device.
+    Subclasses compute the input-side spectra (partial DFT or pruned FFT); filters, a few taps
+    each, always go through partial DFTs, formed a chunk of first-axis bins at a time.
     """
 
+    route: str
+
     def __init__(
-        self, geoms: tuple[AxisGeometry, ...], bands: tuple[tuple[int, ...], ...], dtype: torch.dtype, device: str, route: str
+        self, geoms: tuple[AxisGeometry, ...], bands: tuple[tuple[int, ...], ...], dtype: torch.dtype, device: str
     ) -> None:
         d = len(geoms)
-        self.geoms, self.bands, self.route = geoms, bands, route
         self.kept = tuple(len(b) for b in bands)
         self.axes = [axis_dft(g, band, a == d - 1, dtype, device) for a, (g, band) in enumerate(zip(geoms, bands))]
-        self.n = tuple(g.n for g in geoms)
-        cdtype = self.axes[0].input_analysis.dtype
-        self._chunks: dict[int, list[slice]] = {}
-        self._itemsize = self.axes[0].weight_analysis.element_size()
         first = self.axes[0].weight_analysis
         self._first_rows = torch.cat([first.real, first.imag], 1).contiguous()  # [M_r, M_i], (R_1, 2 k_1)
-        if route == "dft":
-            self._analysis_real = _real_columns(self.axes[-1].input_analysis)
-            self._synthesis_real = _real_rows(self.axes[-1].output_synthesis)
-            self._grad_real = _real_columns(self.axes[-1].grad_analysis_conj)
-            self._adjoint_real = _real_rows(self.axes[-1].input_adjoint)
-            return
-        self._index = [torch.tensor(b, dtype=torch.int64, device=device) for b in bands[:-1]]
-        # The input's left padding is a phase on its spectrum: e^{-i theta f pad_left} per axis.
-        phase = torch.ones((), dtype=torch.complex128)
-        for a, (g, band) in enumerate(zip(geoms, bands)):
-            f = torch.tensor(band, dtype=torch.float64)
-            shape = [1] * d
-            shape[a] = -1
-            phase = phase * torch.polar(torch.ones_like(f), -2 * math.pi * ((f * g.pad_left) % g.n) / g.n).view(shape)
-        self._phase = None if all(g.pad_left == 0 for g in geoms) else phase.to(cdtype).to(device)[..., None]
-        mult = _multiplicity(geoms[-1], self.kept[-1], dtype).to(device)[:, None]  # (R_d, 1): over the batch
-        self._grad_scale = mult / math.prod(self.n)  # G = (mult / prod n) * FFT(stuffed grad_y)
-        self._adjoint_scale = math.prod(self.n) / mult  # undoes irfft's weights for the adjoint
-        self._strides = tuple(g.stride for g in geoms)
-        self._out_keep = [slice(0, g.stride * (g.out - 1) + 1, g.stride) for g in geoms]
-        self._in_keep = [slice(g.pad_left, g.pad_left + g.length) for g in geoms]
+        self._chunks: dict[int, list[slice]] = {}
 
     def input_spectrum(self, x: torch.Tensor) -> torch.Tensor:
         """X: real (B, L_1, ..., L_d) to complex (R_1, ..., R_d, B)."""
-        if self.route == "dft":
-            return analysis(x, [a.input_analysis for a in self.axes], self._analysis_real)
-        t = pruned_rfftn(_batch_last(x), self.n, self.kept[-1], self._index)
-        return t if self._phase is None else t.mul_(self._phase)
+        raise NotImplementedError
 
     def output(self, spec: torch.Tensor) -> torch.Tensor:
         """y = Re(synthesis of Y) at the output positions: (R..., B) to real (B, out_1, ..., out_d)."""
-        if self.route == "dft":
-            return synthesis(spec, [a.output_synthesis for a in self.axes], self._synthesis_real)
-        return _batch_first(pruned_irfftn(spec.resolve_conj(), self.n, self._index, self._out_keep))
+        raise NotImplementedError
 
     def grad_spectrum(self, grad_y: torch.Tensor) -> torch.Tensor:
         """G for grad_y (B, out...), as a lazily conjugated (R..., B) view (what the backends want)."""
-        if self.route == "dft":
-            return analysis(grad_y, [a.grad_analysis_conj for a in self.axes], self._grad_real).conj()
-        t = pruned_rfftn(_embed(_batch_last(grad_y), self.n, self._strides), self.n, self.kept[-1], self._index)
-        return torch.conj_physical(t).mul_(self._grad_scale).conj()
+        raise NotImplementedError
 
     def input_grad(self, spec: torch.Tensor) -> torch.Tensor:
         """Adjoint of input_spectrum under the real inner product: (R..., B) to real (B, L...)."""
-        if self.route == "dft":
-            return synthesis(spec, [a.input_adjoint for a in self.axes], self._adjoint_real)
-        return _batch_first(pruned_irfftn(spec * self._adjoint_scale, self.n, self._index, self._in_keep))
+        raise NotImplementedError
 
-    def filter_spectrum(self, filters: torch.Tensor, whole: bool) -> torch.Tensor:
-        """Flipped filters' spectrum: real (k_1, ..., k_d, B) to complex (R_1, ..., R_d, B) if `whole`;
-        else along every axis but the first, as the real (2 k_1, 2 Q) operand of filter_rows
-        (Q = R_2 ... R_d B): rows V and i V, complex-interleaved."""
+    def filter_chunks(self, filters: torch.Tensor) -> Iterator[tuple[slice, torch.Tensor]]:
+        """The flipped filters' spectrum W, chunk by chunk of first-axis bins: (rows, complex W there,
+        (rows, R_2, ..., R_d, B) flattened after the rows) for real filters (k_1, ..., k_d, B).
+
+        One chunk: partial DFTs along every axis. More: the other axes once (V), then per chunk
+        (M_r + i M_i) V as one real GEMM [M_r, M_i] @ [V; i V] (complex GEMMs with a few taps as
+        the inner dimension run far slower)."""
+        chunks = self.row_chunks(filters.shape[-1])
         mats = [a.weight_analysis for a in self.axes]
-        if whole:
-            return analysis_batch_last(filters, mats)
+        if len(chunks) == 1:
+            yield chunks[0], analysis_batch_last(filters, mats)
+            return
         v = analysis_batch_last(filters, mats, stop=1).reshape(filters.shape[0], -1)
-        return torch.cat([torch.view_as_real(v), torch.view_as_real(v * 1j)]).reshape(2 * len(v), -1)
-
-    def filter_rows(self, spectrum: torch.Tensor, rows: slice, whole: bool) -> torch.Tensor:
-        """W at the first-axis bins `rows`, complex (rows, Q), from filter_spectrum(..., whole). Not
-        whole: (M_r + i M_i) V as one real GEMM [M_r, M_i] @ [V; i V] (complex GEMMs with a few
-        taps as the inner dimension run far slower)."""
-        if whole:
-            return spectrum
-        return torch.view_as_complex((self._first_rows[rows] @ spectrum).view(-1, spectrum.shape[1] // 2, 2))
+        operand = torch.cat([torch.view_as_real(v), torch.view_as_real(v * 1j)]).reshape(2 * len(v), -1)
+        for rows in chunks:
+            yield rows, torch.view_as_complex((self._first_rows[rows] @ operand).view(-1, v.shape[1], 2))
 
     def filter_grad_rows(self, spec: torch.Tensor, rows: slice) -> torch.Tensor:
         """The share of the filters' gradient (k_1, ..., k_d, B) of the gradient spectrum at `rows`."""
@@ -348,10 +317,78 @@ class Plan:
     def row_chunks(self, filters: int) -> list[slice]:
         """First-axis bins in chunks of about CHUNK_BYTES of the spectrum of `filters` filters each."""
         if filters not in self._chunks:
-            row_bytes = math.prod(self.kept[1:]) * filters * self._itemsize
+            row_bytes = math.prod(self.kept[1:]) * filters * self.axes[0].weight_analysis.element_size()
             rows = max(1, CHUNK_BYTES // row_bytes)
             self._chunks[filters] = [slice(i, min(i + rows, self.kept[0])) for i in range(0, self.kept[0], rows)]
         return self._chunks[filters]
+
+
+class DFTPlan(Plan):
+    """Input-side spectra by partial DFT matrices: GEMMs of O(L x kept) per line (small maps, compressed bands)."""
+
+    route = "dft"
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self._analysis_real = _real_columns(self.axes[-1].input_analysis)
+        self._synthesis_real = _real_rows(self.axes[-1].output_synthesis)
+        self._grad_real = _real_columns(self.axes[-1].grad_analysis_conj)
+        self._adjoint_real = _real_rows(self.axes[-1].input_adjoint)
+
+    def input_spectrum(self, x: torch.Tensor) -> torch.Tensor:
+        return analysis(x, [a.input_analysis for a in self.axes], self._analysis_real)
+
+    def output(self, spec: torch.Tensor) -> torch.Tensor:
+        return synthesis(spec, [a.output_synthesis for a in self.axes], self._synthesis_real)
+
+    def grad_spectrum(self, grad_y: torch.Tensor) -> torch.Tensor:
+        return analysis(grad_y, [a.grad_analysis_conj for a in self.axes], self._grad_real).conj()
+
+    def input_grad(self, spec: torch.Tensor) -> torch.Tensor:
+        return synthesis(spec, [a.input_adjoint for a in self.axes], self._adjoint_real)
+
+
+class FFTPlan(Plan):
+    """Input-side spectra by pruned FFTs, batch last: O(L log L) per line (large maps, full bands)."""
+
+    route = "fft"
+
+    def __init__(
+        self, geoms: tuple[AxisGeometry, ...], bands: tuple[tuple[int, ...], ...], dtype: torch.dtype, device: str
+    ) -> None:
+        super().__init__(geoms, bands, dtype, device)
+        d = len(geoms)
+        self.n = tuple(g.n for g in geoms)
+        self._index = [torch.tensor(b, dtype=torch.int64, device=device) for b in bands[:-1]]
+        # The input's left padding is a phase on its spectrum: e^{-i theta f pad_left} per axis.
+        phase = torch.ones((), dtype=torch.complex128)
+        for a, (g, band) in enumerate(zip(geoms, bands)):
+            f = torch.tensor(band, dtype=torch.float64)
+            shape = [1] * d
+            shape[a] = -1
+            phase = phase * torch.polar(torch.ones_like(f), -2 * math.pi * ((f * g.pad_left) % g.n) / g.n).view(shape)
+        cdtype = self.axes[0].input_analysis.dtype
+        self._phase = None if all(g.pad_left == 0 for g in geoms) else phase.to(cdtype).to(device)[..., None]
+        mult = _multiplicity(geoms[-1], self.kept[-1], dtype).to(device)[:, None]  # (R_d, 1): over the batch
+        self._grad_scale = mult / math.prod(self.n)  # G = (mult / prod n) * FFT(stuffed grad_y)
+        self._adjoint_scale = math.prod(self.n) / mult  # undoes irfft's weights for the adjoint
+        self._strides = tuple(g.stride for g in geoms)
+        self._out_keep = [slice(0, g.stride * (g.out - 1) + 1, g.stride) for g in geoms]
+        self._in_keep = [slice(g.pad_left, g.pad_left + g.length) for g in geoms]
+
+    def input_spectrum(self, x: torch.Tensor) -> torch.Tensor:
+        t = pruned_rfftn(_batch_last(x), self.n, self.kept[-1], self._index)
+        return t if self._phase is None else t.mul_(self._phase)
+
+    def output(self, spec: torch.Tensor) -> torch.Tensor:
+        return _batch_first(pruned_irfftn(spec.resolve_conj(), self.n, self._index, self._out_keep))
+
+    def grad_spectrum(self, grad_y: torch.Tensor) -> torch.Tensor:
+        t = pruned_rfftn(_embed(_batch_last(grad_y), self.n, self._strides), self.n, self.kept[-1], self._index)
+        return torch.conj_physical(t).mul_(self._grad_scale).conj()
+
+    def input_grad(self, spec: torch.Tensor) -> torch.Tensor:
+        return _batch_first(pruned_irfftn(spec * self._adjoint_scale, self.n, self._index, self._in_keep))
 
 
 # The filter spectrum W (K x C x O) outgrows the input's on large maps; layers form it CHUNK_BYTES at a
@@ -368,4 +405,4 @@ def plan(
         route = choose_route(geoms, bands)
     elif route == "fft" and tuple(bands[-1]) != tuple(range(len(bands[-1]))):
         raise ValueError("transform='fft' needs a band that keeps the lowest bins of the last axis")
-    return Plan(geoms, bands, dtype, device, route)
+    return (FFTPlan if route == "fft" else DFTPlan)(geoms, bands, dtype, device)
