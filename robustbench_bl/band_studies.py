@@ -8,7 +8,9 @@ import copy
 import torch
 from torch import nn
 
-from robustbench_bl.spectral import BandLimitedConv1d, BandLimitedConv2d, bandlimit
+from robustbench_bl.models.common import eval_mode, placement
+from robustbench_bl.spectral import bandlimit
+from robustbench_bl.spectral.layers import BAND_LIMITED
 
 def with_band(model: nn.Module, compress_rate: float | None = None, energy: float | None = None) -> nn.Module:
     """A band-limited copy of a trained model at another band (the original is left as it is)."""
@@ -22,14 +24,12 @@ def layer_fractions(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     Energy-based bands depend on the input, so this runs one forward pass; the model's training
     mode is restored afterwards.
     """
-    training = model.training
-    model.eval()
-    model(x.to(next(model.parameters()).device))
-    model.train(training)
+    with eval_mode(model):
+        model(x.to(placement(model)[0]))
     return {
         name: float(layer.fraction_kept)
         for name, layer in model.named_modules()
-        if isinstance(layer, (BandLimitedConv1d, BandLimitedConv2d))
+        if isinstance(layer, BAND_LIMITED)
     }
 
 

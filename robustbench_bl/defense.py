@@ -50,6 +50,11 @@ class Defended(nn.Module):
         self.seed = self.generator.seed
         self.max_batch = check_positive_int(max_batch, "max_batch")
 
+    def reseeded(self, seed: int) -> "Defended":
+        """The same model, channel, votes and batching with draws from `seed`, in eval mode: a judge
+        or a voter that replays its draws from the start on every call it is made for."""
+        return Defended(self.model, self.channel, self.votes, seed=seed, max_batch=self.max_batch).eval()
+
     def forward(self, x: Tensor) -> Tensor:
         """Log of the mean softmax over `votes` draws (N x classes): the smoothed classifier, differentiable."""
         draws = self._draws(self.votes)

@@ -27,7 +27,7 @@ def epsilons(attack: attacks.Attack, x: Tensor, points: int) -> tuple[float, ...
     that fools resolves the minimal size to a factor of 1000 ** (1 / (points - 1)).
     """
     dimension = x[0].numel()
-    diameter = 1.0 if attacks.norm_of(attack) == "Linf" else math.sqrt(dimension)
+    diameter = 1.0 if attack.norm == "Linf" else math.sqrt(dimension)
     if attack.minimizes:
         return (diameter,)
     points = check_positive_int(points, "points", minimum=2)

@@ -57,11 +57,11 @@ def gradient_norm(model: nn.Module, x: Tensor, target: Tensor | None = None, bat
 def check_twice_differentiable(model: nn.Module) -> None:
     """Refuse a model with band-limited convolutions: their backward is computed once (not itself
     differentiable), so a Hessian through them would fail deep inside autograd."""
-    from robustbench_bl.spectral.layers import BandLimitedConv1d, BandLimitedConv2d
+    from robustbench_bl.spectral.layers import BAND_LIMITED
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    layers = [name for name, m in model.named_modules() if isinstance(m, (BandLimitedConv1d, BandLimitedConv2d))]
+    layers = [name for name, m in model.named_modules() if isinstance(m, BAND_LIMITED)]
     if layers:
         raise ValueError(
             f"model has band-limited convolutions ({', '.join(layers[:3])}{', ...' if len(layers) > 3 else ''}) whose "

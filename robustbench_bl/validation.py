@@ -5,7 +5,9 @@ Each check raises ValueError/TypeError naming the argument and what it accepts.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -89,3 +91,15 @@ def check_labels(y: object, n: int, num_classes: int | None, name: str = "y") ->
     if num_classes is not None and n and (y.min() < 0 or y.max() >= num_classes):
         raise ValueError(f"{name} must hold labels in [0, {num_classes - 1}], got range [{y.min().item()}, {y.max().item()}]")
     return y
+
+
+def read_json_record(path: Path, what: str, key: str, kind: type, fix: str) -> dict:
+    """The JSON object stored in `path` (`what`: 'zoo card', ...), which must hold `key` of type
+    `kind`; a damaged or foreign file is a ValueError naming the file and the `fix`."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{what} {path} is damaged ({err}); {fix}") from None
+    if not isinstance(record, dict) or not isinstance(record.get(key), kind):
+        raise ValueError(f"{what} {path} is damaged (not a {what}: no {key!r}); {fix}")
+    return record

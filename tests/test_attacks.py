@@ -66,7 +66,7 @@ def metric(frame: pd.DataFrame, name: str) -> pd.Series:
 def test_every_attack_runs_and_robust_never_exceeds_clean(lenet: tuple[nn.Module, Tensor, Tensor], name: str) -> None:
     model, x, y = lenet
     defended = Defended(model, GaussianNoise(0.02), votes=3)
-    norm = attacks.norm_of(attacks.make(name))
+    norm = attacks.make(name).norm
     frame = attacks.evaluate(defended, name, x[:6], y[:6], "eot", [0.01, UNBOUNDED[norm]], eot_samples=2, options=FAST[name])
     clean = metric(frame, "clean_accuracy").item()
     robust = metric(frame, "robust_accuracy")
@@ -81,7 +81,7 @@ def test_unbounded_attacks_fool_the_bare_model(lenet: tuple[nn.Module, Tensor, T
     """With no budget to speak of, a working attack pipeline must report some successes."""
     model, x, y = lenet
     for name in ("fgsm", "pgd-linf", "cw-l2", "hopskipjump", "gaussian-blur", "additive-uniform"):
-        norm = attacks.norm_of(attacks.make(name))
+        norm = attacks.make(name).norm
         out = attacks.run(model, name, x[:8], y[:8], epsilons=UNBOUNDED[norm], options=FAST[name])
         assert out.fooled.any(), name
         assert (out.l2[out.fooled] > 0).all() and (out.linf[out.fooled] <= UNBOUNDED["Linf"]).all()

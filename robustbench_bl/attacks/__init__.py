@@ -177,11 +177,6 @@ def make(name: str, **options: Any) -> Attack:
     return Attack(name, **options)
 
 
-def norm_of(attack: Attack) -> str:
-    """'L2' or 'Linf': the norm in which an attack measures perturbations."""
-    return attack.norm
-
-
 def as_defended(model_or_defended: nn.Module) -> Defended:
     """A Defended as given, or a bare model behind the identity channel."""
     if isinstance(model_or_defended, Defended):
@@ -322,7 +317,7 @@ def run(
 
     with eval_mode(defended.model), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        voter = Defended(defended.model, defended.channel, defended.votes, seed=seed, max_batch=defended.max_batch).eval()
+        voter = defended.reseeded(seed)
         clean_labels, counts = voter.predict(x)
         check_labels(y, len(x), counts.shape[1], "y")
         masked = gradient_masking(defended, x, y)
@@ -487,6 +482,6 @@ def _mean(mask: Tensor) -> float:
 __all__ = [
     "ATTACKER_STREAM", "DECISION", "GRADIENT", "REGISTRY", "SCORE", "THREATS", "Attack", "AttackSpec", "Judgement",
     "Outcome", "Threat", "ThreatModel", "Vote", "as_defended", "channel_label", "check_epsilons", "check_options",
-    "evaluate", "flag_obfuscation", "flags", "gradient_masking", "judge", "make", "names", "norm_of", "pgd", "run",
+    "evaluate", "flag_obfuscation", "flags", "gradient_masking", "judge", "make", "names", "pgd", "run",
     "spec", "straight_through", "summary_rows", "threat_model",
 ]  # fmt: skip

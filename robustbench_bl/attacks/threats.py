@@ -83,9 +83,7 @@ class Vote(nn.Module):
         self.seed = seed
 
     def forward(self, x: Tensor) -> Tensor:
-        d = self.defended
-        frozen = Defended(d.model, d.channel, d.votes, seed=self.seed, max_batch=d.max_batch).eval()
-        return frozen.predict(x)[1].to(x.dtype)
+        return self.defended.reseeded(self.seed).predict(x)[1].to(x.dtype)
 
 
 @dataclass(frozen=True)

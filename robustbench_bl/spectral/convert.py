@@ -6,7 +6,7 @@ from torch import nn
 
 from robustbench_bl.spectral.backends import get_backend
 from robustbench_bl.spectral.functional import check_band
-from robustbench_bl.spectral.layers import BandLimitedConv1d, BandLimitedConv2d, BandLimitedConv3d
+from robustbench_bl.spectral.layers import BAND_LIMITED, BandLimitedConv1d, BandLimitedConv2d, BandLimitedConv3d
 
 TWINS = {nn.Conv1d: BandLimitedConv1d, nn.Conv2d: BandLimitedConv2d, nn.Conv3d: BandLimitedConv3d}
 
@@ -29,7 +29,7 @@ def bandlimit(
     twins: dict[int, nn.Module] = {}  # a conv used in several places keeps one (shared) twin
     for parent in list(model.modules()):
         for name, child in list(parent._modules.items()):  # every name, also a second name of one module
-            if isinstance(child, tuple(TWINS.values())):
+            if isinstance(child, BAND_LIMITED):
                 child.set_band(rate, energy)
                 child.backend = backend
             elif isinstance(child, tuple(TWINS)):

@@ -91,3 +91,7 @@ class BandLimitedConv1d(_BandLimited, nn.Conv1d):
 
 class BandLimitedConv3d(_BandLimited, nn.Conv3d):
     """nn.Conv3d whose input and filter spectra keep only a low-frequency band; see BandLimitedConv2d."""
+
+
+#: Every band-limited layer class, for isinstance checks.
+BAND_LIMITED = (BandLimitedConv1d, BandLimitedConv2d, BandLimitedConv3d)

@@ -26,7 +26,7 @@ from robustbench_bl import data as datasets
 from robustbench_bl import distributed
 from robustbench_bl import models
 from robustbench_bl.models.common import eval_mode, placement, run_model
-from robustbench_bl.validation import check_choice, check_images, check_labels, check_positive_int, check_range
+from robustbench_bl.validation import check_choice, check_images, check_labels, check_positive_int, check_range, read_json_record
 from robustbench_bl.versions import versions
 
 #: "fast" is the whole FastNet recipe (training.fast.FastRecipe with this config's epochs, batch
@@ -336,16 +336,7 @@ class CheckpointStore:
     def metadata(self, config: TrainConfig, data_source: str) -> dict[str, object]:
         """The stored JSON record of a checkpoint; a damaged one is a ValueError naming the file."""
         weights, meta = self.paths(config, data_source)
-        try:
-            record = json.loads(meta.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            record = err
-        if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
-            raise ValueError(
-                f"checkpoint metadata {meta} is damaged ({record if isinstance(record, Exception) else 'not a checkpoint record'}); "
-                f"delete it and {weights.name} to retrain"
-            )
-        return record
+        return read_json_record(meta, "checkpoint metadata", "sha256", str, f"delete it and {weights.name} to retrain")
 
     def load_state(self, config: TrainConfig, data_source: str) -> dict[str, torch.Tensor]:
         """The stored state dict, after checking that it was trained for this config on this data

@@ -22,7 +22,7 @@ from robustbench_bl import models
 from robustbench_bl.training import _sha256 as sha256
 from robustbench_bl.training import resolve_device
 from robustbench_bl.training.fast import FastRecipe, train_fast
-from robustbench_bl.validation import check_choice
+from robustbench_bl.validation import check_choice, read_json_record
 from robustbench_bl.versions import versions
 
 #: Where the shipped weights and cards live.
@@ -82,14 +82,7 @@ def _check_shipped(name: object) -> str:
 def card(name: str) -> dict[str, Any]:
     """The model's card: architecture, band, per-layer fraction discarded, seed, recipe, training
     data fingerprint, epochs, train time, clean accuracies and library versions."""
-    path = _files(_check_shipped(name))[1]
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        record = err
-    if not isinstance(record, dict) or not isinstance(record.get("weights"), dict):
-        raise ValueError(f"zoo card {path} is damaged ({record if isinstance(record, Exception) else 'not a card'}); reinstall the package")
-    return record
+    return read_json_record(_files(_check_shipped(name))[1], "zoo card", "weights", dict, "reinstall the package")
 
 
 def build(name: str) -> nn.Module:
