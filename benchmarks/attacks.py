@@ -15,7 +15,8 @@ import torch
 from channels import interleaved_seconds, rows_against  # benchmarks/channels.py, beside this script
 from torch import nn
 
-from robustbench_bl import Defended, attacks, data, models, probes
+from robustbench_bl import Defended, attacks, data, models
+from robustbench_bl.evaluation import probes
 from robustbench_bl.channels import GaussianNoise, Identity
 from robustbench_bl.cli import ArgumentParser, command_line, positive_int
 from robustbench_bl.training import TrainConfig, train

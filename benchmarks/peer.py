@@ -16,7 +16,7 @@ import torch
 from spectral import _fb, print_table, round_robin  # benchmarks/spectral.py, beside this script
 
 from robustbench_bl.cli import ArgumentParser, command_line, positive_int
-from robustbench_bl.costs import saved_bytes
+from robustbench_bl.runtime.profiling import saved_bytes
 from robustbench_bl.spectral.functional import band_limited_conv
 
 LAYERS = ((2, 32, 64, 64, 32, 3), (2, 32, 64, 64, 32, 7), (1, 32, 128, 256, 274, 5), (1, 32, 256, 128, 272, 3))

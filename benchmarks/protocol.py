@@ -30,12 +30,12 @@ from torch import Tensor, nn
 
 import robustbench_bl
 from robustbench_bl import Defended, attacks, data, zoo
-from robustbench_bl.benchmark import threat_for
-from robustbench_bl.channel_tuning import CHANNELS, default_strength
+from robustbench_bl.evaluation.benchmark import threat_for
+from robustbench_bl.studies.channel_setup import CHANNELS, default_strength
 from robustbench_bl.channels import Channel, make as make_channel
 from robustbench_bl.cli import ArgumentParser, command_line, positive_int
-from robustbench_bl.results import ResultsStore
-from robustbench_bl.sweep import run
+from robustbench_bl.runtime.results import ResultsStore
+from robustbench_bl.runtime.sweep import run
 from robustbench_bl.training import CheckpointStore, TrainConfig, budget
 
 #: Budgets of the protocol's gradient-free attacks, reduced to fit a CPU (stated in the table).

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from robustbench_bl.cli import ArgumentParser, command_line, positive_int
-from robustbench_bl.costs import saved_bytes
+from robustbench_bl.runtime.profiling import saved_bytes
 from robustbench_bl.spectral import band_limited_conv1d, band_limited_conv2d
 from robustbench_bl.spectral.backends import get_backend
 from robustbench_bl.spectral.functional import _geometry, _static_band, band_limited_conv

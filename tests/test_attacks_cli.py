@@ -3,25 +3,15 @@ appends one cell per attack to the results store and skips stored cells on a sec
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-from robustbench_bl.results import ResultsStore
-
-SCRIPT = Path(__file__).resolve().parents[1] / "attacks" / "attack.py"
-
-
-def load_cli():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("attack_cli", SCRIPT)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
+from robustbench_bl.attacks import command
+from robustbench_bl.runtime.results import ResultsStore
 
 def test_cli_prints_and_stores(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cli = load_cli()
+    cli = command
     argv = ["--preset", "smoke", "--channel", "cd:3", "--attack", "fgsm,deepfool-linf", "--threat", "bpda",
             "--epsilons", "0,8/255", "--steps", "3", "--n", "10", "--out", str(tmp_path), "--quiet"]  # fmt: skip
     table = cli.main(argv)
@@ -39,7 +29,7 @@ def test_cli_prints_and_stores(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_cli_rejects_bad_epsilons_and_names(tmp_path: Path) -> None:
     """Checked at parse time (before training): argparse's exit code 2 (the one-line message is
     tested for every option in test_command_lines.py)."""
-    cli = load_cli()
+    cli = command
     for argv in (["--epsilons", "1/0"], ["--attack", "pgd"]):
         with pytest.raises(SystemExit) as stop:
             cli.main([*argv, "--out", str(tmp_path)])

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from robustbench_bl import models
-from robustbench_bl.band_studies import discarded, layer_fractions, with_band
-from robustbench_bl.costs import epoch_cost, saved_bytes
+from robustbench_bl.studies.bands import discarded, layer_fractions, with_band
+from robustbench_bl.runtime.profiling import epoch_cost, saved_bytes
 from robustbench_bl.spectral import BandLimitedConv2d
 
 

@@ -8,7 +8,7 @@ from test_attacks import FAST, trained_lenet
 
 import robustbench_bl
 from robustbench_bl import Defended, attacks
-from robustbench_bl.benchmark import SUITES, clopper_pearson, threat_for
+from robustbench_bl.evaluation.benchmark import SUITES, clopper_pearson, threat_for
 from robustbench_bl.channels import ColorDepth, Compose, GaussianNoise, Identity
 from robustbench_bl.versions import versions
 

@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from robustbench_bl import Defended
-from robustbench_bl.channel_tuning import (
-    CHANNELS, SETTINGS, best_rows, best_strengths, channel_at, craft_nonadaptive, default_strength, judge, read_best,
+from robustbench_bl.attacks import craft_nonadaptive, judge_rows
+from robustbench_bl.studies.channel_setup import (
+    CHANNELS, SETTINGS, best_rows, best_strengths, channel_at, default_strength, read_best,
     strengths, train_config, votes_for,
 )  # fmt: skip
 from robustbench_bl.channels import channel_class
@@ -86,7 +87,7 @@ def test_nonadaptive_adversarials_are_seeded_bounded_and_judged() -> None:
     adv = craft_nonadaptive(model, "pgd-linf", x, y, 2 / 255, seed=1, options=options, batch_size=5)
     assert torch.equal(adv, craft_nonadaptive(model, "pgd-linf", x, y, 2 / 255, seed=1, options=options, batch_size=5))
     assert (adv - x).abs().max() <= 2 / 255 + 1e-6
-    rows = judge(Defended(model, channel_at("gauss", 0.02), votes=3, seed=0), x, y, {"pgd-linf": adv})
+    rows = judge_rows(Defended(model, channel_at("gauss", 0.02), votes=3, seed=0), x, y, {"pgd-linf": adv})
     clean, robust = rows
     assert clean["metric"] == "clean_accuracy" and robust["attack"] == "pgd-linf"
     assert 0 <= robust["value"] <= clean["value"] <= 1 and robust["attack_l2_median"] > 0

@@ -1,9 +1,8 @@
-"""Every command line (the 12 study scripts and attacks/attack.py) checks its arguments before it
+"""Every command line (the 12 studies and the attack command) checks its arguments before it
 loads data or trains: a bad argument is one line on stderr and exit code 2, never a traceback."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -12,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from robustbench_bl import data
+from robustbench_bl import data, studies
+from robustbench_bl.attacks import command
 from robustbench_bl.cli import command_line
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = sorted((ROOT / "studies").glob("*.py")) + [ROOT / "attacks" / "attack.py"]
+SCRIPTS = (*studies.NAMES, "attack")
 SWEEP_OPTION = {"adaptive_vs_nonadaptive", "leaderboard"}
 
 
@@ -24,16 +23,13 @@ class Loaded(BaseException):
     """Raised where a command line starts reading data: validation must come first."""
 
 
-def load_script(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"cli_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+def load_script(name: str) -> ModuleType:
+    return command if name == "attack" else studies.module(name)
 
 
 @pytest.fixture(scope="module")
 def scripts() -> dict[str, ModuleType]:
-    return {path.stem: load_script(path) for path in SCRIPTS}
+    return {name: load_script(name) for name in SCRIPTS}
 
 
 @pytest.fixture
@@ -79,7 +75,7 @@ def common_cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
     return cases
 
 
-@pytest.mark.parametrize("script", [p.stem for p in SCRIPTS])
+@pytest.mark.parametrize("script", list(SCRIPTS))
 def test_bad_common_arguments_are_one_line_before_loading(
     script: str, scripts: dict[str, ModuleType], tmp_path: Path, capsys: pytest.CaptureFixture[str], no_loading: None
 ) -> None:
@@ -181,7 +177,7 @@ def test_zoo_command_line_checks_before_training(
     argv: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_loading: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from robustbench_bl import zoo
-    from robustbench_bl.zoo.__main__ import main
+    from robustbench_bl.zoo.command import main
 
     monkeypatch.setattr(zoo, "train", lambda *a, **k: pytest.fail("trained despite a bad argument"))
     (tmp_path / "blocker").write_text("a file, not a folder")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from robustbench_bl.conv_error import conv_errors, masked_conv2d, top_mask
+from robustbench_bl.studies.conv_error import conv_errors, masked_conv2d, top_mask
 from robustbench_bl.spectral import band_limited_conv2d, compression
 
 

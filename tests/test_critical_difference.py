@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from robustbench_bl.critical_difference import average_ranks, cliques, friedman, nemenyi_cd
+from robustbench_bl.evaluation.critical_difference import average_ranks, cliques, friedman, nemenyi_cd
 
 # 4 data sets (rows) x 3 treatments; per-row ranks (1 = best): A 1,1,1,2  B 2,2,3,1  C 3,3,2,3
 SCORES = pd.DataFrame(

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustbench_bl.results import ResultsStore
-from robustbench_bl.sweep import SweepError, grid, make_executor, run
+from robustbench_bl.runtime.results import ResultsStore
+from robustbench_bl.runtime.sweep import SweepError, grid, make_executor, run
 from robustbench_bl.training import CheckpointStore, TrainConfig, load_train_data
 
 ray = pytest.importorskip("ray")
@@ -89,8 +89,8 @@ def test_unknown_executor() -> None:
 DRIVER = textwrap.dedent(
     """
     import sys, time
-    from robustbench_bl.results import ResultsStore
-    from robustbench_bl.sweep import grid, run
+    from robustbench_bl.runtime.results import ResultsStore
+    from robustbench_bl.runtime.sweep import grid, run
 
     DELAY = float(sys.argv[2])  # read here: inside a Ray worker sys.argv is the worker's
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from robustbench_bl import probes
-from robustbench_bl.instability import KINDS, compare, condition, correctly_classified, examples, probe_rows
+from robustbench_bl.evaluation import probes
+from robustbench_bl.studies.instability import KINDS, compare, condition, correctly_classified, examples, probe_rows
 
 SHAPE = (3, 8, 8)
 

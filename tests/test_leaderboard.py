@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 from test_studies import check_png
 
-from robustbench_bl import leaderboard, plots
+from robustbench_bl import plots
+from robustbench_bl.evaluation import leaderboard
 
 
 def _row(channel: str, clean: float, robust: float) -> dict[str, object]:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from robustbench_bl import attacks
-from robustbench_bl.perturbation_size import epsilons, larger_share, minimal_perturbations
+from robustbench_bl.attacks.minimal import epsilons, larger_share, minimal_perturbations
 
 SHAPE = (3, 8, 8)
 D = 3 * 8 * 8

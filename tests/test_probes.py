@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from robustbench_bl import probes
+from robustbench_bl.evaluation import probes
 
 
 def softmax_linear(seed: int = 0, d: int = 12, k: int = 4) -> nn.Module:

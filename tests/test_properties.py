@@ -27,8 +27,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 import robustbench_bl as rbl
-from robustbench_bl import attacks, channels, data, probes
-from robustbench_bl.results import ResultsStore
+from robustbench_bl import attacks, channels, data
+from robustbench_bl.evaluation import probes
+from robustbench_bl.runtime.results import ResultsStore
 from robustbench_bl.spectral import band_limited_conv1d, band_limited_conv2d, bandlimit
 
 PACKAGE = Path(rbl.__file__).resolve().parent

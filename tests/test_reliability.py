@@ -15,8 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import robustbench_bl as rbl
-from robustbench_bl import attacks, channels, data, models, probes, sweep
-from robustbench_bl.results import ResultsStore
+from robustbench_bl import attacks, channels, data, models
+from robustbench_bl.evaluation import probes
+from robustbench_bl.runtime import sweep
+from robustbench_bl.runtime.results import ResultsStore
 from robustbench_bl.spectral import BandLimitedConv1d, BandLimitedConv2d, band_limited_conv1d, band_limited_conv2d, bandlimit
 from robustbench_bl.training import CheckpointStore, TrainConfig, evaluate, predict
 
@@ -227,7 +229,7 @@ def test_results_store_skips_damaged_lines_and_writes_only_good_rows(tmp_path: P
     with open(store.path, "ab") as fh:
         fh.writelines(damage)
     store.append({"a": 2}, [{"metric": "m", "value": 2.0}])
-    with caplog.at_level(logging.WARNING, logger="robustbench_bl.results"):
+    with caplog.at_level(logging.WARNING, logger="robustbench_bl.runtime.results"):
         table = store.frame()
     assert table.to_dict("records") == [{"a": 1, "metric": "m", "value": 1.0}, {"a": 2, "metric": "m", "value": 2.0}]
     assert sum("skipping a damaged line" in r.message for r in caplog.records) == len(damage)

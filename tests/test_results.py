@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from robustbench_bl.results import ResultsStore, cell_key
-from robustbench_bl.sweep import grid, run
+from robustbench_bl.runtime.results import ResultsStore, cell_key
+from robustbench_bl.runtime.sweep import grid, run
 
 
 def _measure(cell: dict) -> list[dict]:
@@ -76,8 +76,8 @@ def test_store_path_must_be_jsonl(tmp_path: Path) -> None:
 SWEEP_SCRIPT = textwrap.dedent(
     """
     import sys, time
-    from robustbench_bl.results import ResultsStore
-    from robustbench_bl.sweep import grid, run
+    from robustbench_bl.runtime.results import ResultsStore
+    from robustbench_bl.runtime.sweep import grid, run
 
     def slow(cell):
         time.sleep(float(sys.argv[2]))
@@ -111,7 +111,7 @@ def test_killed_sweep_keeps_every_row_and_resumes(tmp_path: Path) -> None:
 APPEND_SCRIPT = textwrap.dedent(
     """
     import sys
-    from robustbench_bl.results import ResultsStore
+    from robustbench_bl.runtime.results import ResultsStore
     store = ResultsStore(sys.argv[1])
     for i in range(300):
         store.append({"writer": sys.argv[2], "i": i}, [{"value": i, "pad": "x" * 2000}])

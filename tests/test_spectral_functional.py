@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from robustbench_bl.costs import saved_bytes
+from robustbench_bl.runtime.profiling import saved_bytes
 from robustbench_bl.spectral import band_limited_conv1d, band_limited_conv2d, band_limited_conv3d, compression
 from robustbench_bl.spectral import transforms
 from robustbench_bl.spectral.transforms import AxisGeometry, choose_route

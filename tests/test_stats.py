@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robustbench_bl import stats
+from robustbench_bl.evaluation import stats
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 1000])

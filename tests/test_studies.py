@@ -3,8 +3,6 @@ a valid PNG figure, and a rerun that recomputes nothing."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -12,18 +10,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from robustbench_bl import channels, stats
+from robustbench_bl import channels, studies
+from robustbench_bl.evaluation import stats
 
-STUDIES = Path(__file__).resolve().parents[1] / "studies"
 COMMON_COLUMNS = {"study", "metric", "value", "seed", "wall_seconds", "version_torch", "version_robustbench-bl"}
 
 
 def load_study(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"study_{name}", STUDIES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return studies.module(name)
 
 
 def check_png(path: Path) -> None:
@@ -65,7 +59,7 @@ def test_noise_robustness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_channel_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from robustbench_bl.channel_tuning import CHANNELS, SWEEP_ATTACKS, strengths
+    from robustbench_bl.studies.channel_setup import CHANNELS, SWEEP_ATTACKS, strengths
 
     module = load_study("channel_sweep")
     out = tmp_path / "channel_sweep"
@@ -87,12 +81,12 @@ def test_channel_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     resumed = pd.read_csv(out / "results.csv")
     pd.testing.assert_frame_equal(resumed.drop(columns="wall_seconds"), table.drop(columns="wall_seconds"))
     # a second run finds every cell stored and crafts or judges nothing
-    monkeypatch.setattr(module, "judge", lambda *a, **k: pytest.fail("a stored cell was measured again"))
+    monkeypatch.setattr(module, "judge_rows", lambda *a, **k: pytest.fail("a stored cell was measured again"))
     module.main(["--preset", "smoke", "--out", str(out), "--quiet"])
 
 
 def test_adaptive_vs_nonadaptive(tmp_path: Path) -> None:
-    from robustbench_bl.channel_tuning import CHANNELS
+    from robustbench_bl.studies.channel_setup import CHANNELS
 
     module = load_study("adaptive_vs_nonadaptive")
     # no channel sweep beside --out: every channel takes its documented default strength
@@ -108,7 +102,7 @@ def test_adaptive_vs_nonadaptive(tmp_path: Path) -> None:
 
 
 def test_leaderboard(tmp_path: Path) -> None:
-    from robustbench_bl.channel_tuning import CHANNELS
+    from robustbench_bl.studies.channel_setup import CHANNELS
 
     module = load_study("leaderboard")
     out = tmp_path / "leaderboard"

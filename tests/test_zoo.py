@@ -103,7 +103,7 @@ def test_recipe_smoke_publishes_a_loadable_card(tmp_path: Path) -> None:
 
 
 def test_command_line_lists_models_and_rejects_unknown_names(capsys: pytest.CaptureFixture[str]) -> None:
-    from robustbench_bl.zoo.__main__ import main
+    from robustbench_bl.zoo.command import main
 
     assert main(["list"]) == 0
     listed = capsys.readouterr().out.splitlines()

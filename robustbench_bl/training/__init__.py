@@ -23,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from robustbench_bl import data as datasets
-from robustbench_bl import distributed
+from robustbench_bl.runtime import distributed
 from robustbench_bl import models
 from robustbench_bl.models.common import eval_mode, placement, run_model
 from robustbench_bl.validation import check_choice, check_images, check_labels, check_positive_int, check_range, read_json_record

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, Protocol
 import pandas as pd
 from tqdm.auto import tqdm
 
-from robustbench_bl.results import ResultsStore, cell_key
+from robustbench_bl.runtime.results import ResultsStore, cell_key
 from robustbench_bl.validation import check_choice, check_positive_int, check_range
 from robustbench_bl.versions import versions
 

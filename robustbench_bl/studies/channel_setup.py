@@ -14,15 +14,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import Tensor, nn
 
-from robustbench_bl import attacks
 from robustbench_bl.channels import Channel, channel_class, make
 from robustbench_bl.cli import existing_file
-from robustbench_bl.defense import Defended
-from robustbench_bl.models.common import eval_mode
-from robustbench_bl.study import Trained, trained_models
+from robustbench_bl.studies.common import Trained, trained_models
 from robustbench_bl.training import TrainConfig, budget, recipe
 from robustbench_bl.validation import check_choice, check_positive_int
 
@@ -99,38 +94,6 @@ def channel_at(name: str, strength: float, seed: int | None = None) -> Channel:
 def votes_for(name: str, votes: int) -> int:
     """Stochastic channels vote over `votes` draws; a deterministic channel gives the same answer each time."""
     return votes if channel_class(name).stochastic else 1
-
-
-def craft_nonadaptive(
-    model: nn.Module, attack: str, x: Tensor, y: Tensor, epsilon: float | None, seed: int,
-    options: Mapping[str, Any] | None = None, batch_size: int = 256,
-) -> Tensor:  # fmt: skip
-    """Adversarials against the bare model, what a non-adaptive attacker sends to every defense.
-
-    They do not depend on the channel, so a sweep crafts them once and judges every channel on them
-    (`judge`) instead of re-running the attack per channel. `epsilon=None` keeps a minimization
-    attack (C&W) unbounded. Seeded like `attacks.run`, so the same seed crafts the same adversarials.
-    """
-    crafted = attacks.make(attack, **(options or {}))
-    chunks = []
-    with eval_mode(model), torch.random.fork_rng():
-        torch.manual_seed(seed)
-        for start in range(0, len(x), batch_size):
-            chunks.append(crafted(model, x[start : start + batch_size], y[start : start + batch_size], [epsilon], seed)[0])
-    return torch.cat(chunks)
-
-
-@torch.no_grad()
-def judge(defended: Defended, x: Tensor, y: Tensor, adversarials: Mapping[str, Tensor]) -> list[dict[str, Any]]:
-    """Tidy rows from `attacks.judge` (the one judge): the defended vote's clean accuracy and, per
-    attack, its robust accuracy with the attack's median L2."""
-    clean = defended.predict(x)[0]
-    rows: list[dict[str, Any]] = [{"metric": "clean_accuracy", "attack": "none", "value": (clean == y).float().mean().item()}]
-    for name, adv in adversarials.items():
-        verdict = attacks.judge(defended, x, y, [adv], clean_labels=clean)
-        size = (adv - x).flatten(1).norm(dim=1).median().item()
-        rows.append({"metric": "robust_accuracy", "attack": name, "value": verdict.robust[0].float().mean().item(), "attack_l2_median": size})
-    return rows
 
 
 def best_strengths(table: pd.DataFrame) -> pd.DataFrame:

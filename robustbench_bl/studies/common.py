@@ -21,9 +21,9 @@ from torch import nn
 
 from robustbench_bl import data, zoo
 from robustbench_bl.cli import ArgumentParser, device, non_negative_float, non_negative_int, writable_folder
-from robustbench_bl.band_studies import layer_fractions
-from robustbench_bl.results import ResultsStore
-from robustbench_bl.sweep import EXECUTORS, Executor, make_executor
+from robustbench_bl.studies.bands import layer_fractions
+from robustbench_bl.runtime.results import ResultsStore
+from robustbench_bl.runtime.sweep import EXECUTORS, Executor, make_executor
 from robustbench_bl.training import CheckpointStore, TrainConfig
 
 PRESETS = ("smoke", "quick", "paper")
@@ -41,7 +41,7 @@ def parse_args(
     them, the data source of `dataset` (None: the script's --dataset, else no data read from
     --data) and the writability of the output and checkpoint folders,
     before the study loads data or trains: a bad argument costs seconds, not a training run."""
-    parser = parser or ArgumentParser(description=description)
+    parser = parser or ArgumentParser(prog=f"rbl study {name}", description=description)
     parser.add_argument("--preset", choices=PRESETS, default="quick", help="smoke: seconds; quick (default): <= 10 min on a 2-core CPU; paper: the seeds' settings, for a GPU")
     parser.add_argument("--data", default=None, help="data folder (torchvision layout or npz files); default: $RBL_DATA, a download, or the packaged CIFAR-10 sample")
     parser.add_argument("--device", type=device, default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...")
@@ -82,7 +82,7 @@ def preset(presets: Mapping[str, dict[str, Any]], args: argparse.Namespace) -> d
 
 @dataclass
 class Study:
-    """A study's output folder: `results.jsonl` (the store), `results.csv` and figures."""
+    """A study's output folder: `results.jsonl` (the store), `results.csv`, `finding.txt` and figures."""
 
     name: str
     out: Path
@@ -103,6 +103,11 @@ class Study:
     @property
     def store(self) -> ResultsStore:
         return ResultsStore(self.out / "results.jsonl")
+
+    def conclude(self, finding: str) -> None:
+        """Print the study's finding and keep it as `finding.txt` beside its results (for `rbl report`)."""
+        print(finding)
+        (self.out / "finding.txt").write_text(finding + "\n", encoding="utf-8")
 
     def figure(self, stem: str | None = None) -> Path:
         """Stem (no suffix) of a figure in the output folder."""

@@ -1,0 +1,195 @@
+"""The attack registry: each attack by name with this package's defaults, its norm, kind
+(gradient, score, decision) and checked options; `make(name, **options)` builds one."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor, nn
+
+from robustbench_bl._foolbox import import_foolbox
+from robustbench_bl.attacks.pgd import pgd
+from robustbench_bl.validation import check_choice, check_positive_int, check_range
+
+
+GRADIENT, SCORE, DECISION = "gradient", "score", "decision"
+#: Constructor options that are budgets (must be positive ints) and step sizes (positive numbers):
+#: a zero or negative budget would run no attack and report robust accuracy = clean accuracy.
+BUDGET_OPTIONS = ("steps", "repeats", "n_queries", "max_gradient_eval_steps", "initial_gradient_eval_steps", "binary_search_steps", "directions", "n_restarts")
+STEP_OPTIONS = ("rel_stepsize", "abs_stepsize", "step_size", "stepsize", "initial_const", "spherical_step", "source_step")
+
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """A registered attack: where it comes from (`library`: 'foolbox', 'torchattacks' or
+    'robustbench_bl') and its class or function there, our defaults, whether it needs gradients,
+    scores or decisions (`kind`), the option that sets its step or query budget (None if none),
+    its norm where the library does not say (`norm`), and whether it walks from adversarial
+    starting points (see `_from_starting_points`)."""
+
+    library: str
+    name: str
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    kind: str = GRADIENT
+    budget: str | None = "steps"
+    starts: bool = False
+    norm: str | None = None
+
+
+#: The package's PGD: 100 steps of eps/4 (halved at 1/2 and 3/4), a CE run then a margin run,
+#: best iterate kept. APGD and Square as AutoAttack runs them (100 steps, 5,000 queries).
+REGISTRY: dict[str, AttackSpec] = {
+    "fgsm": AttackSpec("foolbox", "LinfFastGradientAttack", budget=None),
+    "pgd-linf": AttackSpec("robustbench_bl", "pgd", {"steps": 100}, norm="Linf"),
+    "pgd-l2": AttackSpec("robustbench_bl", "pgd", {"steps": 100}, norm="L2"),
+    "apgd-ce-linf": AttackSpec("torchattacks", "APGD", {"steps": 100, "loss": "ce"}, norm="Linf"),
+    "apgd-dlr-linf": AttackSpec("torchattacks", "APGD", {"steps": 100, "loss": "dlr"}, norm="Linf"),
+    "apgd-ce-l2": AttackSpec("torchattacks", "APGD", {"steps": 100, "loss": "ce"}, norm="L2"),
+    "apgd-dlr-l2": AttackSpec("torchattacks", "APGD", {"steps": 100, "loss": "dlr"}, norm="L2"),
+    "square-linf": AttackSpec("torchattacks", "Square", {"n_queries": 5000}, SCORE, "n_queries", norm="Linf"),
+    "square-l2": AttackSpec("torchattacks", "Square", {"n_queries": 5000}, SCORE, "n_queries", norm="L2"),
+    "cw-l2": AttackSpec("foolbox", "L2CarliniWagnerAttack", {"steps": 100, "binary_search_steps": 5}),
+    "deepfool-linf": AttackSpec("foolbox", "LinfDeepFoolAttack", {"steps": 50}),
+    "boundary": AttackSpec("foolbox", "BoundaryAttack", {"steps": 1000}, DECISION, starts=True),
+    "hopskipjump": AttackSpec("foolbox", "HopSkipJumpAttack", {"steps": 16, "max_gradient_eval_steps": 1000}, DECISION, starts=True),
+    "additive-uniform": AttackSpec("foolbox", "LinfRepeatedAdditiveUniformNoiseAttack", {"repeats": 100}, DECISION, "repeats"),
+    "additive-gaussian": AttackSpec("foolbox", "L2RepeatedAdditiveGaussianNoiseAttack", {"repeats": 100}, DECISION, "repeats"),
+    "blended-uniform": AttackSpec("foolbox", "LinearSearchBlendedUniformNoiseAttack", {"directions": 1000, "steps": 100}, DECISION),
+    "salt-and-pepper": AttackSpec("foolbox", "SaltAndPepperNoiseAttack", {"steps": 200}, DECISION),
+    "gaussian-blur": AttackSpec("foolbox", "GaussianBlurAttack", {"steps": 100}, DECISION),
+}
+#: Foolbox attacks that take their distance as an argument; ours measure in L2.
+_NEEDS_DISTANCE = ("blended-uniform", "gaussian-blur")
+
+
+def names() -> list[str]:
+    """Registered attack names, sorted."""
+    return sorted(REGISTRY)
+
+
+def spec(name: str) -> AttackSpec:
+    """The registry entry for `name`; an unknown name lists the valid ones."""
+    return REGISTRY[check_choice(name, "attack", names())]
+
+
+def check_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """`options` for attack `name`, with every budget a positive int and every step size positive."""
+    for key, value in options.items():
+        if key in BUDGET_OPTIONS:
+            check_positive_int(value, f"options[{key!r}] of attack {name!r}")
+        elif key in STEP_OPTIONS:
+            check_range(value, f"options[{key!r}] of attack {name!r}", 0.0, math.inf, low_inclusive=False, high_inclusive=False)
+    return dict(options)
+
+
+class Attack:
+    """One registered attack, ready to run: `attack(module, x, y, epsilons)` returns one batch of
+    adversarials per epsilon (the clean input where it found none), whatever library it is from."""
+
+    def __init__(self, name: str, **options: Any) -> None:
+        self.name = name
+        self.spec = spec(name)
+        self.options = {**self.spec.defaults, **check_options(name, options)}
+        self._foolbox = self._make_foolbox() if self.spec.library == "foolbox" else None
+        if self.spec.library == "robustbench_bl":
+            unknown = set(self.options) - {"steps", "step_size", "losses"}
+            if unknown:
+                raise ValueError(f"options for attack {name!r} are invalid: unknown {sorted(unknown)}; accepted: steps, step_size, losses")
+
+    def _make_foolbox(self) -> Any:
+        fb = import_foolbox()
+        cls = getattr(fb.attacks, self.spec.name)
+        kwargs = dict(self.options)
+        if self.name in _NEEDS_DISTANCE:
+            kwargs.setdefault("distance", fb.distances.l2)
+        try:
+            return cls(**kwargs)
+        except TypeError as err:
+            raise ValueError(f"options for attack {self.name!r} ({self.spec.name}) are invalid: {err}") from None
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    @property
+    def minimizes(self) -> bool:
+        """Whether the attack searches the smallest adversarial itself (an epsilon only clips it)."""
+        return self._foolbox is not None and isinstance(self._foolbox, import_foolbox().attacks.base.MinimizationAttack)
+
+    @property
+    def norm(self) -> str:
+        """'L2' or 'Linf' (or 'L<p>'): the norm in which the attack measures perturbations."""
+        if self.spec.norm is not None:
+            return self.spec.norm
+        p = self._foolbox.distance.p
+        return "Linf" if math.isinf(p) else f"L{p:g}"
+
+    def __call__(self, module: nn.Module, x: Tensor, y: Tensor, epsilons: Sequence[float], seed: int = 0) -> list[Tensor]:
+        """Adversarials per epsilon; `seed` seeds the torchattacks attacks (the others draw from
+        torch's RNG, seeded by `run`)."""
+        if self.spec.library == "foolbox":
+            return self._run_foolbox(module, x, y, epsilons)
+        if self.spec.library == "robustbench_bl":  # random starts from torch's RNG, which the caller seeds
+            return [pgd(module, x, y, eps, self.norm, **self.options) for eps in epsilons]
+        return [self._run_torchattacks(module, x, y, eps, seed) for eps in epsilons]
+
+    def _run_foolbox(self, module: nn.Module, x: Tensor, y: Tensor, epsilons: Sequence[float]) -> list[Tensor]:
+        fb = import_foolbox()
+        fmodel = fb.PyTorchModel(module, bounds=(0, 1), device=x.device)
+        if self.spec.starts:
+            return _from_starting_points(self._foolbox, fmodel, x, y, epsilons)
+        _, clipped, _ = self._foolbox(fmodel, x, fb.criteria.Misclassification(y), epsilons=list(epsilons))
+        return [c.detach() for c in clipped]
+
+    def _run_torchattacks(self, module: nn.Module, x: Tensor, y: Tensor, eps: float, seed: int) -> Tensor:
+        if eps == 0:
+            return x.clone()
+        import torchattacks
+
+        cls = getattr(torchattacks, self.spec.name)
+        try:
+            attack = cls(module, norm=self.norm, eps=eps, seed=seed, **self.options)
+        except TypeError as err:
+            raise ValueError(f"options for attack {self.name!r} (torchattacks.{self.spec.name}) are invalid: {err}") from None
+        return attack(x.contiguous(), y).detach()
+
+
+def make(name: str, **options: Any) -> Attack:
+    """An attack by name with our defaults, overridden by `options` (e.g. steps=10); budgets and
+    step sizes are checked here, so a no-op attack is an error rather than a robust accuracy."""
+    return Attack(name, **options)
+
+
+def _from_starting_points(fb_attack: Any, fmodel: Any, x: Tensor, y: Tensor, eps: Sequence[float]) -> list[Tensor]:
+    """Run a boundary-walking attack from blended-noise starting points, on the examples that have one.
+
+    Only examples the queried model gets right are walked: for the others the clean input is
+    already adversarial (Foolbox would start at distance zero and divide by it). Foolbox's own
+    initialization raises when it fails for any example of the batch; here the examples that no
+    blend with uniform noise misclassifies keep their clean input (not fooled). A stochastic vote
+    answers each batch with its own draws, so the starting points are checked again on exactly the
+    batch the attack will check, until they all hold.
+    """
+    fb = import_foolbox()
+    clipped = [x.clone() for _ in eps]
+    right = (fmodel(x).argmax(-1) == y).nonzero().squeeze(1)
+    if len(right) == 0:
+        return clipped
+    init = make("blended-uniform", directions=100, steps=50)._foolbox
+    starts, _, found = init(fmodel, x[right], fb.criteria.Misclassification(y[right]), epsilons=None)
+    while found.any():
+        index = found.nonzero().squeeze(1)
+        holds = fmodel(starts[index]).argmax(-1) != y[right][index]
+        if holds.all():
+            break
+        found[index[~holds]] = False
+    if found.any():
+        walk = right[found]
+        _, walked, _ = fb_attack(fmodel, x[walk], fb.criteria.Misclassification(y[walk]), epsilons=list(eps), starting_points=starts[found])
+        for out, adv in zip(clipped, walked):
+            out[walk] = adv.detach()
+    return clipped

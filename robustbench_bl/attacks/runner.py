@@ -1,0 +1,210 @@
+"""Running an attack under a threat model and judging it: `run` returns per-example outcomes
+from the one judge (`judge`: the defended majority vote); `craft_nonadaptive` crafts on the bare model."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from robustbench_bl.attacks.threats import Threat, threat_model
+from robustbench_bl.channels import Channel, make as make_channel
+from robustbench_bl.defense import Defended
+from robustbench_bl.models.common import eval_mode, placement
+from robustbench_bl.validation import check_images, check_labels, check_positive_int, check_range
+
+from robustbench_bl.attacks.registry import DECISION, GRADIENT, make, spec
+
+
+def as_defended(model_or_defended: nn.Module) -> Defended:
+    """A Defended as given, or a bare model behind the identity channel."""
+    if isinstance(model_or_defended, Defended):
+        return model_or_defended
+    if not isinstance(model_or_defended, nn.Module):
+        raise TypeError(f"model_or_defended must be a torch.nn.Module or a Defended, got {type(model_or_defended).__name__}")
+    return Defended(model_or_defended)
+
+
+def gradient_masking(defended: Defended, x: Tensor, y: Tensor, limit: int = 32) -> float:
+    """Fraction of (up to `limit`) examples whose loss gradient through the defended model is zero
+    or not finite while the bare model's is not: the channel masks gradients (AutoAttack's check)."""
+    x, y = x[:limit], y[:limit]
+
+    def grads(module: nn.Module) -> Tensor:
+        leaf = x.detach().clone().requires_grad_(True)
+        loss = nn.functional.cross_entropy(module(leaf), y, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, leaf, allow_unused=True)
+        return torch.zeros_like(leaf) if grad is None else grad.flatten(1)
+
+    masked = lambda g: (g == 0).all(1) | ~torch.isfinite(g).all(1)  # noqa: E731
+    probe = Defended(defended.model, defended.channel, votes=1, seed=0).eval()
+    return (masked(grads(probe)) & ~masked(grads(defended.model))).float().mean().item()
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What the defended vote says of adversarials over ascending epsilons, per example.
+
+    `clean_correct[i]`: the vote is right on the clean input. `fooled[e, i]`: it was right there and
+    is wrong on the adversarial found at epsilons[e] or a smaller one (a perturbation inside a
+    smaller ball is inside every larger one). `l2`/`linf`: sizes of that smallest fooling
+    perturbation (NaN if none). `robust` = clean_correct and not fooled: never above clean.
+    """
+
+    clean_correct: Tensor
+    fooled: Tensor
+    l2: Tensor
+    linf: Tensor
+
+    @property
+    def robust(self) -> Tensor:
+        """E x N: right on the clean input and not fooled at that epsilon."""
+        return self.clean_correct & ~self.fooled
+
+
+@torch.no_grad()
+def judge(defended: Defended, x: Tensor, y: Tensor, adversarials: Sequence[Tensor], clean_labels: Tensor | None = None) -> Judgement:
+    """The one judge of every evaluation (`run`, `benchmark`, the channel studies): the defended
+    model's majority vote on the clean inputs (or the given `clean_labels`) and on each batch of
+    adversarials, one per epsilon in ascending order. An example is fooled at an epsilon if its
+    clean vote is right and the vote on an adversarial at that or a smaller epsilon is wrong."""
+    labels = defended.predict(x)[0] if clean_labels is None else clean_labels
+    correct = labels == y
+    fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    l2 = torch.full((len(x),), math.nan, device=x.device)
+    linf = torch.full((len(x),), math.nan, device=x.device)
+    rows: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
+    for adv in adversarials:
+        new = correct & ~fooled & (defended.predict(adv)[0] != y)
+        delta = (adv - x).flatten(1)
+        l2 = torch.where(new, delta.norm(dim=1), l2)
+        linf = torch.where(new, delta.abs().amax(dim=1), linf)
+        fooled = fooled | new
+        for out, value in zip(rows, (fooled, l2, linf)):
+            out.append(value.cpu())
+    empty = torch.zeros(0, len(x))
+    stack = lambda values: torch.stack(values) if values else empty  # noqa: E731
+    return Judgement(correct.cpu(), stack(rows[0]).bool(), stack(rows[1]), stack(rows[2]))
+
+
+@dataclass(frozen=True)
+class Outcome(Judgement):
+    """A Judgement of one attack, with how it ran: `masked_fraction` (see `gradient_masking`) and
+    `distortion` (the channel's mean L2 distortion on x)."""
+
+    epsilons: tuple[float, ...] = ()
+    seconds: float = 0.0
+    norm: str = ""
+    kind: str = GRADIENT
+    gradient_path: str = ""
+    masked_fraction: float = 0.0
+    distortion: float = 0.0
+
+
+def check_epsilons(epsilons: object) -> tuple[float, ...]:
+    """A non-empty sequence of finite, non-negative numbers, returned sorted and without repeats."""
+    if isinstance(epsilons, (int, float)):
+        epsilons = [epsilons]
+    if not isinstance(epsilons, Iterable) or isinstance(epsilons, str):
+        raise TypeError(f"epsilons must be a number or a sequence of numbers, got {type(epsilons).__name__}")
+    values = [check_range(e, "epsilons", 0.0, math.inf, high_inclusive=False) for e in epsilons]
+    if not values:
+        raise ValueError("epsilons must hold at least one value")
+    return tuple(sorted(set(values)))
+
+
+def run(
+    model_or_defended: nn.Module,
+    attack: str,
+    x: Tensor,
+    y: Tensor,
+    threat: Threat | str = "nonadaptive",
+    epsilons: float | Sequence[float] = (8 / 255,),
+    eot_samples: int = 8,
+    seed: int = 0,
+    *,
+    transfer: Channel | str | None = None,
+    options: Mapping[str, Any] | None = None,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> Outcome:
+    """Attack under `threat`, then judge every adversarial by the defended model's majority vote.
+
+    Seeded: the attack's random starts follow `seed`, the attacker's channel draws seed +
+    ATTACKER_STREAM (so they never replay the judge's), the judge's draws `seed`.
+    `transfer` crafts the attack against that channel (the second seed's generic attacker uses
+    'laplace:<scale>') and judges it on the defended model's own channel.
+    """
+    defended = as_defended(model_or_defended)
+    entry = spec(attack)
+    threat = Threat.parse(threat)
+    eps = check_epsilons(epsilons)
+    eot_samples = check_positive_int(eot_samples, "eot_samples")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    seed = check_positive_int(seed, "seed", minimum=0)
+    check_images(x, "x")
+    if len(x) == 0:
+        raise ValueError("x must hold at least one example to attack, got an empty batch (N = 0)")
+    check_labels(y, len(x), None, "y")
+    if isinstance(transfer, str):
+        transfer = make_channel(transfer)
+    if transfer is not None and not threat.adaptive:
+        raise ValueError("transfer needs an adaptive threat ('whitebox', 'bpda', 'eot' or 'bpda+eot'), got 'nonadaptive'")
+    crafted = make(attack, **(options or {}))
+    device, dtype = placement(defended.model)
+    x, y = x.detach().to(device, dtype).contiguous(), y.to(device)  # float16/float64, graph-attached, strided inputs as the model runs
+
+    with eval_mode(defended.model), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        voter = defended.reseeded(seed)
+        clean_labels, counts = voter.predict(x)
+        check_labels(y, len(x), counts.shape[1], "y")
+        masked = gradient_masking(defended, x, y)
+        distortion = defended.channel.distortion(x, draws=1).mean().item()  # one draw: a mean over all of x
+        chosen = threat_model(defended, entry.kind == DECISION, threat, eot_samples, seed, transfer, batch_size)
+        parts, seconds = [], 0.0
+        chunks = range(0, len(x), batch_size)
+        for start in tqdm(chunks, desc=f"{attack} [{threat}]", disable=not progress, unit="batch"):
+            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+            begin = time.perf_counter()
+            adversarials = crafted(chosen.module, xb, yb, eps, seed)
+            seconds += time.perf_counter() - begin
+            parts.append(judge(voter, xb, yb, adversarials, clean_labels[start : start + batch_size]))
+    return Outcome(
+        clean_correct=torch.cat([p.clean_correct for p in parts]),
+        fooled=torch.cat([p.fooled for p in parts], 1),
+        l2=torch.cat([p.l2 for p in parts], 1),
+        linf=torch.cat([p.linf for p in parts], 1),
+        epsilons=eps,
+        seconds=seconds,
+        norm=crafted.norm,
+        kind=entry.kind,
+        gradient_path=chosen.gradient_path,
+        masked_fraction=masked,
+        distortion=distortion,
+    )
+
+
+def craft_nonadaptive(
+    model: nn.Module, attack: str, x: Tensor, y: Tensor, epsilon: float | None, seed: int,
+    options: Mapping[str, Any] | None = None, batch_size: int = 256,
+) -> Tensor:  # fmt: skip
+    """Adversarials against the bare model, what a non-adaptive attacker sends to every defense.
+
+    They do not depend on the channel, so a sweep crafts them once and judges every channel on them
+    (`judge`) instead of re-running the attack per channel. `epsilon=None` keeps a minimization
+    attack (C&W) unbounded. Seeded like `attacks.run`, so the same seed crafts the same adversarials.
+    """
+    crafted = make(attack, **(options or {}))
+    chunks = []
+    with eval_mode(model), torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for start in range(0, len(x), batch_size):
+            chunks.append(crafted(model, x[start : start + batch_size], y[start : start + batch_size], [epsilon], seed)[0])
+    return torch.cat(chunks)
