@@ -101,7 +101,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows += rows_against(loop, svds, {channel_svd: " (target >= 5x)"})
 
     threads = torch.get_num_threads()
-    print(f"torch {torch.__version__}, {threads} threads, {args.repeats} interleaved rounds, max_batch={args.max_batch}\n")
+    print(
+        f"torch {torch.__version__}, {threads} threads, {args.repeats} interleaved rounds, max_batch={args.max_batch}\n"
+    )
     print("| measurement | median ms | speed vs baseline (median of per-round ratios) |\n|---|---:|---:|")
     for label, seconds, ratio in rows:
         print(f"| {label} | {seconds * 1e3:.1f} | {ratio} |")

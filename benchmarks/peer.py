@@ -37,15 +37,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     for d, n, c, o, size, k in LAYERS:
         x = torch.randn(n, c, *(size,) * d, requires_grad=True)
         w = torch.randn(o, c, *(k,) * d, requires_grad=True)
-        fns = {"ours": lambda: band_limited_conv(x, w, None, 1, k // 2)[0], "peer": lambda: fft_conv(x, w, None, padding=k // 2)}
+        fns = {
+            "ours": lambda: band_limited_conv(x, w, None, 1, k // 2)[0],
+            "peer": lambda: fft_conv(x, w, None, padding=k // 2),
+        }
         torch.testing.assert_close(fns["ours"](), fns["peer"](), rtol=1e-3, atol=1e-3)  # the same convolution
         fb = round_robin({name: _fb(fn) for name, fn in fns.items()}, args.repeats)
         saved = {name: saved_bytes(fn) for name, fn in fns.items()}
-        rows.append(dict(
-            layer=f"{d}D {n}x{c}->{o}, {size}^{d}, k={k}", ours_fb_ms=1e3 * fb["ours"], peer_fb_ms=1e3 * fb["peer"],
-            ours_faster=fb["peer"] / fb["ours"], ours_saved_mb=saved["ours"] / 2**20, peer_saved_mb=saved["peer"] / 2**20,
-            peer_saves_x=saved["peer"] / saved["ours"],
-        ))  # fmt: skip
+        rows.append(
+            dict(
+                layer=f"{d}D {n}x{c}->{o}, {size}^{d}, k={k}",
+                ours_fb_ms=1e3 * fb["ours"],
+                peer_fb_ms=1e3 * fb["peer"],
+                ours_faster=fb["peer"] / fb["ours"],
+                ours_saved_mb=saved["ours"] / 2**20,
+                peer_saved_mb=saved["peer"] / 2**20,
+                peer_saves_x=saved["peer"] / saved["ours"],
+            )
+        )
     print_table(rows)
 
 

@@ -30,12 +30,13 @@ from torch import Tensor, nn
 
 import robustbench_bl
 from robustbench_bl import Defended, attacks, data, zoo
-from robustbench_bl.evaluation.benchmark import threat_for
-from robustbench_bl.studies.channel_setup import CHANNELS, default_strength
-from robustbench_bl.channels import Channel, make as make_channel
+from robustbench_bl.channels import Channel
+from robustbench_bl.channels import make as make_channel
 from robustbench_bl.cli import ArgumentParser, command_line, positive_int
+from robustbench_bl.evaluation.benchmark import threat_for
 from robustbench_bl.runtime.results import ResultsStore
 from robustbench_bl.runtime.sweep import run
+from robustbench_bl.studies.channel_setup import CHANNELS, default_strength
 from robustbench_bl.training import CheckpointStore, TrainConfig, budget
 
 #: Budgets of the protocol's gradient-free attacks, reduced to fit a CPU (stated in the table).
@@ -65,7 +66,9 @@ def _margin(scores: Tensor, y: Tensor) -> Tensor:
     return scores[torch.arange(len(y)), y] - other.amax(1)
 
 
-def reference_pgd(module: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int = 100, restarts: int = 3, seed: int = 0) -> Tensor:
+def reference_pgd(
+    module: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int = 100, restarts: int = 3, seed: int = 0
+) -> Tensor:
     """Linf PGD, best iterate kept (lowest margin), restarts with CE, margin, CE losses."""
     generator = torch.Generator().manual_seed(seed)
     best = x.clone()
@@ -81,7 +84,9 @@ def reference_pgd(module: nn.Module, x: Tensor, y: Tensor, eps: float, steps: in
             best[better], best_margin[better] = adv.detach()[better], margin[better]
             if t == steps:
                 break
-            loss = -_margin(scores, y).sum() if restart == 1 else nn.functional.cross_entropy(scores, y, reduction="sum")
+            loss = (
+                -_margin(scores, y).sum() if restart == 1 else nn.functional.cross_entropy(scores, y, reduction="sum")
+            )
             (grad,) = torch.autograd.grad(loss, adv)
             step = eps / 4 * 0.5 * (1 + math.cos(math.pi * t / steps))
             delta = ((x + (delta + step * grad.sign()).clamp(-eps, eps)).clamp(0, 1) - x).detach()
@@ -116,7 +121,9 @@ def measure(cell: dict[str, Any], model: nn.Module, root: str | None) -> list[di
     judge = Defended(model, channel, cell["votes"], seed=cell["seed"]).eval()
 
     def robust(attack: str, threat: str) -> float:
-        out = attacks.run(defended, attack, x, y, threat, [eps], cell["eot_samples"], cell["seed"], options=OPTIONS.get(attack))
+        out = attacks.run(
+            defended, attack, x, y, threat, [eps], cell["eot_samples"], cell["seed"], options=OPTIONS.get(attack)
+        )
         return out.robust[0].float().mean().item()
 
     eot = "bpda+eot" if channel.stochastic else "bpda"
@@ -126,13 +133,25 @@ def measure(cell: dict[str, Any], model: nn.Module, root: str | None) -> list[di
         "bpda": robust("apgd-ce-linf", eot),
         "eot": robust("apgd-ce-linf", "eot" if channel.stochastic else "whitebox"),
     }
-    result = robustbench_bl.benchmark(model, channel, cell["votes"], eps=eps, n=cell["n"], repeats=1, seed=cell["seed"],
-                                      eot_samples=cell["eot_samples"], data_root=root, options=OPTIONS)  # fmt: skip
+    result = robustbench_bl.benchmark(
+        model,
+        channel,
+        cell["votes"],
+        eps=eps,
+        n=cell["n"],
+        repeats=1,
+        seed=cell["seed"],
+        eot_samples=cell["eot_samples"],
+        data_root=root,
+        options=OPTIONS,
+    )
     row["strongest"] = result.robust_accuracy
     row["protocol_threat"] = result.row["threat"]
     row["gradient_free_wins"] = result.row["flag_decision_beats_gradient"]
     with torch.random.fork_rng():
-        module = StraightThroughEOT(model, channel, cell["eot_samples"] if channel.stochastic else 1, cell["seed"] + 7).eval()
+        module = StraightThroughEOT(
+            model, channel, cell["eot_samples"] if channel.stochastic else 1, cell["seed"] + 7
+        ).eval()
         adversarial = reference_pgd(module, x, y, eps, seed=cell["seed"])
     row["reference"] = attacks.judge(judge, x, y, [adversarial]).robust[0].float().mean().item()
     return [{"metric": "robust_accuracy", **row}]
@@ -141,14 +160,20 @@ def measure(cell: dict[str, Any], model: nn.Module, root: str | None) -> list[di
 def previous_default(model: nn.Module, cells: list[dict[str, Any]], root: str | None) -> list[dict[str, Any]]:
     """The package's strongest threat before the strong protocol: Foolbox's PGD-Linf (40 steps of
     eps/30, last iterate) under the threat `benchmark` picks, on the same images and judge."""
-    attacks.REGISTRY["foolbox-pgd-linf"] = attacks.AttackSpec("foolbox", "LinfProjectedGradientDescentAttack", {"steps": 40})
+    attacks.REGISTRY["foolbox-pgd-linf"] = attacks.AttackSpec(
+        "foolbox", "LinfProjectedGradientDescentAttack", {"steps": 40}
+    )
     rows = []
     for cell in cells:
         test = data.load("cifar10", "test", root=root, limit=cell["n"], seed=cell["seed"])
         defended = Defended(model, make_channel(cell["channel"]), cell["votes"])
         threat = threat_for(defended, test.x, test.y)
-        out = attacks.run(defended, "foolbox-pgd-linf", test.x, test.y, threat, [cell["eps"]], cell["eot_samples"], cell["seed"])
-        rows.append({"channel": cell["channel"], "threat": threat.name, "previous_default": out.robust[0].float().mean().item()})
+        out = attacks.run(
+            defended, "foolbox-pgd-linf", test.x, test.y, threat, [cell["eps"]], cell["eot_samples"], cell["seed"]
+        )
+        rows.append(
+            {"channel": cell["channel"], "threat": threat.name, "previous_default": out.robust[0].float().mean().item()}
+        )
     return rows
 
 
@@ -162,7 +187,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--votes", type=positive_int, default=8, help="the judge's majority vote (stochastic channels)")
     parser.add_argument("--data", default=None, help="CIFAR-10 folder (default: $RBL_DATA or the packaged sample)")
     parser.add_argument("--out", default="results/protocol", help="results folder (resumable)")
-    parser.add_argument("--previous", action="store_true", help="also the previous default (Foolbox PGD, 40 steps, last iterate)")
+    parser.add_argument(
+        "--previous", action="store_true", help="also the previous default (Foolbox PGD, 40 steps, last iterate)"
+    )
     args = parser.parse_args(argv)
     names = [c.strip() for c in args.channels.split(",")]
     unknown = set(names) - set(CHANNELS)
@@ -171,13 +198,34 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(2)
     model = load_model(args.model, args.data).eval()
     store = ResultsStore(Path(args.out) / "results.jsonl")
-    cells = [{"model": args.model, "channel": f"{c}:{default_strength(c)}", "n": args.n, "eps": args.eps, "seed": 0,
-              "eot_samples": args.eot, "votes": args.votes if make_channel(f"{c}:{default_strength(c)}").stochastic else 1}
-             for c in names]  # fmt: skip
+    cells = [
+        {
+            "model": args.model,
+            "channel": f"{c}:{default_strength(c)}",
+            "n": args.n,
+            "eps": args.eps,
+            "seed": 0,
+            "eot_samples": args.eot,
+            "votes": args.votes if make_channel(f"{c}:{default_strength(c)}").stochastic else 1,
+        }
+        for c in names
+    ]
     table = run(cells, lambda cell: measure(cell, model, args.data), store, desc="protocol")
     table = table.merge(pd.DataFrame(cells), on=list(cells[0]))
     table["met"] = table.strongest <= table.reference + 0.01
-    columns = ["channel", "votes", "clean", "nonadaptive", "bpda", "eot", "strongest", "reference", "met", "protocol_threat", "gradient_free_wins"]
+    columns = [
+        "channel",
+        "votes",
+        "clean",
+        "nonadaptive",
+        "bpda",
+        "eot",
+        "strongest",
+        "reference",
+        "met",
+        "protocol_threat",
+        "gradient_free_wins",
+    ]
     print_table(table[columns].to_dict("records"), digits=3)
     if args.previous:
         print_table(previous_default(model, cells, args.data), digits=3)

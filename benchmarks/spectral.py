@@ -54,9 +54,17 @@ def round_robin(variants: dict, repeats: int, device: str = "cpu") -> dict:
 
 
 def conv_case(
-    d: int, batch: int, cin: int, cout: int, size: int, k: int, padding: int, repeats: int,
-    device: str = "cpu", cupy: bool = False,
-) -> list[dict]:  # fmt: skip
+    d: int,
+    batch: int,
+    cin: int,
+    cout: int,
+    size: int,
+    k: int,
+    padding: int,
+    repeats: int,
+    device: str = "cpu",
+    cupy: bool = False,
+) -> list[dict]:
     """One layer: F.conv and the band-limited layer at each rate, forward and forward+backward;
     with `cupy`, the band-limited layer also with backend='cupy' (the cupy columns)."""
     x = torch.randn(batch, cin, *(size,) * d, device=device, requires_grad=True)
@@ -121,7 +129,9 @@ def _variants(d: int, x: torch.Tensor, w: torch.Tensor, padding: int, transform:
     conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[d]
     fns: dict = {"conv": lambda: conv(x, w, None, 1, padding)}
     for rate in RATES:
-        fns[rate] = lambda rate=rate: band_limited_conv(x, w, None, 1, padding, compress_rate=rate, transform=transform)[0]
+        fns[rate] = lambda rate=rate: band_limited_conv(
+            x, w, None, 1, padding, compress_rate=rate, transform=transform
+        )[0]
     return fns
 
 
@@ -150,7 +160,9 @@ def peak_rss(*args) -> float:
         return pool.apply(peak_rss_probe, args)
 
 
-def scaling_case(d: int, size: int, k: int, repeats: int, threads: tuple[int, ...], batch: int = 4, channels: int = 32) -> list[dict]:
+def scaling_case(
+    d: int, size: int, k: int, repeats: int, threads: tuple[int, ...], batch: int = 4, channels: int = 32
+) -> list[dict]:
     """One map size: F.conv and the band-limited layer ('auto' transform) at each rate."""
     x, w = _layer(d, batch, channels, channels, size, k)
     fns = _variants(d, x, w, k // 2)
@@ -173,8 +185,12 @@ def scaling_case(d: int, size: int, k: int, repeats: int, threads: tuple[int, ..
             row[f"fb_ms_{t}t"] = 1e3 * fb[t][name]
             row[f"vs_conv_{t}t"] = fb[t][name] / fb[t]["conv"]
             row[f"vs_0_{t}t"] = fb[t][name] / fb[t][0.0]
-        row.update(saved_mb=mem[name] / 2**20, saved_vs_conv=mem[name] / mem["conv"],
-                   rss_mb=rss[name], rss_vs_conv=rss[name] / max(rss["conv"], 1e-9))  # fmt: skip
+        row.update(
+            saved_mb=mem[name] / 2**20,
+            saved_vs_conv=mem[name] / mem["conv"],
+            rss_mb=rss[name],
+            rss_vs_conv=rss[name] / max(rss["conv"], 1e-9),
+        )
         rows.append(row)
     return rows
 
@@ -188,11 +204,17 @@ def route_case(d: int, size: int, k: int, repeats: int, batch: int = 4, channels
         fns = {t: _fb(_variants(d, x, w, k // 2, t)[rate]) for t in ("dft", "fft")}
         med = round_robin(fns, repeats)
         auto = choose_route(geoms, _static_band(tuple(g.n for g in geoms), rate))
-        rows.append(dict(
-            layer=f"{d}D {batch}x{channels}->{channels}, {size}^{d}, k={k}", rate=rate, dft_ms=1e3 * med["dft"],
-            fft_ms=1e3 * med["fft"], dft_vs_fft=med["dft"] / med["fft"], auto=auto,
-            auto_is_faster="yes" if (auto == "dft") == (med["dft"] <= med["fft"]) else "no",
-        ))  # fmt: skip
+        rows.append(
+            dict(
+                layer=f"{d}D {batch}x{channels}->{channels}, {size}^{d}, k={k}",
+                rate=rate,
+                dft_ms=1e3 * med["dft"],
+                fft_ms=1e3 * med["fft"],
+                dft_vs_fft=med["dft"] / med["fft"],
+                auto=auto,
+                auto_is_faster="yes" if (auto == "dft") == (med["dft"] <= med["fft"]) else "no",
+            )
+        )
     return rows
 
 
@@ -212,8 +234,14 @@ def overhead_case(repeats: int) -> list[dict]:
     with torch.no_grad():
         fwd = round_robin({name: many(fn) for name, fn in fns.items()}, repeats)
     fb = round_robin({name: many(_fb(fn)) for name, fn in fns.items()}, repeats)
-    return [dict(variant="F.conv" if n == "conv" else f"BL {int(100 * n)}%", fwd_us=1e6 * fwd[n] / calls,
-                 fb_us=1e6 * fb[n] / calls) for n in fns]  # fmt: skip
+    return [
+        dict(
+            variant="F.conv" if n == "conv" else f"BL {int(100 * n)}%",
+            fwd_us=1e6 * fwd[n] / calls,
+            fb_us=1e6 * fb[n] / calls,
+        )
+        for n in fns
+    ]
 
 
 def print_table(rows: list[dict], digits: int = 2) -> None:
@@ -248,7 +276,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if "batch128" in args.only:
         cupy = False
         if args.device == "cpu":
-            print("cupy columns skipped: the layers run on the CPU; the cupy kernels need CUDA tensors (--device cuda)\n")
+            print(
+                "cupy columns skipped: the layers run on the CPU; the cupy kernels need CUDA tensors (--device cuda)\n"
+            )
         else:
             try:
                 cupy = bool(get_backend("cupy", args.device))
@@ -267,7 +297,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         return  # the other tables measure CPU strategies
     threads = tuple(sorted({1, args.threads}))
     if "scaling" in args.only:
-        print_table([row for k in (3, 7) for size in args.sizes for row in scaling_case(2, size, k, args.repeats, threads)])
+        print_table(
+            [row for k in (3, 7) for size in args.sizes for row in scaling_case(2, size, k, args.repeats, threads)]
+        )
     if "conv3d" in args.only:
         print_table([row for size in (8, 16, 32) for row in scaling_case(3, size, 3, args.repeats, threads, 2, 16)])
     if "routes" in args.only:

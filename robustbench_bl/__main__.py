@@ -22,7 +22,10 @@ def _study(argv: Sequence[str]) -> object:
     from robustbench_bl import studies
 
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: rbl study NAME [options]   (rbl study NAME --help: the study's options)\n\nstudies:\n  " + "\n  ".join(NAMES))
+        print(
+            "usage: rbl study NAME [options]   (rbl study NAME --help: the study's options)\n\nstudies:\n  "
+            + "\n  ".join(NAMES)
+        )
         return None
     return studies.module(argv[0]).main(list(argv[1:]))
 
@@ -63,7 +66,9 @@ def _parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="rbl",
         description="robustbench_bl: run a study, attack a defended model, use the model zoo, or write an HTML report of results.",
-        epilog="commands:\n" + "\n".join(f"  {name:8s}{text}" for name, (text, _) in COMMANDS.items()) + "\n\nrbl COMMAND --help: the command's options",
+        epilog="commands:\n"
+        + "\n".join(f"  {name:8s}{text}" for name, (text, _) in COMMANDS.items())
+        + "\n\nrbl COMMAND --help: the command's options",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("command", choices=list(COMMANDS), metavar="COMMAND", help="one of: " + ", ".join(COMMANDS))

@@ -52,7 +52,7 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.y)
 
-    def at_most(self, limit: int, seed: int | None = None) -> "Dataset":
+    def at_most(self, limit: int, seed: int | None = None) -> Dataset:
         """A class-balanced subset of `limit` examples, or the whole dataset when it is smaller."""
         check_positive_int(limit, "limit")
         if limit >= len(self):
@@ -157,7 +157,9 @@ def balanced_indices(y: np.ndarray, limit: int, seed: int | None = None) -> np.n
     return np.sort(np.concatenate(chosen))
 
 
-def _find(name: str, split: str, root: str | os.PathLike[str] | None, download: bool) -> tuple[np.ndarray, np.ndarray, str]:
+def _find(
+    name: str, split: str, root: str | os.PathLike[str] | None, download: bool
+) -> tuple[np.ndarray, np.ndarray, str]:
     """Return (uint8 images, labels, source) from the first source that has the dataset."""
     if root is not None:
         folder = Path(root).expanduser()
@@ -220,7 +222,9 @@ def check_source(name: str, root: str | os.PathLike[str] | None = None, name_of_
     if env:
         held = [split for split in SPLITS if has_split(name, split, Path(env).expanduser())]
         if len(held) == 1:
-            raise ValueError(f"RBL_DATA={env} holds {name} {held[0]} data but not the other split; add it or unset RBL_DATA")
+            raise ValueError(
+                f"RBL_DATA={env} holds {name} {held[0]} data but not the other split; add it or unset RBL_DATA"
+            )
 
 
 def has_split(name: str, split: str, folder: str | os.PathLike[str]) -> bool:
@@ -251,7 +255,9 @@ def _npz_files(split: str, folder: Path) -> list[Path]:
     return [whole] if whole.is_file() else sorted(folder.glob(f"{split}_*.npz"))
 
 
-def _npz(name: str, split: str, folder: Path, kind: str, strict: bool = True) -> tuple[np.ndarray, np.ndarray, str] | None:
+def _npz(
+    name: str, split: str, folder: Path, kind: str, strict: bool = True
+) -> tuple[np.ndarray, np.ndarray, str] | None:
     """Read `split.npz` or the parts `split_*.npz` (concatenated in name order) from `folder`.
 
     Files of another known dataset's shape in a folder not named for `name` are not ours (None);

@@ -50,7 +50,7 @@ class Defended(nn.Module):
         self.seed = self.generator.seed
         self.max_batch = check_positive_int(max_batch, "max_batch")
 
-    def reseeded(self, seed: int) -> "Defended":
+    def reseeded(self, seed: int) -> Defended:
         """The same model, channel, votes and batching with draws from `seed`, in eval mode: a judge
         or a voter that replays its draws from the start on every call it is made for."""
         return Defended(self.model, self.channel, self.votes, seed=seed, max_batch=self.max_batch).eval()
@@ -134,7 +134,9 @@ class Defended(nn.Module):
     def _counts(self, x: Tensor, votes: int) -> Tensor:
         """Votes per class (N x classes) over `votes` draws; a deterministic channel's one draw counts `votes` times."""
         draws = self._draws(votes)
-        counts = sum(nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).sum(0) for logits in self._logits(x, draws))
+        counts = sum(
+            nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).sum(0) for logits in self._logits(x, draws)
+        )
         return counts * (votes // draws)  # type: ignore[operator]
 
 

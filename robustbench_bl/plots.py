@@ -9,9 +9,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # figures are files; never open a window
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
 
 
 def save(fig: plt.Figure, stem: str | os.PathLike[str]) -> list[Path]:
@@ -48,7 +48,17 @@ def lines(
         raise ValueError("table is empty: nothing to plot")
     sns.set_theme(style="whitegrid", context="paper")
     grid = sns.relplot(
-        data=table, x=x, y=y, hue=hue, col=col, style=style, kind="line", marker="o", height=3.2, aspect=1.2, col_wrap=col_wrap,
+        data=table,
+        x=x,
+        y=y,
+        hue=hue,
+        col=col,
+        style=style,
+        kind="line",
+        marker="o",
+        height=3.2,
+        aspect=1.2,
+        col_wrap=col_wrap,
         facet_kws={"sharex": sharex},
     )
     grid.set_axis_labels(xlabel or x, ylabel or y)
@@ -58,7 +68,13 @@ def lines(
 
 
 def heatmap(
-    table: pd.DataFrame, *, index: str, columns: str, values: str, title: str | None = None, stem: str | os.PathLike[str]
+    table: pd.DataFrame,
+    *,
+    index: str,
+    columns: str,
+    values: str,
+    title: str | None = None,
+    stem: str | os.PathLike[str],
 ) -> list[Path]:
     """A annotated heatmap of `values` pivoted by index x columns (mean over duplicates)."""
     if table.empty:
@@ -108,7 +124,9 @@ def intervals(
     return save(fig, stem)
 
 
-def rank_intervals(ranks: pd.Series, cd: float, *, title: str | None = None, stem: str | os.PathLike[str]) -> list[Path]:
+def rank_intervals(
+    ranks: pd.Series, cd: float, *, title: str | None = None, stem: str | os.PathLike[str]
+) -> list[Path]:
     """Critical-difference plot: average rank per treatment with a bar of +-cd/2 (lower is better).
 
     Two treatments differ significantly exactly when their bars do not overlap (|r_i - r_j| > cd).
@@ -146,8 +164,19 @@ def distributions(
         raise ValueError("table is empty: nothing to plot")
     sns.set_theme(style="whitegrid", context="paper")
     boxes = table[x].nunique() * (table[hue].nunique() if hue else 1)
-    grid = sns.catplot(data=table, x=x, y=y, hue=hue, col=col, kind="box", sharey=False, log_scale=log or None,
-                       fliersize=1.5, height=3.2, aspect=max(1.2, 0.12 * boxes))  # fmt: skip
+    grid = sns.catplot(
+        data=table,
+        x=x,
+        y=y,
+        hue=hue,
+        col=col,
+        kind="box",
+        sharey=False,
+        log_scale=log or None,
+        fliersize=1.5,
+        height=3.2,
+        aspect=max(1.2, 0.12 * boxes),
+    )
     grid.set_axis_labels(xlabel or x, ylabel or y)
     grid.set_titles("{col_name}")
     grid.tick_params(axis="x", labelrotation=20)

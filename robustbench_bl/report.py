@@ -59,7 +59,9 @@ def study_folders(root: str | Path) -> list[Path]:
         return [root]
     found = sorted(p.parent for p in root.rglob("results.csv"))
     if not found:
-        raise ValueError(f"DIR {str(root)!r} holds no results.csv: give a study's --out folder or a folder of them (e.g. results/)")
+        raise ValueError(
+            f"DIR {str(root)!r} holds no results.csv: give a study's --out folder or a folder of them (e.g. results/)"
+        )
     return found
 
 
@@ -101,7 +103,11 @@ def table(frame: pd.DataFrame, caption: str = "") -> str:
 def split_columns(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, object], list[str]]:
     """(rows with the columns that vary and stay short, the constant columns' values, the long columns left out)."""
     long = [c for c in rows.columns if rows[c].astype(str).str.len().max() > LONG_CELL] if len(rows) else []
-    constant = {c: rows[c].iloc[0] for c in rows.columns if c not in long and len(rows) > 1 and rows[c].nunique(dropna=False) == 1}
+    constant = {
+        c: rows[c].iloc[0]
+        for c in rows.columns
+        if c not in long and len(rows) > 1 and rows[c].nunique(dropna=False) == 1
+    }
     varying = [c for c in rows.columns if c not in long and c not in constant]
     return rows[varying], constant, long
 
@@ -134,17 +140,23 @@ def section(study: StudyResults) -> str:
     versions_ = {k: v for k, v in constant.items() if k.startswith("version_")}
     settings = {k: v for k, v in constant.items() if not k.startswith("version_")}
     settings_frame = pd.DataFrame({"setting": list(settings), "value": [str(v) for v in settings.values()]})
-    versions_frame = pd.DataFrame({"package": [k.removeprefix("version_") for k in versions_], "version": [str(v) for v in versions_.values()]})
+    versions_frame = pd.DataFrame(
+        {"package": [k.removeprefix("version_") for k in versions_], "version": [str(v) for v in versions_.values()]}
+    )
     parts = [
         f'<section id="{html.escape(study.name)}"><h2>{html.escape(study.name)} '
         f'<span class="verdict {_verdict_class(study.verdict)}">{html.escape(study.verdict)}</span></h2>',
         f'<p class="folder">{html.escape(str(study.folder))}: {len(study.rows)} rows</p>',
-        f'<pre class="finding">{html.escape(study.finding)}</pre>' if study.finding else "<p>No finding.txt: the study did not finish, or predates it.</p>",
+        f'<pre class="finding">{html.escape(study.finding)}</pre>'
+        if study.finding
+        else "<p>No finding.txt: the study did not finish, or predates it.</p>",
         *(_figure(p) for p in study.figures),
         board_table(study.board) if study.board is not None else "",
         f"<details><summary>settings shared by every row ({len(settings)})</summary>{table(settings_frame)}</details>",
         f"<details><summary>versions ({len(versions_)})</summary>{table(versions_frame)}</details>",
-        table(rows, "rows (click a header to sort)" + (f"; left out, too long to show: {', '.join(long)}" if long else "")),
+        table(
+            rows, "rows (click a header to sort)" + (f"; left out, too long to show: {', '.join(long)}" if long else "")
+        ),
         "</section>",
     ]
     return "\n".join(parts)
@@ -199,7 +211,9 @@ def render(studies: Sequence[StudyResults], source: Path) -> str:
         '<link rel="icon" href="data:,">'
         f"<style>{_STYLE}</style></head><body><h1>robustbench_bl report</h1>"
         f"<p>{len(studies)} stud{'y' if len(studies) == 1 else 'ies'} from {html.escape(str(source))}, written {stamp} by {html.escape(made_by)}.</p>"
-        f"<nav><ul>{index}</ul></nav>" + "\n".join(section(s) for s in studies) + f"<script>{_SCRIPT}</script></body></html>\n"
+        f"<nav><ul>{index}</ul></nav>"
+        + "\n".join(section(s) for s in studies)
+        + f"<script>{_SCRIPT}</script></body></html>\n"
     )
 
 

@@ -87,9 +87,13 @@ def check_labels(y: object, n: int, num_classes: int | None, name: str = "y") ->
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         raise TypeError(f"{name} must hold integer labels (int64), got dtype {y.dtype}")
     if y.dim() != 1 or len(y) != n:
-        raise ValueError(f"{name} must be a 1-D tensor with one label per example of x ({n}), got shape {tuple(y.shape)}")
+        raise ValueError(
+            f"{name} must be a 1-D tensor with one label per example of x ({n}), got shape {tuple(y.shape)}"
+        )
     if num_classes is not None and n and (y.min() < 0 or y.max() >= num_classes):
-        raise ValueError(f"{name} must hold labels in [0, {num_classes - 1}], got range [{y.min().item()}, {y.max().item()}]")
+        raise ValueError(
+            f"{name} must hold labels in [0, {num_classes - 1}], got range [{y.min().item()}, {y.max().item()}]"
+        )
     return y
 
 

@@ -56,16 +56,32 @@ OPTIONS: dict[str, dict[str, object]] = {
 }
 #: Bounded gradient attacks: at eps they fool every example with d <= eps / 1.1 (a linear model
 #: has no local optimum; FGSM is exactly optimal for Linf).
-GRADIENT = ("fgsm", "pgd-linf", "pgd-l2", "apgd-ce-linf", "apgd-dlr-linf", "apgd-ce-l2", "apgd-dlr-l2", "deepfool-linf", "cw-l2")
+GRADIENT = (
+    "fgsm",
+    "pgd-linf",
+    "pgd-l2",
+    "apgd-ce-linf",
+    "apgd-dlr-linf",
+    "apgd-ce-l2",
+    "apgd-dlr-l2",
+    "deepfool-linf",
+    "cw-l2",
+)
 #: Minimization attacks: the perturbation they return is at most this factor times the minimum.
 MINIMAL = {"deepfool-linf": 1.15, "cw-l2": 1.7, "hopskipjump": 2.0, "boundary": 6.0}
 #: Gradient-free attacks fool every example whose minimum is this factor below eps. Random
 #: directions in D = 108 dimensions are ~sqrt(D) worse than the optimal one, hence 100 for the
 #: noise attacks; Square's random search needs ~3x at 1,000 queries, the boundary walkers ~10x.
 GRADIENT_FREE = {
-    "square-linf": 4.0, "square-l2": 12.0, "boundary": 10.0, "hopskipjump": 10.0, "additive-uniform": 100.0,
-    "additive-gaussian": 100.0, "blended-uniform": 100.0, "salt-and-pepper": 100.0,
-}  # fmt: skip
+    "square-linf": 4.0,
+    "square-l2": 12.0,
+    "boundary": 10.0,
+    "hopskipjump": 10.0,
+    "additive-uniform": 100.0,
+    "additive-gaussian": 100.0,
+    "blended-uniform": 100.0,
+    "salt-and-pepper": 100.0,
+}
 
 
 def check_bounded(name: str) -> None:
@@ -131,6 +147,8 @@ def test_attack_succeeds_where_the_closed_form_says(check: str) -> None:
 @pytest.mark.parametrize("check", list(CHECKS))
 def test_a_no_op_attack_fails_the_check(check: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The mutation check: with every attack returning the clean input, the check must fail."""
-    monkeypatch.setattr(attacks.Attack, "__call__", lambda self, module, x, y, epsilons, seed=0: [x.clone() for _ in epsilons])
+    monkeypatch.setattr(
+        attacks.Attack, "__call__", lambda self, module, x, y, epsilons, seed=0: [x.clone() for _ in epsilons]
+    )
     with pytest.raises(AssertionError):
         CHECKS[check]()

@@ -46,7 +46,9 @@ UNBOUNDED = {"Linf": 1.0, "L2": 56.0}
 def trained_lenet() -> tuple[nn.Module, Tensor, Tensor]:
     """LeNet fitted to 200 packaged CIFAR-10 training images (it classifies nearly all of them right)."""
     train_set = data.cifar10("train", limit=200)
-    config = TrainConfig(model="lenet", epochs=30, batch_size=32, optimizer="adam", lr=3e-3, weight_decay=0.0, limit=200)
+    config = TrainConfig(
+        model="lenet", epochs=30, batch_size=32, optimizer="adam", lr=3e-3, weight_decay=0.0, limit=200
+    )
     model = build_model(config, train_set)  # seeded initialization, whatever ran before in this process
     train(model, train_set, config, device="cpu", progress=False)
     return model.eval(), train_set.x, train_set.y
@@ -67,7 +69,9 @@ def test_every_attack_runs_and_robust_never_exceeds_clean(lenet: tuple[nn.Module
     model, x, y = lenet
     defended = Defended(model, GaussianNoise(0.02), votes=3)
     norm = attacks.make(name).norm
-    frame = attacks.evaluate(defended, name, x[:6], y[:6], "eot", [0.01, UNBOUNDED[norm]], eot_samples=2, options=FAST[name])
+    frame = attacks.evaluate(
+        defended, name, x[:6], y[:6], "eot", [0.01, UNBOUNDED[norm]], eot_samples=2, options=FAST[name]
+    )
     clean = metric(frame, "clean_accuracy").item()
     robust = metric(frame, "robust_accuracy")
     assert (robust <= clean).all()
@@ -98,7 +102,9 @@ def test_pgd_at_epsilon_zero_changes_no_prediction(lenet: tuple[nn.Module, Tenso
 @pytest.mark.parametrize("name", ["pgd-linf", "deepfool-linf"])
 def test_larger_epsilon_never_lowers_success(lenet: tuple[nn.Module, Tensor, Tensor], name: str) -> None:
     model, x, y = lenet
-    out = attacks.run(model, name, x[:16], y[:16], epsilons=[8 / 255, 0.0, 1 / 255, 2 / 255, 4 / 255], options=FAST[name])
+    out = attacks.run(
+        model, name, x[:16], y[:16], epsilons=[8 / 255, 0.0, 1 / 255, 2 / 255, 4 / 255], options=FAST[name]
+    )
     assert out.epsilons == (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255)
     assert (out.fooled[:-1] <= out.fooled[1:]).all()  # per example, not just in the mean
     assert out.fooled[-1].sum() > out.fooled[0].sum()
@@ -110,8 +116,10 @@ def test_bpda_succeeds_at_least_as_often_as_nonadaptive_on_color_depth(lenet: tu
     defended = Defended(model, ColorDepth(3))
     # Small budgets, where rounding to 8 levels decides, and enough steps for the attacks to converge.
     options = {"steps": 20}
-    runs = {threat: attacks.run(defended, "pgd-linf", x[:64], y[:64], threat, [2 / 255, 4 / 255], options=options)
-            for threat in ("nonadaptive", "bpda", "whitebox")}  # fmt: skip
+    runs = {
+        threat: attacks.run(defended, "pgd-linf", x[:64], y[:64], threat, [2 / 255, 4 / 255], options=options)
+        for threat in ("nonadaptive", "bpda", "whitebox")
+    }
     fooled = {threat: out.fooled.sum(1) for threat, out in runs.items()}
     assert (fooled["bpda"] >= fooled["nonadaptive"]).all()
     assert fooled["bpda"][-1] > fooled["whitebox"][-1]  # exact gradients through rounding are zero
@@ -132,8 +140,16 @@ def test_eot_draws_the_channel_eot_samples_times_per_step_in_one_batch(lenet: tu
     model, x, y = lenet
     n, k, steps = 4, 3, 5
     CountingNoise.sizes.clear()
-    attacks.run(Defended(model, CountingNoise(0.02), votes=2), "pgd-linf", x[:n], y[:n], "eot", 8 / 255, eot_samples=k,
-                options={"steps": steps, "losses": ("ce",)})  # fmt: skip
+    attacks.run(
+        Defended(model, CountingNoise(0.02), votes=2),
+        "pgd-linf",
+        x[:n],
+        y[:n],
+        "eot",
+        8 / 255,
+        eot_samples=k,
+        options={"steps": steps, "losses": ("ce",)},
+    )
     # Each attack step is one channel call on the batch repeated k times (plus the check of the
     # clean input and of the last iterate); the judge votes on batches of 2 * n and the gradient
     # probe and distortion use other sizes.
@@ -143,7 +159,7 @@ def test_eot_draws_the_channel_eot_samples_times_per_step_in_one_batch(lenet: tu
 
 def test_flags(lenet: tuple[nn.Module, Tensor, Tensor]) -> None:
     model, x, y = lenet
-    run = lambda d, threat: attacks.evaluate(d, "fgsm", x[:8], y[:8], threat, 2 / 255).iloc[0]  # noqa: E731
+    run = lambda d, threat: attacks.evaluate(d, "fgsm", x[:8], y[:8], threat, 2 / 255).iloc[0]
     cd = Defended(model, ColorDepth(3))
     assert run(cd, "nonadaptive").flag_gradient_masking and "bpda" in run(cd, "nonadaptive")["warnings"]
     assert not run(cd, "bpda").flag_gradient_masking
@@ -154,9 +170,20 @@ def test_flags(lenet: tuple[nn.Module, Tensor, Tensor]) -> None:
 
 def test_flag_obfuscation_compares_decision_with_gradient_attacks() -> None:
     def rows(decision_robust: float) -> pd.DataFrame:
-        base = {"channel": "cd:3", "votes": 1, "norm": "Linf", "epsilon": 0.03, "metric": "robust_accuracy", "warnings": ""}
-        return pd.DataFrame([{**base, "attack": "pgd-linf", "attack_kind": "gradient", "value": 0.5},
-                             {**base, "attack": "boundary", "attack_kind": "decision", "value": decision_robust}])  # fmt: skip
+        base = {
+            "channel": "cd:3",
+            "votes": 1,
+            "norm": "Linf",
+            "epsilon": 0.03,
+            "metric": "robust_accuracy",
+            "warnings": "",
+        }
+        return pd.DataFrame(
+            [
+                {**base, "attack": "pgd-linf", "attack_kind": "gradient", "value": 0.5},
+                {**base, "attack": "boundary", "attack_kind": "decision", "value": decision_robust},
+            ]
+        )
 
     assert attacks.flag_obfuscation(rows(0.3)).flag_decision_beats_gradient.all()
     assert "obfuscated" in attacks.flag_obfuscation(rows(0.3))["warnings"].iloc[0]
@@ -165,8 +192,17 @@ def test_flag_obfuscation_compares_decision_with_gradient_attacks() -> None:
 
 def test_transfer_from_laplace(lenet: tuple[nn.Module, Tensor, Tensor]) -> None:
     model, x, y = lenet
-    frame = attacks.evaluate(Defended(model, ColorDepth(4)), "pgd-linf", x[:8], y[:8], "bpda+eot", [8 / 255],
-                             eot_samples=2, transfer="laplace:0.03", options=FAST["pgd-linf"])  # fmt: skip
+    frame = attacks.evaluate(
+        Defended(model, ColorDepth(4)),
+        "pgd-linf",
+        x[:8],
+        y[:8],
+        "bpda+eot",
+        [8 / 255],
+        eot_samples=2,
+        transfer="laplace:0.03",
+        options=FAST["pgd-linf"],
+    )
     assert frame.transfer_from.eq("laplace:0.03").all() and frame.channel.eq("cd:4").all()
     assert "laplace:0.03" in frame.gradient_path.iloc[0]
     assert metric(frame, "robust_accuracy").item() <= metric(frame, "clean_accuracy").item()
@@ -176,8 +212,20 @@ def test_transfer_from_laplace(lenet: tuple[nn.Module, Tensor, Tensor]) -> None:
 def test_same_seed_same_rows(lenet: tuple[nn.Module, Tensor, Tensor]) -> None:
     model, x, y = lenet
     defended = Defended(model, GaussianNoise(0.05), votes=3)
-    frames = [attacks.evaluate(defended, "pgd-linf", x[:8], y[:8], "eot", [2 / 255, 8 / 255], eot_samples=2, seed=3,
-                               options=FAST["pgd-linf"]) for _ in range(2)]  # fmt: skip
+    frames = [
+        attacks.evaluate(
+            defended,
+            "pgd-linf",
+            x[:8],
+            y[:8],
+            "eot",
+            [2 / 255, 8 / 255],
+            eot_samples=2,
+            seed=3,
+            options=FAST["pgd-linf"],
+        )
+        for _ in range(2)
+    ]
     values = [f[f.metric != "attack_seconds"].value.fillna(-1).tolist() for f in frames]
     assert values[0] == values[1]
 
@@ -194,9 +242,9 @@ def test_vote_scores_give_the_defended_majority_label(lenet: tuple[nn.Module, Te
 def test_bad_input(lenet: tuple[nn.Module, Tensor, Tensor]) -> None:
     model, x, y = lenet
     x, y = x[:4], y[:4]
-    with pytest.raises(ValueError, match="attack must be one of .*pgd-linf"):
+    with pytest.raises(ValueError, match=r"attack must be one of .*pgd-linf"):
         attacks.evaluate(model, "pgd", x, y)
-    with pytest.raises(ValueError, match="threat must be one of .*bpda"):
+    with pytest.raises(ValueError, match=r"threat must be one of .*bpda"):
         attacks.evaluate(model, "fgsm", x, y, threat="adaptive")
     with pytest.raises(ValueError, match="epsilons must be in"):
         attacks.evaluate(model, "fgsm", x, y, epsilons=[0.1, -0.01])
@@ -212,9 +260,17 @@ def test_bad_input(lenet: tuple[nn.Module, Tensor, Tensor]) -> None:
 
 @pytest.mark.parametrize(
     "name,options",
-    [("pgd-linf", {"steps": 0}), ("pgd-linf", {"steps": -1}), ("apgd-ce-linf", {"steps": 0}), ("square-linf", {"n_queries": 0}),
-     ("additive-uniform", {"repeats": 0}), ("cw-l2", {"stepsize": 0.0}), ("pgd-l2", {"step_size": -0.1}), ("pgd-l2", {"rel_stepsize": 0.1})],
-)  # fmt: skip
+    [
+        ("pgd-linf", {"steps": 0}),
+        ("pgd-linf", {"steps": -1}),
+        ("apgd-ce-linf", {"steps": 0}),
+        ("square-linf", {"n_queries": 0}),
+        ("additive-uniform", {"repeats": 0}),
+        ("cw-l2", {"stepsize": 0.0}),
+        ("pgd-l2", {"step_size": -0.1}),
+        ("pgd-l2", {"rel_stepsize": 0.1}),
+    ],
+)
 def test_a_budget_that_runs_no_attack_is_an_error(name: str, options: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="options"):
         attacks.make(name, **options)
@@ -238,12 +294,16 @@ def test_foolbox_model_is_in_eval_mode(lenet: tuple[nn.Module, Tensor, Tensor]) 
     assert not defended.training and not model.training
 
 
-def test_boundary_under_an_adaptive_threat_with_examples_the_vote_gets_wrong(lenet: tuple[nn.Module, Tensor, Tensor]) -> None:
+def test_boundary_under_an_adaptive_threat_with_examples_the_vote_gets_wrong(
+    lenet: tuple[nn.Module, Tensor, Tensor],
+) -> None:
     """Foolbox's boundary attack divides by the distance to its starting point, zero for an example
     already misclassified: such examples are left alone (and never counted as fooled)."""
     model, x, y = lenet
     wrong = (y[:8] + 1) % 10  # labels the vote gets wrong on every example
     labels = torch.cat([wrong[:3], y[3:8]])
-    out = attacks.run(Defended(model, GaussianNoise(0.02), votes=3), "boundary", x[:8], labels, "eot", [0.5], options={"steps": 20})
+    out = attacks.run(
+        Defended(model, GaussianNoise(0.02), votes=3), "boundary", x[:8], labels, "eot", [0.5], options={"steps": 20}
+    )
     assert not out.clean_correct[:3].any() and not out.fooled[0][:3].any()
     assert torch.isfinite(out.l2[0][out.fooled[0]]).all()

@@ -10,10 +10,28 @@ import pytest
 from robustbench_bl.attacks import command
 from robustbench_bl.runtime.results import ResultsStore
 
+
 def test_cli_prints_and_stores(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cli = command
-    argv = ["--preset", "smoke", "--channel", "cd:3", "--attack", "fgsm,deepfool-linf", "--threat", "bpda",
-            "--epsilons", "0,8/255", "--steps", "3", "--n", "10", "--out", str(tmp_path), "--quiet"]  # fmt: skip
+    argv = [
+        "--preset",
+        "smoke",
+        "--channel",
+        "cd:3",
+        "--attack",
+        "fgsm,deepfool-linf",
+        "--threat",
+        "bpda",
+        "--epsilons",
+        "0,8/255",
+        "--steps",
+        "3",
+        "--n",
+        "10",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+    ]
     table = cli.main(argv)
     printed = capsys.readouterr().out
     assert "cd:3, votes=1, threat=bpda, n=10" in printed and "eps=0.03137" in printed

@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from robustbench_bl import models
-from robustbench_bl.studies.bands import discarded, layer_fractions, with_band
 from robustbench_bl.runtime.profiling import epoch_cost, saved_bytes
 from robustbench_bl.spectral import BandLimitedConv2d
+from robustbench_bl.studies.bands import discarded, layer_fractions, with_band
 
 
 def test_with_band_copies_and_layer_fractions() -> None:

@@ -8,8 +8,8 @@ from test_attacks import FAST, trained_lenet
 
 import robustbench_bl
 from robustbench_bl import Defended, attacks
-from robustbench_bl.evaluation.benchmark import SUITES, clopper_pearson, threat_for
 from robustbench_bl.channels import ColorDepth, Compose, GaussianNoise, Identity
+from robustbench_bl.evaluation.benchmark import SUITES, clopper_pearson, threat_for
 from robustbench_bl.versions import versions
 
 OPTIONS = {name: FAST[name] for suite in SUITES.values() for name, _ in suite}
@@ -17,9 +17,13 @@ OPTIONS = {name: FAST[name] for suite in SUITES.values() for name, _ in suite}
 
 @pytest.mark.parametrize(
     ("channel", "threat"),
-    [(Identity(), "whitebox"), (ColorDepth(3), "bpda"), (GaussianNoise(0.03), "eot"),
-     (Compose(GaussianNoise(0.03), ColorDepth(3)), "bpda+eot")],
-)  # fmt: skip
+    [
+        (Identity(), "whitebox"),
+        (ColorDepth(3), "bpda"),
+        (GaussianNoise(0.03), "eot"),
+        (Compose(GaussianNoise(0.03), ColorDepth(3)), "bpda+eot"),
+    ],
+)
 def test_threat_follows_the_channel(channel: object, threat: str) -> None:
     model, x, y = trained_lenet()
     assert threat_for(Defended(model, channel), x[:8], y[:8]).name == threat  # type: ignore[arg-type]
@@ -76,6 +80,8 @@ def test_bad_input() -> None:
 
 def test_a_no_op_suite_fails_the_break_test(monkeypatch: pytest.MonkeyPatch) -> None:
     """Mutation check: with every attack returning the clean input, the test above must fail."""
-    monkeypatch.setattr(attacks.Attack, "__call__", lambda self, module, x, y, epsilons, seed=0: [x.clone() for _ in epsilons])
+    monkeypatch.setattr(
+        attacks.Attack, "__call__", lambda self, module, x, y, epsilons, seed=0: [x.clone() for _ in epsilons]
+    )
     with pytest.raises(AssertionError):
         test_the_suite_breaks_a_deterministic_channel_under_bpda()

@@ -12,11 +12,19 @@ from torch import nn
 
 from robustbench_bl import Defended
 from robustbench_bl.attacks import craft_nonadaptive, judge_rows
-from robustbench_bl.studies.channel_setup import (
-    CHANNELS, SETTINGS, best_rows, best_strengths, channel_at, default_strength, read_best,
-    strengths, train_config, votes_for,
-)  # fmt: skip
 from robustbench_bl.channels import channel_class
+from robustbench_bl.studies.channel_setup import (
+    CHANNELS,
+    SETTINGS,
+    best_rows,
+    best_strengths,
+    channel_at,
+    default_strength,
+    read_best,
+    strengths,
+    train_config,
+    votes_for,
+)
 
 
 @pytest.mark.parametrize("name", CHANNELS)
@@ -49,8 +57,14 @@ def _sweep_table() -> pd.DataFrame:
     rows = [("identity", 0.0, 0.0, "none", "clean_accuracy", 0.8)]
     rows += [("identity", 0.0, 0.0, attack, "robust_accuracy", 0.1) for attack in ("pgd-linf", "cw-l2")]
     for strength, distortion, pgd, cw in ((0.0, 0.0, 0.1, 0.0), (0.5, 1.0, 0.3, 0.5), (0.9, 2.0, 0.3, 0.5)):
-        rows += [("fft", strength, distortion, "pgd-linf", "robust_accuracy", pgd), ("fft", strength, distortion, "cw-l2", "robust_accuracy", cw)]
-    rows += [("gauss", 0.05, 1.5, "pgd-linf", "robust_accuracy", 0.2), ("gauss", 0.05, 1.5, "cw-l2", "robust_accuracy", 0.6)]
+        rows += [
+            ("fft", strength, distortion, "pgd-linf", "robust_accuracy", pgd),
+            ("fft", strength, distortion, "cw-l2", "robust_accuracy", cw),
+        ]
+    rows += [
+        ("gauss", 0.05, 1.5, "pgd-linf", "robust_accuracy", 0.2),
+        ("gauss", 0.05, 1.5, "cw-l2", "robust_accuracy", 0.6),
+    ]
     return pd.DataFrame(rows, columns=["channel", "strength", "distortion", "attack", "metric", "value"])
 
 

@@ -120,7 +120,7 @@ def test_exact_gradient_matches_finite_differences(name):
 
 def test_exact_gradient_of_a_composition_matches_finite_differences():
     x = images(1, 3, 6, 6).requires_grad_()
-    make = lambda: Compose(FFTCompression(0.5), GaussianNoise(0.05, seed=1), SVDCompression(0.5))  # noqa: E731
+    make = lambda: Compose(FFTCompression(0.5), GaussianNoise(0.05, seed=1), SVDCompression(0.5))
     assert torch.autograd.gradcheck(lambda t: make()(t), (x,), eps=1e-6, atol=1e-5)
 
 

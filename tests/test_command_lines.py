@@ -82,7 +82,9 @@ def test_bad_common_arguments_are_one_line_before_loading(
     for case, (argv, expected) in common_cases(tmp_path).items():
         if script == "ucr" and case.startswith("data"):
             argv, expected = ["--data", str(tmp_path)], "--data is not used by ucr"
-        code, err = run(scripts[script].main, [*argv, "--out", str(tmp_path / "out")] if "--out" not in argv else argv, capsys)
+        code, err = run(
+            scripts[script].main, [*argv, "--out", str(tmp_path / "out")] if "--out" not in argv else argv, capsys
+        )
         assert code == 2, f"{script} {case}: exit code {code}, stderr {err!r}"
         assert err.count("\n") == 1 and "Traceback" not in err, f"{script} {case}: {err!r}"
         assert expected in err, f"{script} {case}: {err!r}"
@@ -115,7 +117,9 @@ def test_bad_attack_arguments_are_one_line_before_loading(
 
 
 @pytest.mark.parametrize("script", sorted(SWEEP_OPTION))
-def test_missing_sweep_file(script: str, scripts: dict[str, ModuleType], tmp_path: Path, capsys: pytest.CaptureFixture[str], no_loading: None) -> None:
+def test_missing_sweep_file(
+    script: str, scripts: dict[str, ModuleType], tmp_path: Path, capsys: pytest.CaptureFixture[str], no_loading: None
+) -> None:
     code, err = run(scripts[script].main, ["--sweep", str(tmp_path / "none.csv"), "--out", str(tmp_path)], capsys)
     assert code == 2 and "--sweep: must be an existing file" in err
 
@@ -132,7 +136,11 @@ def test_too_many_test_images_fail_before_training(
 
 
 def test_rbl_data_with_one_split_is_refused_up_front(
-    scripts: dict[str, ModuleType], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, no_loading: None
+    scripts: dict[str, ModuleType],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    no_loading: None,
 ) -> None:
     (tmp_path / "cifar10").mkdir()
     np.savez(tmp_path / "cifar10" / "train.npz", x=np.zeros((10, 32, 32, 3), np.uint8), y=np.arange(10))
@@ -141,12 +149,18 @@ def test_rbl_data_with_one_split_is_refused_up_front(
     assert code == 2 and "holds cifar10 train data but not the other split" in err
 
 
-def test_damaged_data_is_one_line_naming_the_file(scripts: dict[str, ModuleType], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_damaged_data_is_one_line_naming_the_file(
+    scripts: dict[str, ModuleType], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = tmp_path / "cifar10"
     folder.mkdir()
     (folder / "train.npz").write_bytes(b"PK\x03\x04 damaged")
     (folder / "test.npz").write_bytes(b"")
-    code, err = run(scripts["noise_robustness"].main, ["--preset", "smoke", "--data", str(tmp_path), "--out", str(tmp_path / "o")], capsys)
+    code, err = run(
+        scripts["noise_robustness"].main,
+        ["--preset", "smoke", "--data", str(tmp_path), "--out", str(tmp_path / "o")],
+        capsys,
+    )
     assert code == 2 and err.count("\n") == 1 and "is not a readable npz file" in err and str(folder) in err
 
 
@@ -157,7 +171,10 @@ def test_traceback_on_request(scripts: dict[str, ModuleType], tmp_path: Path, mo
     (folder / "test.npz").write_bytes(b"")
     monkeypatch.setenv("RBL_TRACEBACK", "1")
     with pytest.raises(ValueError, match="is not a readable npz file"):
-        command_line(scripts["noise_robustness"].main, ["--preset", "smoke", "--data", str(tmp_path), "--out", str(tmp_path / "o")])
+        command_line(
+            scripts["noise_robustness"].main,
+            ["--preset", "smoke", "--data", str(tmp_path), "--out", str(tmp_path / "o")],
+        )
 
 
 @pytest.mark.parametrize(
@@ -168,13 +185,22 @@ def test_traceback_on_request(scripts: dict[str, ModuleType], tmp_path: Path, mo
         (["train", "--out", "{blocker}/weights"], "--out must be a writable folder"),
         (["train", "--work", "{blocker}/work"], "--work must be a writable folder"),
         (["train", "--device", "tpu9"], "device"),
-        pytest.param(["train", "--device", "cuda"], "no CUDA device", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has CUDA")),
+        pytest.param(
+            ["train", "--device", "cuda"],
+            "no CUDA device",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has CUDA"),
+        ),
         (["card", "fastnet-1"], "argument name: invalid choice"),
         (["fit"], "invalid choice: 'fit'"),
     ],
 )
 def test_zoo_command_line_checks_before_training(
-    argv: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_loading: None, monkeypatch: pytest.MonkeyPatch
+    argv: list[str],
+    expected: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_loading: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from robustbench_bl import zoo
     from robustbench_bl.zoo.command import main
@@ -183,3 +209,24 @@ def test_zoo_command_line_checks_before_training(
     (tmp_path / "blocker").write_text("a file, not a folder")
     code, err = run(main, [a.replace("{blocker}", str(tmp_path / "blocker")) for a in argv], capsys)
     assert code == 2 and err.count("\n") == 1 and expected in err, err
+
+
+def test_rbl_lists_its_commands_and_dispatches(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, no_loading: None
+) -> None:
+    from robustbench_bl.__main__ import COMMANDS, main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert stop.value.code == 0 and all(f"  {name}" in out for name in COMMANDS)
+    assert command_line(main, ["study"]) == 0 and "noise_robustness" in capsys.readouterr().out
+    code, err = run(main, ["study", "nope"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "study must be one of" in err
+    code, err = run(main, ["frob"], capsys)
+    assert code == 2 and "invalid choice: 'frob'" in err
+    # The arguments after the study's name reach the study's own parser, which checks them first.
+    code, err = run(main, ["study", "conv_error", "--preset", "huge", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "invalid choice: 'huge'" in err and err.startswith("rbl study conv_error: error:")
+    with pytest.raises(Loaded):
+        main(["study", "conv_error", "--preset", "smoke", "--out", str(tmp_path), "--quiet"])

@@ -5,13 +5,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from robustbench_bl.studies.conv_error import conv_errors, masked_conv2d, top_mask
 from robustbench_bl.spectral import band_limited_conv2d, compression
+from robustbench_bl.studies.conv_error import conv_errors, masked_conv2d, top_mask
 
 
 def inputs() -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    return torch.rand(1, 3, 12, 10, generator=g, dtype=torch.float64), torch.randn(2, 3, 5, 5, generator=g, dtype=torch.float64)
+    return torch.rand(1, 3, 12, 10, generator=g, dtype=torch.float64), torch.randn(
+        2, 3, 5, 5, generator=g, dtype=torch.float64
+    )
 
 
 def test_full_mask_is_conv2d_and_static_mask_is_the_lead_scheme() -> None:
@@ -20,7 +22,9 @@ def test_full_mask_is_conv2d_and_static_mask_is_the_lead_scheme() -> None:
     torch.testing.assert_close(masked_conv2d(x, w, 2, full), F.conv2d(x, w, padding=2))
     for rate in (0.3, 0.7):
         lead = compression.static_mask((16, 14), rate)
-        torch.testing.assert_close(masked_conv2d(x, w, 2, lead), band_limited_conv2d(x, w, padding=2, compress_rate=rate))
+        torch.testing.assert_close(
+            masked_conv2d(x, w, 2, lead), band_limited_conv2d(x, w, padding=2, compress_rate=rate)
+        )
 
 
 def test_top_mask_keeps_the_largest_coefficients() -> None:

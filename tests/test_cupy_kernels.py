@@ -246,7 +246,7 @@ def test_importing_the_package_never_imports_cupy():
 @pytest.mark.parametrize("kernel", list(LAYOUTS))
 def test_cupy_kernels_match_torch_backend_on_gpu(kernel: str, dtype):
     backend = get_backend("cupy", "cuda")
-    for k, n, c, o, groups in CASES + [(300, 64, 32, 48, 2)]:
+    for k, n, c, o, groups in [*CASES, (300, 64, 32, 48, 2)]:
         a, b, _ = _operands(kernel, k, n, c, o, groups, dtype, (False, True))
         a, b = a.cuda(), b.cuda()
         got = getattr(backend, REFERENCE[kernel].__name__)(a, b, groups)

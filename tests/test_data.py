@@ -106,7 +106,7 @@ def test_torchvision_layout(tmp_path: Path) -> None:
 
 
 def test_mnist_missing_names_the_ways_to_provide_it() -> None:
-    with pytest.raises(FileNotFoundError, match="root=.*RBL_DATA.*internet"):
+    with pytest.raises(FileNotFoundError, match=r"root=.*RBL_DATA.*internet"):
         data.mnist("train", download=False)
 
 

@@ -155,14 +155,18 @@ def test_same_seed_same_scores_different_seed_different_scores():
     assert not torch.equal(scores[0], scores[2])
 
 
-@pytest.mark.parametrize("channel", [Identity(), GaussianNoise(0.05, gradient="exact"), UniformNoise(0.05, gradient="bpda")])
+@pytest.mark.parametrize(
+    "channel", [Identity(), GaussianNoise(0.05, gradient="exact"), UniformNoise(0.05, gradient="bpda")]
+)
 def test_foolbox_linf_pgd_runs_on_defended(channel):
     fb = import_foolbox()
     model, x = linear(), images(6)
     defended = Defended(model, channel, votes=4, seed=0).eval()
     labels = model(x).argmax(1)
     epsilon = 0.3
-    _, clipped, success = fb.attacks.LinfPGD(steps=10, abs_stepsize=epsilon / 4)(defended.foolbox(), x, labels, epsilons=epsilon)
+    _, clipped, success = fb.attacks.LinfPGD(steps=10, abs_stepsize=epsilon / 4)(
+        defended.foolbox(), x, labels, epsilons=epsilon
+    )
     assert ((clipped - x).abs().max() <= epsilon + 1e-6) and clipped.min() >= 0 and clipped.max() <= 1
     assert success.all(), "a linear model on 8 x 8 images falls to an L-inf ball of 0.3"
 

@@ -49,7 +49,7 @@ def ray_instance() -> None:
     ray.shutdown()
 
 
-def _stable(frame):  # noqa: ANN001, ANN202
+def _stable(frame):
     cols = sorted(set(frame.columns) - VOLATILE)
     return frame[cols].sort_values(cols).reset_index(drop=True)
 
@@ -65,7 +65,7 @@ def test_ray_stores_the_same_rows_as_local(tmp_path: Path, ray_instance: None) -
 def test_failed_task_is_reported_and_dead_worker_retried(tmp_path: Path, ray_instance: None) -> None:
     store = ResultsStore(tmp_path / "r.jsonl")
     cells = grid(a=range(5), marker=[str(tmp_path / "killed-once")])
-    with pytest.raises(SweepError, match="(?s)1 cell\\(s\\) failed.*measurement broke on purpose") as info:
+    with pytest.raises(SweepError, match=r"(?s)1 cell\(s\) failed.*measurement broke on purpose") as info:
         run(cells, flaky, store, executor=make_executor("ray", max_retries=2), progress=False)
     assert [c["a"] for c, _ in info.value.failures] == [3]
     assert (tmp_path / "killed-once").exists()  # a == 1 killed its worker once, then succeeded
@@ -138,8 +138,18 @@ def test_ddp_two_processes_match_single_process(tmp_path: Path) -> None:
     config = TrainConfig(**settings)
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
-               str(script), str(tmp_path / "ddp"), repr(settings)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29531",
+        str(script),
+        str(tmp_path / "ddp"),
+        repr(settings),
+    ]
     subprocess.run(command, check=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     ddp_store = CheckpointStore(tmp_path / "ddp")
     fingerprint = load_train_data(config).fingerprint

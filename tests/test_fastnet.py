@@ -72,7 +72,9 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:
     history = train_fast(whole, train, recipe, device="cpu", progress=False)
     assert [h["epoch"] for h in history] == [0, 1]
     first = fresh()
-    train_fast(first, train, recipe, device="cpu", resume=tmp_path / "run.pt", progress=False, max_steps=2)  # "killed" after epoch 0
+    train_fast(
+        first, train, recipe, device="cpu", resume=tmp_path / "run.pt", progress=False, max_steps=2
+    )  # "killed" after epoch 0
     resumed = fresh()
     rest = train_fast(resumed, train, recipe, device="cpu", resume=tmp_path / "run.pt", progress=False)
     assert [h["epoch"] for h in rest] == [0, 1]

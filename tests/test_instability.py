@@ -31,7 +31,9 @@ def test_correctly_classified_keeps_the_first_n_right() -> None:
 def test_examples_of_each_kind() -> None:
     model, x, y = model_and_data()
     options = {"pgd-linf": {"steps": 5}, "cw-l2": {"steps": 20, "binary_search_steps": 2}}
-    made = {kind: examples(model, kind, x, y, eps=0.02, sigma=0.05, seed=1, options=options.get(kind)) for kind in KINDS}
+    made = {
+        kind: examples(model, kind, x, y, eps=0.02, sigma=0.05, seed=1, options=options.get(kind)) for kind in KINDS
+    }
     assert made["natural"] is x
     assert (made["pgd-linf"] - x).abs().max() <= 0.02 + 1e-6
     assert (model(made["cw-l2"]).argmax(1) != y).float().mean() > 0.5
@@ -50,7 +52,9 @@ def test_probe_rows_hold_m1_m2_and_the_taylor_bound() -> None:
     exact = model.double()
     expected_m1 = probes.gradient_norm(exact, noisy.double())
     assert torch.allclose(torch.tensor(wide.m1.to_numpy()), expected_m1)
-    assert torch.allclose(torch.tensor(wide.taylor_bound.to_numpy()), torch.tensor(0.5 * wide.m1 + 0.125 * wide.m2.abs()))
+    assert torch.allclose(
+        torch.tensor(wide.taylor_bound.to_numpy()), torch.tensor(0.5 * wide.m1 + 0.125 * wide.m2.abs())
+    )
     distance = rows.groupby("example").perturbation_l2.first()
     assert torch.allclose(torch.tensor(distance.to_numpy()), (noisy - x).flatten(1).norm(dim=1).double(), atol=1e-6)
 
@@ -64,8 +68,10 @@ def test_condition_names_the_pgd_budget() -> None:
 
 def test_compare_counts_fooling_adversarials_and_uses_abs_m2() -> None:
     def rows(kind: str, metric: str, values: tuple[float, ...], fooled: bool = True) -> list[dict[str, object]]:
-        return [{"kind": kind, "condition": condition(kind, 2 / 255), "metric": metric, "misclassified": fooled, "value": v}
-                for v in values]  # fmt: skip
+        return [
+            {"kind": kind, "condition": condition(kind, 2 / 255), "metric": metric, "misclassified": fooled, "value": v}
+            for v in values
+        ]
 
     table = [row for m in ("m1", "m2", "taylor_bound") for row in rows("natural", m, (1.0, 2.0, 3.0), False)]
     table += rows("cw-l2", "m1", (10.0, 20.0, 30.0)) + rows("cw-l2", "m1", (0.0,), False)  # not adversarial: left out

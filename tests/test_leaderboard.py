@@ -12,10 +12,24 @@ from robustbench_bl.evaluation import leaderboard
 
 
 def _row(channel: str, clean: float, robust: float) -> dict[str, object]:
-    return {"channel": channel, "votes": 1, "norm": "Linf", "eps": 2 / 255, "threat": "eot", "eot_samples": 8,
-            "repeats": 2, "suite": "pgd-linf[eot]; hopskipjump[vote]", "warnings": "a | b", "version_torch": "x",
-            "clean_accuracy": clean, "clean_ci_low": clean - 0.1, "clean_ci_high": clean + 0.1,
-            "robust_accuracy": robust, "robust_ci_low": robust - 0.1, "robust_ci_high": robust + 0.1}  # fmt: skip
+    return {
+        "channel": channel,
+        "votes": 1,
+        "norm": "Linf",
+        "eps": 2 / 255,
+        "threat": "eot",
+        "eot_samples": 8,
+        "repeats": 2,
+        "suite": "pgd-linf[eot]; hopskipjump[vote]",
+        "warnings": "a | b",
+        "version_torch": "x",
+        "clean_accuracy": clean,
+        "clean_ci_low": clean - 0.1,
+        "clean_ci_high": clean + 0.1,
+        "robust_accuracy": robust,
+        "robust_ci_low": robust - 0.1,
+        "robust_ci_high": robust + 0.1,
+    }
 
 
 def _table() -> pd.DataFrame:
@@ -47,6 +61,8 @@ def test_markdown_has_one_line_per_defense_and_escapes_pipes() -> None:
 
 def test_interval_figure(tmp_path: Path) -> None:
     table = _table()
-    paths = plots.intervals(table, x="value", y="channel", low="ci_low", high="ci_high", hue="metric", stem=tmp_path / "board")
+    paths = plots.intervals(
+        table, x="value", y="channel", low="ci_low", high="ci_high", hue="metric", stem=tmp_path / "board"
+    )
     check_png(paths[0])
     assert paths[1].stat().st_size > 0

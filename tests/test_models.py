@@ -25,7 +25,7 @@ def test_output_shape(name: str, shape: tuple, in_channels: int, size: int) -> N
     assert model(torch.rand(shape)).shape == (shape[0], 7)
 
 
-@pytest.mark.parametrize("name,shape,in_channels,size", CASES[::2] + [CASES[3]])
+@pytest.mark.parametrize("name,shape,in_channels,size", [*CASES[::2], CASES[3]])
 def test_loss_falls_on_a_fixed_batch(name: str, shape: tuple, in_channels: int, size: int) -> None:
     torch.manual_seed(0)
     model = models.make(name, num_classes=4, in_channels=in_channels, image_size=size)
@@ -46,13 +46,19 @@ def test_normalization_is_the_first_layer() -> None:
     first = next(model.children())
     assert isinstance(first, models.Normalize)
     x = torch.rand(2, 3, 8, 8)
-    expected = (x - torch.tensor(models.common.CIFAR10_MEAN).view(1, 3, 1, 1)) / torch.tensor(models.common.CIFAR10_STD).view(1, 3, 1, 1)
+    expected = (x - torch.tensor(models.common.CIFAR10_MEAN).view(1, 3, 1, 1)) / torch.tensor(
+        models.common.CIFAR10_STD
+    ).view(1, 3, 1, 1)
     torch.testing.assert_close(first(x), expected)
 
 
 def test_convolutions_are_plain_nn_conv() -> None:
     for name in models.names():
-        convs = [m for m in models.make(name, in_channels=1 if name == "fcn1d" else 3).modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d))]
+        convs = [
+            m
+            for m in models.make(name, in_channels=1 if name == "fcn1d" else 3).modules()
+            if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d))
+        ]
         assert convs and all(type(m) in (torch.nn.Conv1d, torch.nn.Conv2d) for m in convs)
 
 

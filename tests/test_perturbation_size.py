@@ -48,7 +48,11 @@ def test_epsilons_leave_minimization_attacks_unclipped_and_grid_fixed_ones() -> 
 
 @pytest.mark.parametrize(
     "attack, options",
-    [("boundary", {"steps": 50}), ("additive-gaussian", {"repeats": 10}), ("blended-uniform", {"directions": 20, "steps": 20})],
+    [
+        ("boundary", {"steps": 50}),
+        ("additive-gaussian", {"repeats": 10}),
+        ("blended-uniform", {"directions": 20, "steps": 20}),
+    ],
 )
 def test_sizes_are_never_below_the_true_minimal_distance(attack: str, options: dict[str, int]) -> None:
     x, y = images()
@@ -64,12 +68,22 @@ def test_sizes_are_never_below_the_true_minimal_distance(attack: str, options: d
 
 def test_larger_share_pairs_examples_both_models_classify_right() -> None:
     def rows(rate: float, sizes: list[float], correct: list[bool]) -> list[dict[str, object]]:
-        return [{"attack": "boundary", "train_compress": rate, "example": i, "clean_correct": c, "fooled": not math.isnan(s), "value": s}
-                for i, (s, c) in enumerate(zip(sizes, correct))]  # fmt: skip
+        return [
+            {
+                "attack": "boundary",
+                "train_compress": rate,
+                "example": i,
+                "clean_correct": c,
+                "fooled": not math.isnan(s),
+                "value": s,
+            }
+            for i, (s, c) in enumerate(zip(sizes, correct))
+        ]
 
     nan = math.nan
     table = pd.DataFrame(
-        rows(0.0, [1.0, 2.0, 3.0, nan, 1.0], [True] * 5) + rows(0.5, [2.0, 1.0, 4.0, nan, 9.0], [True, True, True, True, False])
+        rows(0.0, [1.0, 2.0, 3.0, nan, 1.0], [True] * 5)
+        + rows(0.5, [2.0, 1.0, 4.0, nan, 9.0], [True, True, True, True, False])
     )
     (share,) = larger_share(table).itertuples()
     assert share.pairs == 4  # the last example: the band-limited model gets it wrong

@@ -48,7 +48,13 @@ def test_softmax_linear_matches_closed_form(given_target: bool) -> None:
 def small_cnn() -> nn.Module:
     torch.manual_seed(1)
     return nn.Sequential(
-        nn.Conv2d(2, 4, 3), nn.Softplus(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 1), nn.Tanh(), nn.Flatten(), nn.Linear(16, 5)
+        nn.Conv2d(2, 4, 3),
+        nn.Softplus(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 4, 1),
+        nn.Tanh(),
+        nn.Flatten(),
+        nn.Linear(16, 5),
     ).double()
 
 
@@ -57,7 +63,7 @@ def exact_probes(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch
     m1, m2 = [], []
     for xi in x:
         label = model(xi[None]).argmax()
-        f = lambda z: model(z.view(1, *xi.shape)).softmax(-1)[0, label]  # noqa: E731
+        f = lambda z: model(z.view(1, *xi.shape)).softmax(-1)[0, label]
         m1.append(torch.autograd.functional.jacobian(f, xi.flatten()).norm())
         eigenvalues = torch.linalg.eigvalsh(torch.autograd.functional.hessian(f, xi.flatten()))
         m2.append(eigenvalues[eigenvalues.abs().argmax()])
@@ -69,7 +75,9 @@ def test_small_cnn_matches_autograd_hessian() -> None:
     x = torch.rand(4, 2, 6, 6, dtype=torch.float64)
     m1_ref, m2_ref = exact_probes(model, x)
     torch.testing.assert_close(probes.gradient_norm(model, x), m1_ref, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(probes.hessian_top_eigenvalue(model, x, iters=72, tol=1e-10), m2_ref, rtol=1e-7, atol=1e-12)
+    torch.testing.assert_close(
+        probes.hessian_top_eigenvalue(model, x, iters=72, tol=1e-10), m2_ref, rtol=1e-7, atol=1e-12
+    )
 
 
 def test_default_budget_is_within_one_percent_in_at_most_50_products() -> None:

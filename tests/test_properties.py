@@ -39,7 +39,9 @@ T = TypeVar("T")
 def examples(n: int) -> settings:
     """`n` examples in the normal run (the `ci` profile), ten times as many under HYPOTHESIS_PROFILE=fuzz."""
     scale = 10 if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz" else 1
-    return settings(max_examples=n * scale, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    return settings(
+        max_examples=n * scale, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+    )
 
 
 def clean(call: Callable[[], T], *names: str) -> T | None:
@@ -58,6 +60,7 @@ def clean(call: Callable[[], T], *names: str) -> T | None:
 
 
 # --- strategies ---------------------------------------------------------------------------------
+
 
 def mostly(valid: st.SearchStrategy[Any], *invalid: st.SearchStrategy[Any], odds: int = 4) -> st.SearchStrategy[Any]:
     """`valid` `odds` times as often as one of `invalid`: with many arguments per call, the valid
@@ -87,15 +90,23 @@ def images(max_side: int = 6) -> st.SearchStrategy[torch.Tensor]:
     """Mostly RGB N x 3 x H x W batches in [0, 1] (N may be 0), else anything a user might pass."""
     batch = st.builds(
         lambda n, c, h, w, dtype, seed: torch.rand(n, c, h, w, generator=torch.Generator().manual_seed(seed)).to(dtype),
-        st.integers(0, 3), mostly(st.just(3), st.just(1)), st.integers(1, max_side), st.integers(1, max_side),
-        st.sampled_from([torch.float32, torch.float64, torch.float16]), st.integers(0, 2**16),
-    )  # fmt: skip
+        st.integers(0, 3),
+        mostly(st.just(3), st.just(1)),
+        st.integers(1, max_side),
+        st.integers(1, max_side),
+        st.sampled_from([torch.float32, torch.float64, torch.float16]),
+        st.integers(0, 2**16),
+    )
     other = st.one_of(tensors(), st.none(), st.just([[0.5]]), st.builds(lambda: np.zeros((1, 3, 4, 4), np.float32)))
     return mostly(batch, other)
 
 
 numbers = st.one_of(
-    st.floats(allow_nan=True, allow_infinity=True, width=32), st.integers(-5, 300), st.booleans(), st.none(), st.text(max_size=3)
+    st.floats(allow_nan=True, allow_infinity=True, width=32),
+    st.integers(-5, 300),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
 )
 
 
@@ -110,7 +121,9 @@ def channel_args(draw: st.DrawFn) -> tuple[str, Any, Any, Any]:
         strength = draw(st.one_of(valid, valid, numbers))
     else:
         strength = draw(numbers)
-    seed = draw(mostly(st.one_of(st.none(), st.integers(0, 2**31)), st.integers(-2, -1), st.floats(0, 3), st.text(max_size=2)))
+    seed = draw(
+        mostly(st.one_of(st.none(), st.integers(0, 2**31)), st.integers(-2, -1), st.floats(0, 3), st.text(max_size=2))
+    )
     gradient = draw(mostly(st.sampled_from(["exact", "bpda"]), st.sampled_from(["none", 0])))
     return name, strength, seed, gradient
 
@@ -122,7 +135,9 @@ def channel_args(draw: st.DrawFn) -> tuple[str, Any, Any, Any]:
 @examples(300)
 def test_channels(args: tuple[str, Any, Any, Any], x: Any) -> None:
     name, strength, seed, gradient = args
-    channel = clean(lambda: channels.make(name, strength, seed=seed, gradient=gradient), "channel", "strength", "seed", "gradient")
+    channel = clean(
+        lambda: channels.make(name, strength, seed=seed, gradient=gradient), "channel", "strength", "seed", "gradient"
+    )
     if channel is None:
         return
     y = clean(lambda: channel(x), "x")
@@ -151,9 +166,13 @@ class _AnySize(nn.Module):
 MODEL = _AnySize().eval()
 
 
-@given(x=images(), votes=mostly(st.integers(1, 5), st.integers(-1, 0), numbers), seed=mostly(st.none() | st.integers(0, 9), st.just(-1)),
-       spec=st.sampled_from(["identity", "gauss:0.1", "fft:0.5", "cd:2", "jpeg:30"]),
-       alpha=mostly(st.none() | st.floats(0.001, 0.5), numbers))  # fmt: skip
+@given(
+    x=images(),
+    votes=mostly(st.integers(1, 5), st.integers(-1, 0), numbers),
+    seed=mostly(st.none() | st.integers(0, 9), st.just(-1)),
+    spec=st.sampled_from(["identity", "gauss:0.1", "fft:0.5", "cd:2", "jpeg:30"]),
+    alpha=mostly(st.none() | st.floats(0.001, 0.5), numbers),
+)
 @example(x=torch.rand(2, 3, 5, 5), votes=3, seed=0, spec="gauss:0.1", alpha=0.1)
 @examples(200)
 def test_defended(x: Any, votes: Any, seed: Any, spec: str, alpha: Any) -> None:
@@ -184,18 +203,36 @@ def _reference(fn: Callable[[], torch.Tensor]) -> torch.Tensor | None:
 
 
 @given(
-    d=st.sampled_from([1, 2]), n=st.integers(0, 2), c=st.integers(1, 3), o=st.integers(1, 3), size=st.integers(1, 9),
-    k=st.integers(1, 5), stride=mostly(st.integers(1, 3), st.integers(-1, 0)),
+    d=st.sampled_from([1, 2]),
+    n=st.integers(0, 2),
+    c=st.integers(1, 3),
+    o=st.integers(1, 3),
+    size=st.integers(1, 9),
+    k=st.integers(1, 5),
+    stride=mostly(st.integers(1, 3), st.integers(-1, 0)),
     padding=mostly(st.integers(0, 3) | st.sampled_from(["same", "valid"]), st.just(-1), st.just("full")),
-    dilation=mostly(st.integers(1, 2), st.just(0)), groups=mostly(st.integers(1, 3), st.just(0)),
+    dilation=mostly(st.integers(1, 2), st.just(0)),
+    groups=mostly(st.integers(1, 3), st.just(0)),
     rate=mostly(st.floats(0, 0.95) | st.just(0.0), st.floats(-0.5, 1.5)),
-    bias=st.booleans(), dtype=mostly(st.sampled_from([torch.float32, torch.float64]), st.just(torch.float16)),
-)  # fmt: skip
+    bias=st.booleans(),
+    dtype=mostly(st.sampled_from([torch.float32, torch.float64]), st.just(torch.float16)),
+)
 @examples(400)
 def test_band_limited_conv_agrees_with_fconv_on_what_it_accepts(
-    d: int, n: int, c: int, o: int, size: int, k: int, stride: int, padding: Any, dilation: int, groups: int,
-    rate: float, bias: bool, dtype: torch.dtype,
-) -> None:  # fmt: skip
+    d: int,
+    n: int,
+    c: int,
+    o: int,
+    size: int,
+    k: int,
+    stride: int,
+    padding: Any,
+    dilation: int,
+    groups: int,
+    rate: float,
+    bias: bool,
+    dtype: torch.dtype,
+) -> None:
     gen = torch.Generator().manual_seed(n * 1000 + c * 100 + o * 10 + k)
     c, o = c * max(groups, 1), o * max(groups, 1)  # per-group counts, so that valid groups divide both
     x = torch.randn(n, c, *([size] * d), generator=gen).to(dtype)
@@ -205,9 +242,19 @@ def test_band_limited_conv_agrees_with_fconv_on_what_it_accepts(
     theirs = F.conv2d if d == 2 else F.conv1d
     got = clean(
         lambda: ours(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups, compress_rate=rate),
-        "input", "weight", "bias", "stride", "padding", "dilation", "groups", "compress_rate", "kernel",
-    )  # fmt: skip
-    expected = _reference(lambda: theirs(x.double(), w.double(), None if b is None else b.double(), stride, padding, dilation, groups))
+        "input",
+        "weight",
+        "bias",
+        "stride",
+        "padding",
+        "dilation",
+        "groups",
+        "compress_rate",
+        "kernel",
+    )
+    expected = _reference(
+        lambda: theirs(x.double(), w.double(), None if b is None else b.double(), stride, padding, dilation, groups)
+    )
     if got is None:
         return
     assert expected is not None, "accepted arguments that F.conv refuses"
@@ -216,14 +263,28 @@ def test_band_limited_conv_agrees_with_fconv_on_what_it_accepts(
         torch.testing.assert_close(got.double(), expected, rtol=1e-3, atol=1e-3)
 
 
-@given(rate=mostly(st.none() | st.floats(0, 0.99), st.floats(-1, 2), numbers), energy=mostly(st.none(), st.floats(-1, 2), numbers),
-       backend=mostly(st.sampled_from(["auto", "torch"]), st.sampled_from(["cupy", "numpy"])),
-       what=mostly(st.just("model"), st.sampled_from(["conv", "other"])))  # fmt: skip
+@given(
+    rate=mostly(st.none() | st.floats(0, 0.99), st.floats(-1, 2), numbers),
+    energy=mostly(st.none(), st.floats(-1, 2), numbers),
+    backend=mostly(st.sampled_from(["auto", "torch"]), st.sampled_from(["cupy", "numpy"])),
+    what=mostly(st.just("model"), st.sampled_from(["conv", "other"])),
+)
 @examples(100)
 def test_bandlimit(rate: Any, energy: Any, backend: str, what: str) -> None:
     torch.manual_seed(0)
-    target: Any = {"model": lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv1d(4, 4, 1)), "conv": lambda: nn.Conv2d(3, 3, 1), "other": lambda: "model"}[what]()
-    converted = clean(lambda: bandlimit(target, compress_rate=rate, energy=energy, backend=backend), "model", "compress_rate", "energy", "backend", "CUDA")
+    target: Any = {
+        "model": lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv1d(4, 4, 1)),
+        "conv": lambda: nn.Conv2d(3, 3, 1),
+        "other": lambda: "model",
+    }[what]()
+    converted = clean(
+        lambda: bandlimit(target, compress_rate=rate, energy=energy, backend=backend),
+        "model",
+        "compress_rate",
+        "energy",
+        "backend",
+        "CUDA",
+    )
     if converted is not None:
         assert all(type(m) not in (nn.Conv1d, nn.Conv2d) for m in converted.modules())
 
@@ -234,31 +295,55 @@ def test_bandlimit(rate: Any, energy: Any, backend: str, what: str) -> None:
 @given(
     attack=mostly(st.sampled_from(["fgsm", "pgd-linf", "deepfool-linf", "salt-and-pepper"]), st.just("pgd"), odds=9),
     threat=mostly(st.sampled_from(["nonadaptive", "bpda", "eot"]), st.just("greybox"), odds=9),
-    epsilons=mostly(st.lists(st.floats(0, 0.3), min_size=1, max_size=3), st.lists(st.one_of(st.floats(-0.1, 0.3), st.just(math.nan)), max_size=3), numbers, odds=9),
-    labels=mostly(st.just("ok"), st.sampled_from(["float", "short", "range", "list"]), odds=9), x=images(max_side=5),
-    eot=mostly(st.integers(1, 2), st.integers(-1, 0), numbers, odds=9), seed=mostly(st.integers(0, 3), st.just(-1), numbers, odds=9),
-)  # fmt: skip
+    epsilons=mostly(
+        st.lists(st.floats(0, 0.3), min_size=1, max_size=3),
+        st.lists(st.one_of(st.floats(-0.1, 0.3), st.just(math.nan)), max_size=3),
+        numbers,
+        odds=9,
+    ),
+    labels=mostly(st.just("ok"), st.sampled_from(["float", "short", "range", "list"]), odds=9),
+    x=images(max_side=5),
+    eot=mostly(st.integers(1, 2), st.integers(-1, 0), numbers, odds=9),
+    seed=mostly(st.integers(0, 3), st.just(-1), numbers, odds=9),
+)
 @example(attack="pgd-linf", threat="eot", epsilons=[0.0, 0.1], labels="ok", x=torch.rand(3, 3, 5, 5), eot=2, seed=1)
 @examples(120)
 def test_attacks_evaluate(attack: str, threat: str, epsilons: Any, labels: str, x: Any, eot: Any, seed: Any) -> None:
     n = len(x) if isinstance(x, torch.Tensor) and x.dim() else 1
-    y: Any = {"ok": torch.arange(n) % 5, "float": torch.zeros(n), "short": torch.zeros(max(n - 1, 0), dtype=torch.long),
-              "range": torch.full((n,), 7), "list": [0] * n}[labels]  # fmt: skip
+    y: Any = {
+        "ok": torch.arange(n) % 5,
+        "float": torch.zeros(n),
+        "short": torch.zeros(max(n - 1, 0), dtype=torch.long),
+        "range": torch.full((n,), 7),
+        "list": [0] * n,
+    }[labels]
     defended = rbl.Defended(MODEL, channels.make("cd:3"))
-    options = {"steps": 2} if attack in ("pgd-linf", "deepfool-linf") else {"steps": 5} if attack == "salt-and-pepper" else {}
+    options = (
+        {"steps": 2} if attack in ("pgd-linf", "deepfool-linf") else {"steps": 5} if attack == "salt-and-pepper" else {}
+    )
     rows = clean(
         lambda: attacks.evaluate(defended, attack, x, y, threat, epsilons, eot, seed, options=options),
-        "attack", "threat", "epsilons", "eot_samples", "seed", "x", "y",
-    )  # fmt: skip
+        "attack",
+        "threat",
+        "epsilons",
+        "eot_samples",
+        "seed",
+        "x",
+        "y",
+    )
     if rows is not None:
         robust = rows[rows.metric == "robust_accuracy"].value
         clean_acc = rows[rows.metric == "clean_accuracy"].value.iloc[0]
         assert robust.notna().all() and ((robust >= 0) & (robust <= clean_acc + 1e-9)).all()
 
 
-@given(x=images(max_side=5), target=mostly(st.sampled_from([None, "ok"]), st.sampled_from(["range", "float"])),
-       iters=mostly(st.integers(1, 4), st.integers(-1, 0), numbers), tol=mostly(st.floats(1e-4, 0.5), st.floats(-1, 2), numbers),
-       batch=mostly(st.integers(1, 3), st.integers(-1, 0), numbers))  # fmt: skip
+@given(
+    x=images(max_side=5),
+    target=mostly(st.sampled_from([None, "ok"]), st.sampled_from(["range", "float"])),
+    iters=mostly(st.integers(1, 4), st.integers(-1, 0), numbers),
+    tol=mostly(st.floats(1e-4, 0.5), st.floats(-1, 2), numbers),
+    batch=mostly(st.integers(1, 3), st.integers(-1, 0), numbers),
+)
 @example(x=torch.rand(3, 3, 4, 4), target="ok", iters=3, tol=1e-3, batch=2)
 @examples(120)
 def test_probes(x: Any, target: Any, iters: Any, tol: Any, batch: Any) -> None:
@@ -282,7 +367,9 @@ def npz_contents(draw: st.DrawFn) -> bytes | dict[str, np.ndarray]:
     if draw(st.integers(0, 6)) == 0:
         return draw(st.one_of(st.binary(max_size=64), st.just(b"PK\x03\x04" + b"\x00" * 40)))
     n = draw(st.integers(0, 4))
-    shape = draw(mostly(st.sampled_from([(32, 32, 3), (28, 28)]), st.sampled_from([(32, 32), (3, 32, 32), (28, 28, 1)])))
+    shape = draw(
+        mostly(st.sampled_from([(32, 32, 3), (28, 28)]), st.sampled_from([(32, 32), (3, 32, 32), (28, 28, 1)]))
+    )
     dtype = draw(mostly(st.just(np.uint8), st.sampled_from([np.float32, np.int64])))
     labels = draw(st.lists(mostly(st.integers(0, 9), st.sampled_from([-1, 10]), odds=20), min_size=n, max_size=n))
     arrays = {"x": np.zeros((n, *shape), dtype), "y": np.asarray(labels, np.int64)}
@@ -300,7 +387,9 @@ def npz_contents(draw: st.DrawFn) -> bytes | dict[str, np.ndarray]:
 
 @given(content=npz_contents(), name=st.sampled_from(["cifar10", "mnist"]), nested=st.booleans())
 @examples(200)
-def test_data_loading_from_any_npz(tmp_path_factory: pytest.TempPathFactory, content: Any, name: str, nested: bool) -> None:
+def test_data_loading_from_any_npz(
+    tmp_path_factory: pytest.TempPathFactory, content: Any, name: str, nested: bool
+) -> None:
     root = tmp_path_factory.mktemp("npz")
     folder = root / name if nested else root
     folder.mkdir(exist_ok=True)
@@ -321,10 +410,15 @@ GOOD = {"key": "k1", "cell": {"a": 1}, "rows": [{"a": 1, "metric": "m", "value":
 
 def _json_values(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     """One level of JSON nesting over `children`, with the store's own key names likely."""
-    return st.lists(children, max_size=3) | st.dictionaries(st.sampled_from(["key", "cell", "rows", "x"]), children, max_size=4)
+    return st.lists(children, max_size=3) | st.dictionaries(
+        st.sampled_from(["key", "cell", "rows", "x"]), children, max_size=4
+    )
 
 
-JSON_LINES = st.builds(lambda v: json.dumps(v).encode(), st.recursive(st.none() | st.integers() | st.text(max_size=4), _json_values, max_leaves=8))
+JSON_LINES = st.builds(
+    lambda v: json.dumps(v).encode(),
+    st.recursive(st.none() | st.integers() | st.text(max_size=4), _json_values, max_leaves=8),
+)
 
 
 @given(lines=st.lists(st.one_of(st.binary(max_size=40), st.just(json.dumps(GOOD).encode()), JSON_LINES), max_size=8))
@@ -349,7 +443,12 @@ def _intact(lines: list[bytes]) -> dict[str, list[Any]]:
             record = json.loads(line.replace(b"\n", b" ").decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             continue
-        if (isinstance(record, dict) and isinstance(record.get("key"), str) and isinstance(record.get("cell"), dict)
-                and isinstance(record.get("rows"), list) and all(isinstance(r, dict) for r in record["rows"])):  # fmt: skip
+        if (
+            isinstance(record, dict)
+            and isinstance(record.get("key"), str)
+            and isinstance(record.get("cell"), dict)
+            and isinstance(record.get("rows"), list)
+            and all(isinstance(r, dict) for r in record["rows"])
+        ):
             found.setdefault(record["key"], record["rows"])
     return found

@@ -19,7 +19,13 @@ from robustbench_bl import attacks, channels, data, models
 from robustbench_bl.evaluation import probes
 from robustbench_bl.runtime import sweep
 from robustbench_bl.runtime.results import ResultsStore
-from robustbench_bl.spectral import BandLimitedConv1d, BandLimitedConv2d, band_limited_conv1d, band_limited_conv2d, bandlimit
+from robustbench_bl.spectral import (
+    BandLimitedConv1d,
+    BandLimitedConv2d,
+    band_limited_conv1d,
+    band_limited_conv2d,
+    bandlimit,
+)
 from robustbench_bl.training import CheckpointStore, TrainConfig, evaluate, predict
 
 EMPTY = torch.rand(0, 3, 32, 32)
@@ -53,12 +59,16 @@ def test_dataset_refuses_different_lengths() -> None:
 
 
 @pytest.mark.parametrize("via", ["root", "RBL_DATA"])
-def test_wrongly_shaped_cifar_folder_is_an_error_not_the_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, via: str) -> None:
+def test_wrongly_shaped_cifar_folder_is_an_error_not_the_sample(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, via: str
+) -> None:
     file = _cifar_folder(tmp_path, "test", np.zeros((5, 28, 28), np.uint8), np.zeros(5, np.int64))
     root = tmp_path if via == "root" else None
     if via == "RBL_DATA":
         monkeypatch.setenv("RBL_DATA", str(tmp_path))
-    with pytest.raises(ValueError, match=rf"{file} holds images of shape \(28, 28\).*cifar10 needs uint8 N x 32 x 32 x 3"):
+    with pytest.raises(
+        ValueError, match=rf"{file} holds images of shape \(28, 28\).*cifar10 needs uint8 N x 32 x 32 x 3"
+    ):
         data.cifar10("test", root=root, download=False)
 
 
@@ -221,11 +231,19 @@ def test_damaged_checkpoint_metadata_names_the_file(tmp_path: Path) -> None:
 # --- results store and sweeps -----------------------------------------------------------------
 
 
-def test_results_store_skips_damaged_lines_and_writes_only_good_rows(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_results_store_skips_damaged_lines_and_writes_only_good_rows(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     store = ResultsStore(tmp_path / "r.jsonl")
     store.append({"a": 1}, [{"metric": "m", "value": 1.0}])
-    damage = [b"\xff\xfe not utf-8\n", b"[1, 2, 3]\n", b'{"key": 5, "cell": {}, "rows": []}\n',
-              b'{"key": "k", "cell": {}, "rows": "text"}\n', b'{"key": "k", "cell": {}, "rows": [1]}\n', b"{not json\n"]  # fmt: skip
+    damage = [
+        b"\xff\xfe not utf-8\n",
+        b"[1, 2, 3]\n",
+        b'{"key": 5, "cell": {}, "rows": []}\n',
+        b'{"key": "k", "cell": {}, "rows": "text"}\n',
+        b'{"key": "k", "cell": {}, "rows": [1]}\n',
+        b"{not json\n",
+    ]
     with open(store.path, "ab") as fh:
         fh.writelines(damage)
     store.append({"a": 2}, [{"metric": "m", "value": 2.0}])
@@ -233,9 +251,9 @@ def test_results_store_skips_damaged_lines_and_writes_only_good_rows(tmp_path: P
         table = store.frame()
     assert table.to_dict("records") == [{"a": 1, "metric": "m", "value": 1.0}, {"a": 2, "metric": "m", "value": 2.0}]
     assert sum("skipping a damaged line" in r.message for r in caplog.records) == len(damage)
-    assert store.keys() == {json.loads(line)["key"] for line in store.path.read_text("utf-8", "replace").splitlines()[:1]} | {
-        json.loads(store.path.read_bytes().splitlines()[-1])["key"]
-    }
+    assert store.keys() == {
+        json.loads(line)["key"] for line in store.path.read_text("utf-8", "replace").splitlines()[:1]
+    } | {json.loads(store.path.read_bytes().splitlines()[-1])["key"]}
     csv = store.to_csv().read_text()
     assert csv.splitlines() == ["a,metric,value", "1,m,1.0", "2,m,2.0"]
 
@@ -246,7 +264,9 @@ def test_sweep_cell_returning_no_rows_fails_that_cell_only(tmp_path: Path) -> No
     def measure(cell: dict) -> list[dict] | None:
         return None if cell["a"] == 2 else [{"metric": "m", "value": cell["a"]}]
 
-    with pytest.raises(sweep.SweepError, match="(?s)1 cell.*measure must return a list of dicts .tidy rows., got NoneType"):
+    with pytest.raises(
+        sweep.SweepError, match=r"(?s)1 cell.*measure must return a list of dicts \(tidy rows\), got NoneType"
+    ):
         sweep.run(sweep.grid(a=[1, 2, 3]), measure, store, progress=False)  # type: ignore[arg-type]
     assert sorted(store.frame().value) == [1, 3]
 
@@ -256,7 +276,7 @@ def test_sweep_cell_returning_no_rows_fails_that_cell_only(tmp_path: Path) -> No
 
 def test_m2_on_a_band_limited_model_says_why(lenet: nn.Module) -> None:
     banded = bandlimit(models.make("lenet"), compress_rate=0.5).eval()
-    with pytest.raises(ValueError, match="band-limited convolutions .* not differentiable a second time"):
+    with pytest.raises(ValueError, match=r"band-limited convolutions .* not differentiable a second time"):
         probes.hessian_top_eigenvalue(banded, torch.rand(2, 3, 32, 32))
     assert probes.gradient_norm(banded, torch.rand(2, 3, 32, 32)).shape == (2,)  # M1 works
 
@@ -277,7 +297,14 @@ def test_damaged_resume_checkpoint_names_the_file(tmp_path: Path, content: bytes
         path.write_bytes(content)  # type: ignore[arg-type]
     recipe = FastRecipe(epochs=1, batch_size=16, whiten_images=16)
     with pytest.raises(ValueError, match=f"resume checkpoint {path} is damaged .*delete it"):
-        train_fast(models.make("fastnet"), data.packaged_sample("train").at_most(32), recipe, device="cpu", resume=path, progress=False)
+        train_fast(
+            models.make("fastnet"),
+            data.packaged_sample("train").at_most(32),
+            recipe,
+            device="cpu",
+            resume=path,
+            progress=False,
+        )
 
 
 def test_damaged_zoo_card_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,7 +15,14 @@ from robustbench_bl import plots, report, studies
 from robustbench_bl.__main__ import main as rbl
 from robustbench_bl.cli import command_line
 
-CHROMIUM = next((p for p in (os.environ.get("RBL_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser") if p and Path(p).is_file()), None)
+CHROMIUM = next(
+    (
+        p
+        for p in (os.environ.get("RBL_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser")
+        if p and Path(p).is_file()
+    ),
+    None,
+)
 #: CI sets RBL_REQUIRE_BROWSER=1, so a missing browser fails there instead of skipping.
 REQUIRE_BROWSER = os.environ.get("RBL_REQUIRE_BROWSER") == "1"
 
@@ -23,10 +30,17 @@ REQUIRE_BROWSER = os.environ.get("RBL_REQUIRE_BROWSER") == "1"
 def fake_study(folder: Path, name: str, values: list[float], finding: str | None) -> Path:
     """A study folder as the studies write it: results.csv, a figure, finding.txt."""
     folder.mkdir(parents=True)
-    rows = pd.DataFrame({
-        "study": name, "metric": "accuracy", "level": range(len(values)), "value": values, "seed": 0,
-        "correct": "x" * 500, "version_torch": "2.x",
-    })  # fmt: skip
+    rows = pd.DataFrame(
+        {
+            "study": name,
+            "metric": "accuracy",
+            "level": range(len(values)),
+            "value": values,
+            "seed": 0,
+            "correct": "x" * 500,
+            "version_torch": "2.x",
+        }
+    )
     rows.to_csv(folder / "results.csv", index=False)
     plots.lines(rows, x="level", y="value", xlabel="level", ylabel="accuracy", title=name, stem=folder / name)
     if finding is not None:
@@ -40,9 +54,19 @@ def results(tmp_path: Path) -> Path:
     fake_study(root / "a", "alpha", [10.0, 9.0, 100.0, 0.5], "Finding ('x') DOES NOT HOLD: 0.1 [0.0, 0.2]\n  more")
     fake_study(root / "b", "beta", [0.3, 0.2], "Finding ('y') HOLDS FOR 2 OF 3 (example, metric) PAIRS: ...")
     fake_study(root / "nested" / "c", "gamma", [0.1, 0.2], None)
-    board = pd.DataFrame({"rank": [1, 2], "channel": ["jpeg", "identity"], "clean": [0.8, 0.9], "clean_ci_low": [0.7, 0.85],
-                          "clean_ci_high": [0.9, 0.95], "robust": [0.31, 0.18], "robust_ci_low": [0.22, 0.11],
-                          "robust_ci_high": [0.41, 0.27], "threat": ["bpda", "whitebox"]})  # fmt: skip
+    board = pd.DataFrame(
+        {
+            "rank": [1, 2],
+            "channel": ["jpeg", "identity"],
+            "clean": [0.8, 0.9],
+            "clean_ci_low": [0.7, 0.85],
+            "clean_ci_high": [0.9, 0.95],
+            "robust": [0.31, 0.18],
+            "robust_ci_low": [0.22, 0.11],
+            "robust_ci_high": [0.41, 0.27],
+            "threat": ["bpda", "whitebox"],
+        }
+    )
     board.to_csv(root / "b" / "leaderboard.csv", index=False)
     return root
 
@@ -51,7 +75,7 @@ def test_folders_are_the_root_or_every_study_below_it(results: Path, tmp_path: P
     assert report.study_folders(results) == [results / "a", results / "b", results / "nested" / "c"]
     assert report.study_folders(results / "a") == [results / "a"]
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="holds no results.csv"):
+    with pytest.raises(ValueError, match=r"holds no results\.csv"):
         report.study_folders(tmp_path / "empty")
     with pytest.raises(ValueError, match="not a folder"):
         report.study_folders(tmp_path / "missing")
@@ -83,7 +107,9 @@ def test_damaged_csv_is_a_clear_error(results: Path) -> None:
         report.load(results / "a")
 
 
-def test_command_writes_the_page_and_refuses_a_bad_folder(results: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_command_writes_the_page_and_refuses_a_bad_folder(
+    results: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert command_line(rbl, ["report", str(results), "--out", str(tmp_path / "r.html")]) == 0
     assert (tmp_path / "r.html").read_text().count("<section") == 3
     assert command_line(rbl, ["report", str(tmp_path / "nowhere")]) == 2
@@ -115,7 +141,9 @@ def test_page_in_a_real_browser(results: Path, tmp_path: Path) -> None:
     manager, browser, page = browser_page(page_path)
     try:
         errors: list[str] = []
-        page.on("console", lambda message: errors.append(message.text) if message.type in ("error", "warning") else None)
+        page.on(
+            "console", lambda message: errors.append(message.text) if message.type in ("error", "warning") else None
+        )
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(page_path.as_uri())
         page.wait_for_load_state("load")
@@ -127,7 +155,7 @@ def test_page_in_a_real_browser(results: Path, tmp_path: Path) -> None:
 
         table = page.locator("#alpha table.sortable").last
         column = table.locator("th", has_text="value")
-        shown = lambda: [float(v) for v in table.locator("tbody tr td:nth-child(2)").all_inner_texts()]  # noqa: E731
+        shown = lambda: [float(v) for v in table.locator("tbody tr td:nth-child(2)").all_inner_texts()]
         assert shown() == [10.0, 9.0, 100.0, 0.5]
         column.click()
         assert shown() == [0.5, 9.0, 10.0, 100.0]  # numbers, not text: "100" < "9" as text

@@ -69,7 +69,7 @@ def test_nan_values_are_stored_as_missing(tmp_path: Path) -> None:
 
 
 def test_store_path_must_be_jsonl(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="path must end in .jsonl"):
+    with pytest.raises(ValueError, match=r"path must end in \.jsonl"):
         ResultsStore(tmp_path / "r.csv")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -43,7 +45,11 @@ def test_mask_shape_and_rate(make, shape, rate):
     if mask.sum() > 1:  # ... and otherwise discards at least compress_rate (the paper's rounding) ...
         assert kept <= 1 - rate + 1e-12
     # ... with the widest such band: the next shell of the same family would keep more than 1 - rate
-    radius = np.maximum.reduce(radius_grid(shape)) if make is compression.static_mask else np.sqrt(sum(g**2 for g in radius_grid(shape)))
+    radius = (
+        np.maximum.reduce(radius_grid(shape))
+        if make is compression.static_mask
+        else np.sqrt(sum(g**2 for g in radius_grid(shape)))
+    )
     outside = radius[~mask.numpy()]
     if outside.size:
         assert (radius <= outside.min() + 1e-12).sum() > (1 - rate) * mask.numel() + 1e-9
@@ -55,7 +61,7 @@ def test_mask_shape_and_rate(make, shape, rate):
 @pytest.mark.parametrize("make", [compression.static_mask, compression.disk_mask])
 def test_masks_are_nested_in_rate(make, shape):
     masks = [make(shape, r) for r in RATES]
-    for wider, narrower in zip(masks, masks[1:]):
+    for wider, narrower in itertools.pairwise(masks):
         assert not (narrower & ~wider).any()
     assert compression.fraction_kept(masks[-1]) < 1
 
@@ -147,7 +153,10 @@ def test_energy_mask_extremes():
         (lambda: compression.energy_mask(torch.ones(4, 3, dtype=torch.cfloat), 0.0, 1), r"energy must be in \(0"),
         (lambda: compression.energy_mask(torch.ones(4, 3, dtype=torch.cfloat), 1.2, 1), r"energy must be in \(0"),
         (lambda: compression.energy_mask(torch.ones(4, 3, dtype=torch.cfloat), 0.5, 3), "ndim must be in"),
-        (lambda: compression.energy_mask(torch.ones(4, 3, dtype=torch.cfloat), 0.5, 1, signal_shape=(8,)), "signal_shape"),
+        (
+            lambda: compression.energy_mask(torch.ones(4, 3, dtype=torch.cfloat), 0.5, 1, signal_shape=(8,)),
+            "signal_shape",
+        ),
     ],
 )
 def test_bad_input_raises_value_error_naming_the_argument(call, match):

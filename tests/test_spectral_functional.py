@@ -10,10 +10,15 @@ import torch
 import torch.nn.functional as F
 
 from robustbench_bl.runtime.profiling import saved_bytes
-from robustbench_bl.spectral import band_limited_conv1d, band_limited_conv2d, band_limited_conv3d, compression
-from robustbench_bl.spectral import transforms
-from robustbench_bl.spectral.transforms import AxisGeometry, choose_route
+from robustbench_bl.spectral import (
+    band_limited_conv1d,
+    band_limited_conv2d,
+    band_limited_conv3d,
+    compression,
+    transforms,
+)
 from robustbench_bl.spectral.backends import TorchBackend, get_backend
+from robustbench_bl.spectral.transforms import AxisGeometry, choose_route
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel")
 
@@ -36,9 +41,13 @@ def grid(sizes, kernels, strides, paddings, dilations, groups, biases):
     """Every valid combination, with readable ids."""
     cases = []
     for d in sizes:
-        for size, k, s, p, dil, g, b in itertools.product(sizes[d], kernels, strides, paddings, dilations, groups, biases):
+        for size, k, s, p, dil, g, b in itertools.product(
+            sizes[d], kernels, strides, paddings, dilations, groups, biases
+        ):
             if valid(size, k, s, p, dil):
-                cases.append(pytest.param(d, size, k, s, p, dil, g, b, id=f"{d}d-{size}-k{k}-s{s}-p{p}-d{dil}-g{g}-b{int(b)}"))
+                cases.append(
+                    pytest.param(d, size, k, s, p, dil, g, b, id=f"{d}d-{size}-k{k}-s{s}-p{p}-d{dil}-g{g}-b{int(b)}")
+                )
     return cases
 
 
@@ -91,7 +100,7 @@ def masked_reference(x, w, b, stride, padding, dilation, groups, mask_of):
     ws = ws.reshape(groups, cout // groups, cin // groups, *ws.shape[2:])
     ys = torch.einsum("ngc...,goc...->ngo...", xs, ws.conj()).reshape(nb, cout, *xs.shape[3:])
     y = torch.fft.irfftn(ys, s=n, dim=dims)
-    crop = (slice(None), slice(None)) + tuple(slice(0, m - extent(k, dilation) + 1, stride) for m in n)
+    crop = (slice(None), slice(None), *tuple(slice(0, m - extent(k, dilation) + 1, stride) for m in n))
     y = y[crop]
     return y if b is None else y + b.view(-1, *(1,) * d)
 
@@ -100,9 +109,9 @@ def static(rate):
     return lambda n, xp: compression.static_mask(n, rate)
 
 
-GRID0 = grid(
-    {d: SIZES[d] for d in (1, 2)}, range(1, 8), (1, 2), (0, 1, "same"), (1, 2), (1, 2), (True, False)
-) + grid({3: SIZES[3]}, (1, 2, 3), (1, 2), (0, 1, "same"), (1, 2), (1, 2), (True,))
+GRID0 = grid({d: SIZES[d] for d in (1, 2)}, range(1, 8), (1, 2), (0, 1, "same"), (1, 2), (1, 2), (True, False)) + grid(
+    {3: SIZES[3]}, (1, 2, 3), (1, 2), (0, 1, "same"), (1, 2), (1, 2), (True,)
+)
 
 
 @pytest.mark.parametrize("transform", ROUTES)
@@ -129,12 +138,17 @@ GRID_SMALL = grid({1: [(7,)], 2: [(5, 6)]}, (1, 2, 3), (1, 2), (0, 1, "same"), (
 def test_gradcheck_float64(d, size, k, stride, padding, dilation, groups, bias, rate, transform):
     _, blconv = CONV[d]
     x, w, b = make_inputs(d, size, k, groups, bias, torch.float64, batch=1, cin=2, cout=2)
-    fn = lambda x, w, b: blconv(x, w, b, stride, padding, dilation, groups, compress_rate=rate, transform=transform)  # noqa: E731
+    fn = lambda x, w, b: blconv(x, w, b, stride, padding, dilation, groups, compress_rate=rate, transform=transform)
     assert torch.autograd.gradcheck(fn, (x, w, b))
 
 
 def test_reference_itself_equals_conv_at_rate_zero():
-    for d, k, s, p, dil, g in [(2, 3, 2, 1, 2, 2), (1, 4, 1, "same", 2, 1), (2, 2, 1, "same", 1, 2), (3, 3, 2, 1, 1, 2)]:
+    for d, k, s, p, dil, g in [
+        (2, 3, 2, 1, 2, 2),
+        (1, 4, 1, "same", 2, 1),
+        (2, 2, 1, "same", 1, 2),
+        (3, 3, 2, 1, 1, 2),
+    ]:
         conv, _ = CONV[d]
         x, w, b = make_inputs(d, SIZES[d][-1], k, g, True, torch.float64)
         torch.testing.assert_close(masked_reference(x, w, b, s, p, dil, g, static(0.0)), conv(x, w, b, s, p, dil, g))
@@ -190,9 +204,11 @@ def test_error_against_conv_grows_with_rate(d, size, k):
     for rate in (0.0, 0.2, 0.4, 0.6, 0.8, 0.95):
         y = blconv(x, w, b, 1, k // 2, compress_rate=rate)
         gx = grads(y, (x,))[0]
-        errors.append(((y - expected).norm() / expected.norm()).item() + ((gx - g_expected).norm() / g_expected.norm()).item())
+        errors.append(
+            ((y - expected).norm() / expected.norm()).item() + ((gx - g_expected).norm() / g_expected.norm()).item()
+        )
     assert errors[0] < 1e-10
-    assert all(a < b for a, b in zip(errors, errors[1:])), errors
+    assert all(a < b for a, b in itertools.pairwise(errors)), errors
     assert errors[-1] > 0.3
 
 
@@ -220,7 +236,10 @@ def test_saved_bytes_stay_below_fconv_at_half_rate_on_every_size():
 
 
 @pytest.mark.parametrize("transform", ROUTES)
-@pytest.mark.parametrize("d, size, k, stride, groups", [(1, (23,), 3, 1, 2), (2, (13, 11), 3, 2, 1), (2, (12, 12), 5, 1, 2), (3, (5, 6, 7), 3, 1, 1)])
+@pytest.mark.parametrize(
+    "d, size, k, stride, groups",
+    [(1, (23,), 3, 1, 2), (2, (13, 11), 3, 2, 1), (2, (12, 12), 5, 1, 2), (3, (5, 6, 7), 3, 1, 1)],
+)
 def test_filter_spectrum_in_many_chunks_equals_one(monkeypatch, d, size, k, stride, groups, transform):
     """Large maps form W a few first-axis bins at a time; a one-row chunk must give the same result."""
     _, blconv = CONV[d]
@@ -244,7 +263,7 @@ def test_auto_transform_takes_the_fft_on_large_maps_only():
         return tuple(AxisGeometry(size, 3, stride, pad_left=1, pad_right=1) for _ in range(d))
 
     def full(geoms):
-        return tuple(tuple(range(g.n)) for g in geoms[:-1]) + (tuple(range(geoms[-1].n // 2 + 1)),)
+        return (*tuple(tuple(range(g.n)) for g in geoms[:-1]), tuple(range(geoms[-1].n // 2 + 1)))
 
     assert choose_route(geometry(32), full(geometry(32))) == "dft"
     assert choose_route(geometry(270, d=1), full(geometry(270, d=1))) == "dft"
@@ -260,7 +279,9 @@ def test_torch_backend_products_match_einsum(groups, lazy):
     k, n, c, o = 5, 3, 4, 8
 
     def rand(*shape):
-        return torch.complex(torch.randn(*shape, generator=g, dtype=torch.float64), torch.randn(*shape, generator=g, dtype=torch.float64))
+        return torch.complex(
+            torch.randn(*shape, generator=g, dtype=torch.float64), torch.randn(*shape, generator=g, dtype=torch.float64)
+        )
 
     x, w, grad = rand(k, n, c), rand(k, c // groups, o), rand(k, n, o)
     grad_arg = grad.conj().resolve_conj().conj() if lazy else grad  # the caller may hand G as a lazy conj view

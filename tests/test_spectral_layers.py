@@ -93,7 +93,7 @@ def test_bandlimit_swaps_every_conv_and_rejects_bad_arguments():
     assert {m.compress_rate for m in model.modules() if isinstance(m, BandLimitedConv1d)} == {0.5}
     with pytest.raises(ValueError, match="not both"):
         bandlimit(model, compress_rate=0.5, energy=0.9)
-    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+    with pytest.raises(TypeError, match=r"model must be a torch\.nn\.Module"):
         bandlimit("resnet18")
 
 

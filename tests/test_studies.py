@@ -45,7 +45,16 @@ def test_noise_robustness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(channels.Channel, "distortion", lambda *a, **k: pytest.fail("extra draws for the distortion"))
     table = run_smoke("noise_robustness", tmp_path)
     assert len(table) == len(p["models"]) * (len(p["gauss"]) + len(p["uniform"]))
-    assert {"train_compress", "seed_offset", "noise", "level", "distortion", "model_key", "data_source", "correct"} <= set(table.columns)
+    assert {
+        "train_compress",
+        "seed_offset",
+        "noise",
+        "level",
+        "distortion",
+        "model_key",
+        "data_source",
+        "correct",
+    } <= set(table.columns)
     assert table.value.between(0, 1).all()
     for row in table.itertuples():  # the packed per-image outcomes are the accuracy
         assert stats.unpack(row.correct, row.n).mean() == pytest.approx(row.value)
@@ -68,7 +77,9 @@ def test_channel_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     per_cell = 1 + len(SWEEP_ATTACKS)  # clean, then robust per attack
     per_best = 1 + len(SWEEP_ATTACKS) + 1  # best_strength, recovery per attack and their mean
     assert len(table) == cells * per_cell + len(CHANNELS) * per_best
-    assert {"channel", "strength", "votes", "attack", "distortion", "threat", "eps", "model_key", "data_source"} <= set(table.columns)
+    assert {"channel", "strength", "votes", "attack", "distortion", "threat", "eps", "model_key", "data_source"} <= set(
+        table.columns
+    )
     accuracy = table[table.metric.isin(["clean_accuracy", "robust_accuracy"])]
     assert accuracy.value.between(0, 1).all() and (accuracy.threat == "nonadaptive").all()
     assert set(table[table.metric == "best_strength"].channel) == set(CHANNELS)
@@ -93,7 +104,16 @@ def test_adaptive_vs_nonadaptive(tmp_path: Path) -> None:
     table = run_smoke("adaptive_vs_nonadaptive", tmp_path / "adaptive_vs_nonadaptive")
     cells = 1 + len(CHANNELS) * len(module.ATTACKERS)
     assert len(table) == cells * 8  # evaluate's rows at one epsilon: clean, seconds, robust, success, 4 sizes
-    assert {"channel", "strength", "strength_source", "attacker", "threat", "gradient_path", "transfer_from", "votes"} <= set(table.columns)
+    assert {
+        "channel",
+        "strength",
+        "strength_source",
+        "attacker",
+        "threat",
+        "gradient_path",
+        "transfer_from",
+        "votes",
+    } <= set(table.columns)
     robust = table[table.metric == "robust_accuracy"]
     assert len(robust) == cells and robust.value.between(0, 1).all()
     assert set(robust[robust.channel != "identity"].strength_source) == {"default"}
@@ -109,7 +129,17 @@ def test_leaderboard(tmp_path: Path) -> None:
     table = run_smoke("leaderboard", out)
     entries = len(module.PRESETS["smoke"]["rates"]) + len(CHANNELS)
     assert len(table) == 2 * entries
-    assert {"train_compress", "channel", "defense", "strength", "threat", "suite", "ci_low", "ci_high", "repeats"} <= set(table.columns)
+    assert {
+        "train_compress",
+        "channel",
+        "defense",
+        "strength",
+        "threat",
+        "suite",
+        "ci_low",
+        "ci_high",
+        "repeats",
+    } <= set(table.columns)
     assert (table.ci_low <= table.value).all() and (table.value <= table.ci_high).all()
     board = pd.read_csv(out / "leaderboard.csv")
     assert list(board["rank"]) == list(range(1, entries + 1))
@@ -138,7 +168,9 @@ def test_accuracy_vs_compression(tmp_path: Path) -> None:
 def test_resources(tmp_path: Path) -> None:
     p = load_study("resources").PRESETS["smoke"]
     table = run_smoke("resources", tmp_path, "--device", "cpu")
-    assert len(table) == 2 * (len(p["rates"]) + 1)  # time and memory per cell: plain conv + each rate, fp32 only on a CPU
+    assert len(table) == 2 * (
+        len(p["rates"]) + 1
+    )  # time and memory per cell: plain conv + each rate, fp32 only on a CPU
     assert set(table.metric) == {"epoch_seconds", "memory_bytes"} and set(table.precision) == {"fp32"}
     memory = table[(table.metric == "memory_bytes") & (table.impl == "band-limited")].set_index("compress_rate").value
     assert (table.value > 0).all() and memory[0.5] < memory[0.0]
@@ -175,7 +207,17 @@ def test_instability(tmp_path: Path) -> None:
     n = table.n.iloc[0]
     assert 0 < n <= p["n"]
     assert len(table) == (3 + len(p["eps"])) * n * 3  # natural, PGD per budget, C&W, noisy; M1, M2, Taylor bound
-    assert {"kind", "condition", "eps", "example", "misclassified", "perturbation_l2", "taylor_delta", "model_key", "data_source"} <= set(table.columns)
+    assert {
+        "kind",
+        "condition",
+        "eps",
+        "example",
+        "misclassified",
+        "perturbation_l2",
+        "taylor_delta",
+        "model_key",
+        "data_source",
+    } <= set(table.columns)
     assert set(table.metric) == {"m1", "m2", "taylor_bound"}
     assert (table[table.metric == "m1"].value >= 0).all() and table.value.notna().all()
     assert (table[table.kind == "natural"].perturbation_l2 == 0).all()
@@ -186,6 +228,8 @@ def test_decision_based(tmp_path: Path) -> None:
     p = module.PRESETS["smoke"]
     table = run_smoke("decision_based", tmp_path)
     assert len(table) == len(p["rates"]) * len(module.ATTACKS) * p["test"]
-    assert {"train_compress", "attack", "example", "clean_correct", "fooled", "options", "model_key"} <= set(table.columns)
+    assert {"train_compress", "attack", "example", "clean_correct", "fooled", "options", "model_key"} <= set(
+        table.columns
+    )
     assert set(table.metric) == {"min_l2"}
     assert table[table.fooled].value.notna().all() and table[~table.fooled].value.isna().all()

@@ -6,8 +6,8 @@ import json
 import pickle
 from pathlib import Path
 
-import pytest
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -34,7 +34,7 @@ def test_get_or_train_round_trip_trains_once(tmp_path: Path, monkeypatch: pytest
     fingerprint = training.load_train_data(SMALL).fingerprint
     assert meta["data_source"] == fingerprint and fingerprint.startswith("packaged:")
     assert meta["metrics"]["train_size"] == 100
-    weights, record = store.paths(SMALL, fingerprint)
+    _, record = store.paths(SMALL, fingerprint)
     assert json.loads(record.read_text())["config"]["epochs"] == 2
 
     monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("a stored model was trained again"))
@@ -87,7 +87,7 @@ def test_a_checkpoint_of_another_config_under_the_key_is_refused(tmp_path: Path)
 class _Exploit:
     """Unpickling this would run code; weights_only loading must refuse it."""
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (Path.touch, (Path("/tmp/rbl-exploit-ran"),))
 
 
@@ -178,7 +178,11 @@ def test_bad_config(kwargs: dict, match: str) -> None:
 
 @pytest.mark.parametrize(
     "train,epochs,available,expected",
-    [(10000, 12, 50000, {"limit": 10000, "epochs": 12}), (10000, 12, 2000, {"limit": 2000, "epochs": 60}), (200, 1, 2000, {"limit": 200, "epochs": 1})],
+    [
+        (10000, 12, 50000, {"limit": 10000, "epochs": 12}),
+        (10000, 12, 2000, {"limit": 2000, "epochs": 60}),
+        (200, 1, 2000, {"limit": 200, "epochs": 1}),
+    ],
 )
 def test_budget_keeps_the_examples_seen(train: int, epochs: int, available: int, expected: dict) -> None:
     got = training.budget(train, epochs, available)

@@ -17,9 +17,19 @@ from robustbench_bl import data, zoo
 from robustbench_bl.training.fast import FastRecipe
 
 CARD_FIELDS = {
-    "architecture", "compress_rate", "energy", "discarded_per_layer", "seed", "recipe", "train_data", "epochs",
-    "train_seconds", "accuracy", "weights", "versions",
-}  # fmt: skip
+    "architecture",
+    "compress_rate",
+    "energy",
+    "discarded_per_layer",
+    "seed",
+    "recipe",
+    "train_data",
+    "epochs",
+    "train_seconds",
+    "accuracy",
+    "weights",
+    "versions",
+}
 
 
 def test_the_zoo_ships_every_model_it_names() -> None:
@@ -79,7 +89,7 @@ def test_unknown_or_missing_models_are_named(tmp_path: Path, monkeypatch: pytest
     with pytest.raises(ValueError, match="fastnet-0"):
         zoo.load("resnet-99")
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path)
-    with pytest.raises(ValueError, match="python -m robustbench_bl.zoo train fastnet-50"):
+    with pytest.raises(ValueError, match=r"rbl zoo train fastnet-50"):
         zoo.card("fastnet-50")
 
 
@@ -93,7 +103,16 @@ def test_find_maps_bands_and_seeds_to_names() -> None:
 def test_recipe_smoke_publishes_a_loadable_card(tmp_path: Path) -> None:
     """A few batches of the real recipe on the packaged sample, through zoo.train."""
     recipe = FastRecipe(epochs=1, batch_size=256, whiten_images=200)
-    record = zoo.train("fastnet-50", data_root=data.SAMPLE_DIR, work_dir=tmp_path, out_dir=tmp_path, recipe=recipe, max_steps=2, progress=False, device="cpu")
+    record = zoo.train(
+        "fastnet-50",
+        data_root=data.SAMPLE_DIR,
+        work_dir=tmp_path,
+        out_dir=tmp_path,
+        recipe=recipe,
+        max_steps=2,
+        progress=False,
+        device="cpu",
+    )
     assert record["train_data"]["n"] == 2000 and "full_test" not in record["accuracy"]
     assert record["weights"]["sha256"] == zoo.sha256(tmp_path / "fastnet-50.safetensors")
     assert json.loads((tmp_path / "fastnet-50.json").read_text())["recipe"]["batch_size"] == 256
@@ -108,7 +127,8 @@ def test_command_line_lists_models_and_rejects_unknown_names(capsys: pytest.Capt
     assert main(["list"]) == 0
     listed = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in listed] == zoo.names()
-    done = subprocess.run([sys.executable, "-m", "robustbench_bl.zoo", "train", "nope"], capture_output=True, text=True, timeout=120)
+    rbl = Path(sys.executable).parent / "rbl"  # the console script `pip install` puts beside python
+    done = subprocess.run([str(rbl), "zoo", "train", "nope"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
-        f"python -m robustbench_bl.zoo: error: unknown zoo model(s) ['nope']; accepted: {list(zoo.SPECS)} (see --help)"
+        f"rbl zoo: error: unknown zoo model(s) ['nope']; accepted: {list(zoo.SPECS)} (see --help)"
     ]

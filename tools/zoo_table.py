@@ -1,6 +1,6 @@
 """Print the README's zoo table from the shipped cards, so its numbers are the cards' numbers.
 
-    .venv/bin/python tools/zoo_table.py
+.venv/bin/python tools/zoo_table.py
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from robustbench_bl import zoo
 
 
 def main() -> None:
-    print("| model | band | seed | accuracy, 10k test | with flip TTA | accuracy, packaged 1k sample | discarded per layer (whiten, b1.conv1, b1.conv2, b2.conv1, b2.conv2, b3.conv1, b3.conv2) | train min | threads | epochs |")
+    print(
+        "| model | band | seed | accuracy, 10k test | with flip TTA | accuracy, packaged 1k sample | discarded per layer (whiten, b1.conv1, b1.conv2, b2.conv1, b2.conv2, b3.conv1, b3.conv2) | train min | threads | epochs |"
+    )
     print("|---|---|---:|---:|---:|---:|---|---:|---:|---:|")
     for name in zoo.names():
         c = zoo.card(name)

@@ -20,8 +20,8 @@ import pandas as pd
 
 from robustbench_bl import Defended, attacks, channels, data, models
 from robustbench_bl.cli import ArgumentParser, command_line, positive_int
-from robustbench_bl.studies.common import Study, parse_args
 from robustbench_bl.runtime.sweep import run
+from robustbench_bl.studies.common import Study, parse_args
 from robustbench_bl.training import CheckpointStore, TrainConfig
 
 NAME = "attacks"
@@ -38,7 +38,9 @@ def epsilons(text: str) -> list[float]:
     try:
         values = [float(Fraction(part.strip())) for part in text.split(",")]
     except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"must be comma-separated numbers such as 0,2/255,8/255, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated numbers such as 0,2/255,8/255, got {text!r}"
+        ) from None
     if any(v < 0 for v in values):
         raise argparse.ArgumentTypeError(f"must be >= 0 (a budget in the attack's norm), got {text!r}")
     return values
@@ -69,18 +71,39 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(prog="rbl attack", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="lenet", choices=[m for m in models.names() if models.INPUT_RANK[m] == 4])
     parser.add_argument("--dataset", default="cifar10", choices=data.IMAGE_DATASETS)
-    parser.add_argument("--channel", type=channel_spec, default="identity", help=f"lossy channel, e.g. gauss:0.03 or cd:3; one of {channels.names()}")
+    parser.add_argument(
+        "--channel",
+        type=channel_spec,
+        default="identity",
+        help=f"lossy channel, e.g. gauss:0.03 or cd:3; one of {channels.names()}",
+    )
     parser.add_argument("--votes", type=positive_int, default=1, help="majority vote over this many channel draws")
-    parser.add_argument("--attack", type=attack_names, default=["pgd-linf"], help=f"comma-separated names from {attacks.names()}")
+    parser.add_argument(
+        "--attack", type=attack_names, default=["pgd-linf"], help=f"comma-separated names from {attacks.names()}"
+    )
     parser.add_argument("--threat", default="nonadaptive", choices=attacks.THREATS)
-    parser.add_argument("--epsilons", type=epsilons, default=[0.0, 2 / 255, 8 / 255], help="e.g. 0,2/255,8/255 (in each attack's norm)")
+    parser.add_argument(
+        "--epsilons", type=epsilons, default=[0.0, 2 / 255, 8 / 255], help="e.g. 0,2/255,8/255 (in each attack's norm)"
+    )
     parser.add_argument("--eot-samples", type=positive_int, default=8, help="channel draws averaged per step under eot")
-    parser.add_argument("--transfer", type=channel_spec, default=None, help="craft against this channel instead (e.g. laplace:0.05), judge on --channel")
-    parser.add_argument("--steps", type=positive_int, default=None, help="step or query budget of every attack (default: the registry's)")
+    parser.add_argument(
+        "--transfer",
+        type=channel_spec,
+        default=None,
+        help="craft against this channel instead (e.g. laplace:0.05), judge on --channel",
+    )
+    parser.add_argument(
+        "--steps",
+        type=positive_int,
+        default=None,
+        help="step or query budget of every attack (default: the registry's)",
+    )
     parser.add_argument("--n", type=positive_int, default=100, help="class-balanced test examples")
     args = parse_args(NAME, parser.description, argv, parser, dataset=None)
     if args.transfer is not None and not attacks.Threat.parse(args.threat).adaptive:
-        parser.error("--transfer needs an adaptive --threat ('whitebox', 'bpda', 'eot' or 'bpda+eot'), got 'nonadaptive'")
+        parser.error(
+            "--transfer needs an adaptive --threat ('whitebox', 'bpda', 'eot' or 'bpda+eot'), got 'nonadaptive'"
+        )
     return args
 
 
@@ -100,19 +123,48 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
         budget = attacks.spec(cell["attack"]).budget
         options = {budget: args.steps} if args.steps is not None and budget is not None else {}
-        frame = attacks.evaluate(defended, cell["attack"], test.x, test.y, args.threat, args.epsilons, args.eot_samples,
-                                 args.seed, transfer=args.transfer, options=options, progress=not args.quiet)  # fmt: skip
+        frame = attacks.evaluate(
+            defended,
+            cell["attack"],
+            test.x,
+            test.y,
+            args.threat,
+            args.epsilons,
+            args.eot_samples,
+            args.seed,
+            transfer=args.transfer,
+            options=options,
+            progress=not args.quiet,
+        )
         return frame.assign(data_source=test.source_kind).to_dict("records")
 
     cells = [
-        {"study": NAME, "dataset": args.dataset, "model": args.model, "model_key": model_key, "channel": args.channel,
-         "votes": args.votes, "attack": name, "threat": args.threat, "epsilons": args.epsilons,
-         "eot_samples": args.eot_samples, "transfer": args.transfer, "steps": args.steps, "seed": args.seed, "n": args.n}
+        {
+            "study": NAME,
+            "dataset": args.dataset,
+            "model": args.model,
+            "model_key": model_key,
+            "channel": args.channel,
+            "votes": args.votes,
+            "attack": name,
+            "threat": args.threat,
+            "epsilons": args.epsilons,
+            "eot_samples": args.eot_samples,
+            "transfer": args.transfer,
+            "steps": args.steps,
+            "seed": args.seed,
+            "n": args.n,
+        }
         for name in names
-    ]  # fmt: skip
+    ]
     stored = run(cells, measure, Study.from_args(args).store, progress=not args.quiet, desc=NAME)
-    mine = stored[stored.model_key.eq(model_key) & stored.attack.isin(names) & stored.threat.eq(args.threat)
-                  & stored.channel.eq(attacks.channel_label(channel)) & stored.votes.eq(args.votes)]  # fmt: skip
+    mine = stored[
+        stored.model_key.eq(model_key)
+        & stored.attack.isin(names)
+        & stored.threat.eq(args.threat)
+        & stored.channel.eq(attacks.channel_label(channel))
+        & stored.votes.eq(args.votes)
+    ]
     table = attacks.flag_obfuscation(mine)
     print(report(table))
     return table
@@ -125,10 +177,14 @@ def report(table: pd.DataFrame) -> str:
     clean = table[table.metric == "clean_accuracy"].groupby("attack").value.first().rename("clean")
     notes = table.groupby("attack")["warnings"].first().fillna("")
     first = table.groupby("attack").first()
-    lines = [f"{first.channel.iloc[0]}, votes={first.votes.iloc[0]}, threat={first.threat.iloc[0]}, n={first.n.iloc[0]}"]
+    lines = [
+        f"{first.channel.iloc[0]}, votes={first.votes.iloc[0]}, threat={first.threat.iloc[0]}, n={first.n.iloc[0]}"
+    ]
     lines.append(pd.concat([clean, robust], axis=1).to_string(float_format=lambda v: f"{v:.3f}"))
-    lines += [f"{attack} ({first.gradient_path[attack]}): {note}" if note else f"{attack}: {first.gradient_path[attack]}"
-              for attack, note in notes.items()]  # fmt: skip
+    lines += [
+        f"{attack} ({first.gradient_path[attack]}): {note}" if note else f"{attack}: {first.gradient_path[attack]}"
+        for attack, note in notes.items()
+    ]
     return "\n".join(lines)
 
 

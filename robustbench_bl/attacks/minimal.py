@@ -35,9 +35,16 @@ def epsilons(attack: attacks.Attack, x: Tensor, points: int) -> tuple[float, ...
 
 
 def minimal_perturbations(
-    model: nn.Module, attack: str, x: Tensor, y: Tensor, *, seed: int = 0, points: int = 16,
-    options: Mapping[str, Any] | None = None, batch_size: int = 256,
-) -> list[dict[str, Any]]:  # fmt: skip
+    model: nn.Module,
+    attack: str,
+    x: Tensor,
+    y: Tensor,
+    *,
+    seed: int = 0,
+    points: int = 16,
+    options: Mapping[str, Any] | None = None,
+    batch_size: int = 256,
+) -> list[dict[str, Any]]:
     """Tidy rows per example: whether `model` classifies it right, whether `attack` (on the bare
     model, seeded) fooled it, and the size of the smallest fooling perturbation found in the
     attack's norm (NaN when none)."""
@@ -45,10 +52,15 @@ def minimal_perturbations(
     out = attacks.run(model, attack, x, y, epsilons=eps, seed=seed, options=options, batch_size=batch_size)
     size = (out.linf if out.norm == "Linf" else out.l2)[-1]
     return [
-        {"example": i, "clean_correct": bool(out.clean_correct[i]), "fooled": bool(out.fooled[-1, i]),
-         "metric": f"min_{out.norm.lower()}", "value": size[i].item()}
+        {
+            "example": i,
+            "clean_correct": bool(out.clean_correct[i]),
+            "fooled": bool(out.fooled[-1, i]),
+            "metric": f"min_{out.norm.lower()}",
+            "value": size[i].item(),
+        }
         for i in range(len(x))
-    ]  # fmt: skip
+    ]
 
 
 def larger_share(table: pd.DataFrame, reference: float = 0.0) -> pd.DataFrame:
@@ -66,6 +78,15 @@ def larger_share(table: pd.DataFrame, reference: float = 0.0) -> pd.DataFrame:
         pair = part.merge(base, on=keys, suffixes=("", "_reference"))
         pair = pair[pair.clean_correct.astype(bool) & pair.clean_correct_reference.astype(bool)]
         larger, ties = (pair["size"] > pair.size_reference).mean(), (pair["size"] == pair.size_reference).mean()
-        rows.append({"attack": attack, "train_compress": rate, "pairs": len(pair), "larger_share": larger + ties / 2,
-                     "ties": ties, "median": pair["size"].median(), "median_reference": pair.size_reference.median()})  # fmt: skip
+        rows.append(
+            {
+                "attack": attack,
+                "train_compress": rate,
+                "pairs": len(pair),
+                "larger_share": larger + ties / 2,
+                "ties": ties,
+                "median": pair["size"].median(),
+                "median_reference": pair.size_reference.median(),
+            }
+        )
     return pd.DataFrame(rows)

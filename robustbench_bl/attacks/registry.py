@@ -14,13 +14,28 @@ from robustbench_bl._foolbox import import_foolbox
 from robustbench_bl.attacks.pgd import pgd
 from robustbench_bl.validation import check_choice, check_positive_int, check_range
 
-
 GRADIENT, SCORE, DECISION = "gradient", "score", "decision"
 #: Constructor options that are budgets (must be positive ints) and step sizes (positive numbers):
 #: a zero or negative budget would run no attack and report robust accuracy = clean accuracy.
-BUDGET_OPTIONS = ("steps", "repeats", "n_queries", "max_gradient_eval_steps", "initial_gradient_eval_steps", "binary_search_steps", "directions", "n_restarts")
-STEP_OPTIONS = ("rel_stepsize", "abs_stepsize", "step_size", "stepsize", "initial_const", "spherical_step", "source_step")
-
+BUDGET_OPTIONS = (
+    "steps",
+    "repeats",
+    "n_queries",
+    "max_gradient_eval_steps",
+    "initial_gradient_eval_steps",
+    "binary_search_steps",
+    "directions",
+    "n_restarts",
+)
+STEP_OPTIONS = (
+    "rel_stepsize",
+    "abs_stepsize",
+    "step_size",
+    "stepsize",
+    "initial_const",
+    "spherical_step",
+    "source_step",
+)
 
 
 @dataclass(frozen=True)
@@ -55,10 +70,18 @@ REGISTRY: dict[str, AttackSpec] = {
     "cw-l2": AttackSpec("foolbox", "L2CarliniWagnerAttack", {"steps": 100, "binary_search_steps": 5}),
     "deepfool-linf": AttackSpec("foolbox", "LinfDeepFoolAttack", {"steps": 50}),
     "boundary": AttackSpec("foolbox", "BoundaryAttack", {"steps": 1000}, DECISION, starts=True),
-    "hopskipjump": AttackSpec("foolbox", "HopSkipJumpAttack", {"steps": 16, "max_gradient_eval_steps": 1000}, DECISION, starts=True),
-    "additive-uniform": AttackSpec("foolbox", "LinfRepeatedAdditiveUniformNoiseAttack", {"repeats": 100}, DECISION, "repeats"),
-    "additive-gaussian": AttackSpec("foolbox", "L2RepeatedAdditiveGaussianNoiseAttack", {"repeats": 100}, DECISION, "repeats"),
-    "blended-uniform": AttackSpec("foolbox", "LinearSearchBlendedUniformNoiseAttack", {"directions": 1000, "steps": 100}, DECISION),
+    "hopskipjump": AttackSpec(
+        "foolbox", "HopSkipJumpAttack", {"steps": 16, "max_gradient_eval_steps": 1000}, DECISION, starts=True
+    ),
+    "additive-uniform": AttackSpec(
+        "foolbox", "LinfRepeatedAdditiveUniformNoiseAttack", {"repeats": 100}, DECISION, "repeats"
+    ),
+    "additive-gaussian": AttackSpec(
+        "foolbox", "L2RepeatedAdditiveGaussianNoiseAttack", {"repeats": 100}, DECISION, "repeats"
+    ),
+    "blended-uniform": AttackSpec(
+        "foolbox", "LinearSearchBlendedUniformNoiseAttack", {"directions": 1000, "steps": 100}, DECISION
+    ),
     "salt-and-pepper": AttackSpec("foolbox", "SaltAndPepperNoiseAttack", {"steps": 200}, DECISION),
     "gaussian-blur": AttackSpec("foolbox", "GaussianBlurAttack", {"steps": 100}, DECISION),
 }
@@ -82,7 +105,9 @@ def check_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
         if key in BUDGET_OPTIONS:
             check_positive_int(value, f"options[{key!r}] of attack {name!r}")
         elif key in STEP_OPTIONS:
-            check_range(value, f"options[{key!r}] of attack {name!r}", 0.0, math.inf, low_inclusive=False, high_inclusive=False)
+            check_range(
+                value, f"options[{key!r}] of attack {name!r}", 0.0, math.inf, low_inclusive=False, high_inclusive=False
+            )
     return dict(options)
 
 
@@ -98,7 +123,9 @@ class Attack:
         if self.spec.library == "robustbench_bl":
             unknown = set(self.options) - {"steps", "step_size", "losses"}
             if unknown:
-                raise ValueError(f"options for attack {name!r} are invalid: unknown {sorted(unknown)}; accepted: steps, step_size, losses")
+                raise ValueError(
+                    f"options for attack {name!r} are invalid: unknown {sorted(unknown)}; accepted: steps, step_size, losses"
+                )
 
     def _make_foolbox(self) -> Any:
         fb = import_foolbox()
@@ -128,7 +155,9 @@ class Attack:
         p = self._foolbox.distance.p
         return "Linf" if math.isinf(p) else f"L{p:g}"
 
-    def __call__(self, module: nn.Module, x: Tensor, y: Tensor, epsilons: Sequence[float], seed: int = 0) -> list[Tensor]:
+    def __call__(
+        self, module: nn.Module, x: Tensor, y: Tensor, epsilons: Sequence[float], seed: int = 0
+    ) -> list[Tensor]:
         """Adversarials per epsilon; `seed` seeds the torchattacks attacks (the others draw from
         torch's RNG, seeded by `run`)."""
         if self.spec.library == "foolbox":
@@ -154,7 +183,9 @@ class Attack:
         try:
             attack = cls(module, norm=self.norm, eps=eps, seed=seed, **self.options)
         except TypeError as err:
-            raise ValueError(f"options for attack {self.name!r} (torchattacks.{self.spec.name}) are invalid: {err}") from None
+            raise ValueError(
+                f"options for attack {self.name!r} (torchattacks.{self.spec.name}) are invalid: {err}"
+            ) from None
         return attack(x.contiguous(), y).detach()
 
 
@@ -189,7 +220,9 @@ def _from_starting_points(fb_attack: Any, fmodel: Any, x: Tensor, y: Tensor, eps
         found[index[~holds]] = False
     if found.any():
         walk = right[found]
-        _, walked, _ = fb_attack(fmodel, x[walk], fb.criteria.Misclassification(y[walk]), epsilons=list(eps), starting_points=starts[found])
+        _, walked, _ = fb_attack(
+            fmodel, x[walk], fb.criteria.Misclassification(y[walk]), epsilons=list(eps), starting_points=starts[found]
+        )
         for out, adv in zip(clipped, walked):
             out[walk] = adv.detach()
     return clipped

@@ -12,13 +12,13 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from robustbench_bl.attacks.threats import Threat, channel_label
-from robustbench_bl.channels import Channel, make as make_channel
-from robustbench_bl.defense import Defended
-from robustbench_bl.versions import versions
-
 from robustbench_bl.attacks.registry import DECISION, GRADIENT, spec
 from robustbench_bl.attacks.runner import Outcome, as_defended, judge, run
+from robustbench_bl.attacks.threats import Threat, channel_label
+from robustbench_bl.channels import Channel
+from robustbench_bl.channels import make as make_channel
+from robustbench_bl.defense import Defended
+from robustbench_bl.versions import versions
 
 
 def evaluate(
@@ -47,8 +47,20 @@ def evaluate(
     threat = Threat.parse(threat)
     if isinstance(transfer, str):
         transfer = make_channel(transfer)
-    out = run(defended, attack, x, y, threat, epsilons, eot_samples, seed, transfer=transfer,
-              options=options, batch_size=batch_size, progress=progress)  # fmt: skip
+    out = run(
+        defended,
+        attack,
+        x,
+        y,
+        threat,
+        epsilons,
+        eot_samples,
+        seed,
+        transfer=transfer,
+        options=options,
+        batch_size=batch_size,
+        progress=progress,
+    )
     settings = {
         "attack": attack,
         "attack_kind": out.kind,
@@ -81,11 +93,21 @@ def summary_rows(out: Outcome) -> list[dict[str, Any]]:
         sizes = {"l2": out.l2[e], "linf": out.linf[e]}
         attacked = out.clean_correct
         rows.append({"metric": "robust_accuracy", "epsilon": eps, "value": _mean(out.robust[e])})
-        rows.append({"metric": "success_rate", "epsilon": eps, "value": _mean(out.fooled[e][attacked]) if attacked.any() else math.nan})
+        rows.append(
+            {
+                "metric": "success_rate",
+                "epsilon": eps,
+                "value": _mean(out.fooled[e][attacked]) if attacked.any() else math.nan,
+            }
+        )
         for norm, size in sizes.items():
             found = size[out.fooled[e]]
-            rows.append({"metric": f"{norm}_median", "epsilon": eps, "value": found.median().item() if len(found) else math.nan})
-            rows.append({"metric": f"{norm}_mean", "epsilon": eps, "value": found.mean().item() if len(found) else math.nan})
+            rows.append(
+                {"metric": f"{norm}_median", "epsilon": eps, "value": found.median().item() if len(found) else math.nan}
+            )
+            rows.append(
+                {"metric": f"{norm}_mean", "epsilon": eps, "value": found.mean().item() if len(found) else math.nan}
+            )
     return rows
 
 
@@ -122,15 +144,23 @@ def _mean(mask: Tensor) -> float:
     return mask.float().mean().item() if len(mask) else math.nan
 
 
-
 @torch.no_grad()
 def judge_rows(defended: Defended, x: Tensor, y: Tensor, adversarials: Mapping[str, Tensor]) -> list[dict[str, Any]]:
     """Tidy rows from `judge` (the one judge): the defended vote's clean accuracy and, per
     attack, its robust accuracy with the attack's median L2."""
     clean = defended.predict(x)[0]
-    rows: list[dict[str, Any]] = [{"metric": "clean_accuracy", "attack": "none", "value": (clean == y).float().mean().item()}]
+    rows: list[dict[str, Any]] = [
+        {"metric": "clean_accuracy", "attack": "none", "value": (clean == y).float().mean().item()}
+    ]
     for name, adv in adversarials.items():
         verdict = judge(defended, x, y, [adv], clean_labels=clean)
         size = (adv - x).flatten(1).norm(dim=1).median().item()
-        rows.append({"metric": "robust_accuracy", "attack": name, "value": verdict.robust[0].float().mean().item(), "attack_l2_median": size})
+        rows.append(
+            {
+                "metric": "robust_accuracy",
+                "attack": name,
+                "value": verdict.robust[0].float().mean().item(),
+                "attack_l2_median": size,
+            }
+        )
     return rows

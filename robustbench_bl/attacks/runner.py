@@ -13,13 +13,13 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from robustbench_bl.attacks.registry import DECISION, GRADIENT, make, spec
 from robustbench_bl.attacks.threats import Threat, threat_model
-from robustbench_bl.channels import Channel, make as make_channel
+from robustbench_bl.channels import Channel
+from robustbench_bl.channels import make as make_channel
 from robustbench_bl.defense import Defended
 from robustbench_bl.models.common import eval_mode, placement
 from robustbench_bl.validation import check_images, check_labels, check_positive_int, check_range
-
-from robustbench_bl.attacks.registry import DECISION, GRADIENT, make, spec
 
 
 def as_defended(model_or_defended: nn.Module) -> Defended:
@@ -27,7 +27,9 @@ def as_defended(model_or_defended: nn.Module) -> Defended:
     if isinstance(model_or_defended, Defended):
         return model_or_defended
     if not isinstance(model_or_defended, nn.Module):
-        raise TypeError(f"model_or_defended must be a torch.nn.Module or a Defended, got {type(model_or_defended).__name__}")
+        raise TypeError(
+            f"model_or_defended must be a torch.nn.Module or a Defended, got {type(model_or_defended).__name__}"
+        )
     return Defended(model_or_defended)
 
 
@@ -42,7 +44,7 @@ def gradient_masking(defended: Defended, x: Tensor, y: Tensor, limit: int = 32) 
         (grad,) = torch.autograd.grad(loss, leaf, allow_unused=True)
         return torch.zeros_like(leaf) if grad is None else grad.flatten(1)
 
-    masked = lambda g: (g == 0).all(1) | ~torch.isfinite(g).all(1)  # noqa: E731
+    masked = lambda g: (g == 0).all(1) | ~torch.isfinite(g).all(1)
     probe = Defended(defended.model, defended.channel, votes=1, seed=0).eval()
     return (masked(grads(probe)) & ~masked(grads(defended.model))).float().mean().item()
 
@@ -69,7 +71,9 @@ class Judgement:
 
 
 @torch.no_grad()
-def judge(defended: Defended, x: Tensor, y: Tensor, adversarials: Sequence[Tensor], clean_labels: Tensor | None = None) -> Judgement:
+def judge(
+    defended: Defended, x: Tensor, y: Tensor, adversarials: Sequence[Tensor], clean_labels: Tensor | None = None
+) -> Judgement:
     """The one judge of every evaluation (`run`, `benchmark`, the channel studies): the defended
     model's majority vote on the clean inputs (or the given `clean_labels`) and on each batch of
     adversarials, one per epsilon in ascending order. An example is fooled at an epsilon if its
@@ -89,7 +93,7 @@ def judge(defended: Defended, x: Tensor, y: Tensor, adversarials: Sequence[Tenso
         for out, value in zip(rows, (fooled, l2, linf)):
             out.append(value.cpu())
     empty = torch.zeros(0, len(x))
-    stack = lambda values: torch.stack(values) if values else empty  # noqa: E731
+    stack = lambda values: torch.stack(values) if values else empty
     return Judgement(correct.cpu(), stack(rows[0]).bool(), stack(rows[1]), stack(rows[2]))
 
 
@@ -155,10 +159,15 @@ def run(
     if isinstance(transfer, str):
         transfer = make_channel(transfer)
     if transfer is not None and not threat.adaptive:
-        raise ValueError("transfer needs an adaptive threat ('whitebox', 'bpda', 'eot' or 'bpda+eot'), got 'nonadaptive'")
+        raise ValueError(
+            "transfer needs an adaptive threat ('whitebox', 'bpda', 'eot' or 'bpda+eot'), got 'nonadaptive'"
+        )
     crafted = make(attack, **(options or {}))
     device, dtype = placement(defended.model)
-    x, y = x.detach().to(device, dtype).contiguous(), y.to(device)  # float16/float64, graph-attached, strided inputs as the model runs
+    x, y = (
+        x.detach().to(device, dtype).contiguous(),
+        y.to(device),
+    )  # float16/float64, graph-attached, strided inputs as the model runs
 
     with eval_mode(defended.model), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
@@ -192,9 +201,15 @@ def run(
 
 
 def craft_nonadaptive(
-    model: nn.Module, attack: str, x: Tensor, y: Tensor, epsilon: float | None, seed: int,
-    options: Mapping[str, Any] | None = None, batch_size: int = 256,
-) -> Tensor:  # fmt: skip
+    model: nn.Module,
+    attack: str,
+    x: Tensor,
+    y: Tensor,
+    epsilon: float | None,
+    seed: int,
+    options: Mapping[str, Any] | None = None,
+    batch_size: int = 256,
+) -> Tensor:
     """Adversarials against the bare model, what a non-adaptive attacker sends to every defense.
 
     They do not depend on the channel, so a sweep crafts them once and judges every channel on them
@@ -206,5 +221,7 @@ def craft_nonadaptive(
     with eval_mode(model), torch.random.fork_rng():
         torch.manual_seed(seed)
         for start in range(0, len(x), batch_size):
-            chunks.append(crafted(model, x[start : start + batch_size], y[start : start + batch_size], [epsilon], seed)[0])
+            chunks.append(
+                crafted(model, x[start : start + batch_size], y[start : start + batch_size], [epsilon], seed)[0]
+            )
     return torch.cat(chunks)

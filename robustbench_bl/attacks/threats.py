@@ -35,7 +35,7 @@ class Threat:
             raise ValueError("a non-adaptive threat cannot use bpda or eot (they adapt to the defense)")
 
     @classmethod
-    def parse(cls, value: "Threat | str") -> "Threat":
+    def parse(cls, value: Threat | str) -> Threat:
         """A Threat from itself or from one of THREATS ('bpda+eot', ...)."""
         if isinstance(value, Threat):
             return value

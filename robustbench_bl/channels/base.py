@@ -20,7 +20,9 @@ GRADIENTS = ("exact", "bpda")
 def check_channel_input(x: object, name: str = "x") -> tuple[Tensor, bool]:
     """Check an N x C x H x W batch or a single C x H x W image in [0, 1]; return (batch, was_single)."""
     if isinstance(x, Tensor) and x.dim() not in (3, 4):
-        raise ValueError(f"{name} must be N x C x H x W (rank 4) or one C x H x W image (rank 3), got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must be N x C x H x W (rank 4) or one C x H x W image (rank 3), got shape {tuple(x.shape)}"
+        )
     single = isinstance(x, Tensor) and x.dim() == 3
     batch = check_images(x.unsqueeze(0) if single else x, name)  # type: ignore[union-attr]
     return batch, single

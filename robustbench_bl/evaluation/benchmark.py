@@ -23,7 +23,8 @@ from torch import nn
 
 from robustbench_bl import attacks
 from robustbench_bl import data as datasets
-from robustbench_bl.channels import Channel, make as make_channel
+from robustbench_bl.channels import Channel
+from robustbench_bl.channels import make as make_channel
 from robustbench_bl.defense import Defended
 from robustbench_bl.validation import check_choice, check_positive_int, check_range
 from robustbench_bl.versions import versions
@@ -32,8 +33,21 @@ NORMS = ("Linf", "L2")
 #: The suite per norm, each as (registry name, options): gradient attacks (run under the defense's
 #: threat model), Square on the (EOT-averaged) scores, and one decision-based attack on the vote.
 SUITES: dict[str, tuple[tuple[str, dict[str, Any]], ...]] = {
-    "Linf": (("apgd-ce-linf", {}), ("apgd-dlr-linf", {}), ("pgd-linf", {}), ("square-linf", {}), ("hopskipjump", {"constraint": "linf"})),
-    "L2": (("apgd-ce-l2", {}), ("apgd-dlr-l2", {}), ("pgd-l2", {}), ("cw-l2", {}), ("square-l2", {}), ("hopskipjump", {"constraint": "l2"})),
+    "Linf": (
+        ("apgd-ce-linf", {}),
+        ("apgd-dlr-linf", {}),
+        ("pgd-linf", {}),
+        ("square-linf", {}),
+        ("hopskipjump", {"constraint": "linf"}),
+    ),
+    "L2": (
+        ("apgd-ce-l2", {}),
+        ("apgd-dlr-l2", {}),
+        ("pgd-l2", {}),
+        ("cw-l2", {}),
+        ("square-l2", {}),
+        ("hopskipjump", {"constraint": "l2"}),
+    ),
 }
 
 
@@ -112,17 +126,30 @@ def benchmark(
     for r in range(runs):
         outcomes = []
         for name, opts in suite:
-            outcome = attacks.run(defended, name, x, y, threat, [eps], eot_samples, seed + r, options=opts, progress=progress)
+            outcome = attacks.run(
+                defended, name, x, y, threat, [eps], eot_samples, seed + r, options=opts, progress=progress
+            )
             outcomes.append(outcome)
-            frames.append(pd.DataFrame(attacks.summary_rows(outcome)).assign(attack=name, attack_kind=outcome.kind,
-                          norm=norm, threat=threat.name, gradient_path=outcome.gradient_path, repeat=r,
-                          channel=attacks.channel_label(defended.channel), votes=votes))  # fmt: skip
+            frames.append(
+                pd.DataFrame(attacks.summary_rows(outcome)).assign(
+                    attack=name,
+                    attack_kind=outcome.kind,
+                    norm=norm,
+                    threat=threat.name,
+                    gradient_path=outcome.gradient_path,
+                    repeat=r,
+                    channel=attacks.channel_label(defended.channel),
+                    votes=votes,
+                )
+            )
         clean.append(outcomes[0].clean_correct.float())
         fooled = torch.stack([o.fooled[0] for o in outcomes]).any(0)
         robust.append((outcomes[0].clean_correct & ~fooled).float())
     per_attack = attacks.flag_obfuscation(pd.concat(frames, ignore_index=True).assign(warnings=""))
     clean_mean, robust_mean = torch.stack(clean).mean(0), torch.stack(robust).mean(0)
-    row = _row(defended, test, threat, suite, runs, eot_samples, norm, eps, seed, clean_mean, robust_mean, robust, per_attack)
+    row = _row(
+        defended, test, threat, suite, runs, eot_samples, norm, eps, seed, clean_mean, robust_mean, robust, per_attack
+    )
     row["seconds"] = time.perf_counter() - start
     return BenchmarkResult(row, per_attack)
 
@@ -147,15 +174,21 @@ def _row(
     clean_ci = clopper_pearson(clean.sum().item(), n)
     robust_ci = clopper_pearson(robust.sum().item(), n)
     gradient_threat = f"[{threat}, eot_samples={eot_samples}]" if threat.eot else f"[{threat}]"
-    described = [f"{name}{'[vote]' if attacks.spec(name).kind == attacks.DECISION else gradient_threat}"
-                 f"{opts if opts else ''}" for name, opts in suite]  # fmt: skip
+    described = [
+        f"{name}{'[vote]' if attacks.spec(name).kind == attacks.DECISION else gradient_threat}{opts if opts else ''}"
+        for name, opts in suite
+    ]
     masking = threat.bpda
     decision_wins = bool(per_attack["flag_decision_beats_gradient"].any())
-    notes = [text for flag, text in (
-        (masking, "the channel masks gradients: gradient attacks ran with bpda"),
-        (defended.channel.stochastic, f"stochastic channel: eot with {eot_samples} draws, {runs} repeats"),
-        (decision_wins, "a gradient-free attack beat the gradient attacks: gradients are likely obfuscated"),
-    ) if flag]  # fmt: skip
+    notes = [
+        text
+        for flag, text in (
+            (masking, "the channel masks gradients: gradient attacks ran with bpda"),
+            (defended.channel.stochastic, f"stochastic channel: eot with {eot_samples} draws, {runs} repeats"),
+            (decision_wins, "a gradient-free attack beat the gradient attacks: gradients are likely obfuscated"),
+        )
+        if flag
+    ]
     return {
         "protocol": "robustbench_bl.benchmark",
         "dataset": test.name,

@@ -60,7 +60,10 @@ def to_markdown(board: pd.DataFrame, columns: Sequence[str]) -> str:
     header = ["rank", *columns, "clean (95% CI)", "robust (95% CI)", *[c for c in SETTINGS if c in board.columns]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in board.to_dict("records"):
-        accuracies = [f"{100 * row[n]:.1f} [{100 * row[f'{n}_ci_low']:.1f}, {100 * row[f'{n}_ci_high']:.1f}]" for n in ("clean", "robust")]
+        accuracies = [
+            f"{100 * row[n]:.1f} [{100 * row[f'{n}_ci_low']:.1f}, {100 * row[f'{n}_ci_high']:.1f}]"
+            for n in ("clean", "robust")
+        ]
         values = [row["rank"], *[row[c] for c in columns], *accuracies, *[row[c] for c in header[len(columns) + 3 :]]]
         lines.append("| " + " | ".join(cell(v, c) for v, c in zip(values, header)) + " |")
     return "\n".join(lines) + "\n"

@@ -42,4 +42,4 @@ def make(name: str, num_classes: int = 10, in_channels: int = 3, image_size: int
     return _REGISTRY[name](num_classes=num_classes, in_channels=in_channels)
 
 
-__all__ = ["DenseNet121", "FCN1d", "FastNet", "INPUT_RANK", "Normalize", "ResNet18", "lenet", "make", "names"]
+__all__ = ["INPUT_RANK", "DenseNet121", "FCN1d", "FastNet", "Normalize", "ResNet18", "lenet", "make", "names"]

@@ -61,7 +61,10 @@ def epoch_cost(
         base = torch.cuda.memory_allocated(device)
     seconds = []
     for i in range(math.ceil(len(x) / batch_size)):
-        xb, yb = x[i * batch_size : (i + 1) * batch_size].to(device), y[i * batch_size : (i + 1) * batch_size].to(device)
+        xb, yb = (
+            x[i * batch_size : (i + 1) * batch_size].to(device),
+            y[i * batch_size : (i + 1) * batch_size].to(device),
+        )
         start = time.perf_counter()
         if cuda:
             step(xb, yb)
@@ -71,11 +74,22 @@ def epoch_cost(
         seconds.append(time.perf_counter() - start)
     memory = torch.cuda.max_memory_allocated(device) - base if cuda else peak_saved
     kind = "cuda_peak" if cuda else "saved_for_backward"
-    return {"epoch_seconds": statistics.median(seconds) * len(seconds), "memory_bytes": float(memory), "memory_kind": kind}
+    return {
+        "epoch_seconds": statistics.median(seconds) * len(seconds),
+        "memory_bytes": float(memory),
+        "memory_kind": kind,
+    }
 
 
 def relative_costs(
-    model: nn.Module, baseline: nn.Module, x: torch.Tensor, y: torch.Tensor, *, repeats: int = 3, fp16: bool = False, batch_size: int = 128
+    model: nn.Module,
+    baseline: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    repeats: int = 3,
+    fp16: bool = False,
+    batch_size: int = 128,
 ) -> list[dict[str, float | str]]:
     """Epoch time and memory of `model`, absolute and relative to `baseline`, measured side by side.
 
@@ -99,5 +113,10 @@ def relative_costs(
     kind = ours["memory_kind"]
     return [
         {"metric": "epoch_seconds", "value": seconds, "relative": ratio, "memory_kind": kind},
-        {"metric": "memory_bytes", "value": ours["memory_bytes"], "relative": ours["memory_bytes"] / theirs["memory_bytes"], "memory_kind": kind},
+        {
+            "metric": "memory_bytes",
+            "value": ours["memory_bytes"],
+            "relative": ours["memory_bytes"] / theirs["memory_bytes"],
+            "memory_kind": kind,
+        },
     ]

@@ -68,7 +68,7 @@ class LocalExecutor:
             try:
                 rows, wall = _timed(measure, dict(cell))
                 yield Outcome(cell, rows, None, wall)
-            except Exception:  # noqa: BLE001 - reported with the cell, the sweep goes on
+            except Exception:
                 yield Outcome(cell, None, traceback.format_exc(), 0.0)
 
 
@@ -113,7 +113,7 @@ class RayExecutor:
             try:
                 rows, wall = self.ray.get(done[0])
                 yield Outcome(cell, rows, None, wall)
-            except Exception:  # noqa: BLE001 - a task that failed after its retries
+            except Exception:
                 yield Outcome(cell, None, traceback.format_exc(), 0.0)
 
 

@@ -34,7 +34,7 @@ def _padding(padding: object, d: int, kernel: tuple[int, ...], dilation: tuple[i
         return ((0, 0),) * d
     if padding == "same":
         if any(s != 1 for s in stride):
-            raise ValueError("padding='same' needs stride=1 (as in torch.nn.functional.conv), got stride " f"{stride}")
+            raise ValueError(f"padding='same' needs stride=1 (as in torch.nn.functional.conv), got stride {stride}")
         totals = [dil * (k - 1) for k, dil in zip(kernel, dilation)]
         return tuple((t // 2, t - t // 2) for t in totals)
     if isinstance(padding, str):
@@ -138,7 +138,9 @@ def _check_inputs(x: object, weight: object, bias: object, d: int, groups: int) 
             what = LAYOUTS[d] if name == "input" else f"out_channels x in_channels/groups x kernel ({d + 2} dims)"
             raise ValueError(f"{name} must be {what} (rank {d + 2}), got shape {tuple(t.shape)}")
     if weight.dtype != x.dtype or weight.device != x.device:
-        raise TypeError(f"input and weight must share dtype and device, got {x.dtype}/{x.device} and {weight.dtype}/{weight.device}")
+        raise TypeError(
+            f"input and weight must share dtype and device, got {x.dtype}/{x.device} and {weight.dtype}/{weight.device}"
+        )
     if x.shape[1] != weight.shape[1] * groups:
         raise ValueError(
             f"input must have in_channels={weight.shape[1] * groups} channels (weight.shape[1] * groups), "
@@ -171,7 +173,8 @@ def _cached_geometry(
     stride_, dilation_ = _per_axis(stride, "stride", d, 1), _per_axis(dilation, "dilation", d, 1)
     pads = _padding(padding, d, kernel, dilation_, stride_)
     geoms = tuple(
-        AxisGeometry(length, k, s, dil, *pad) for length, k, s, dil, pad in zip(spatial, kernel, stride_, dilation_, pads)
+        AxisGeometry(length, k, s, dil, *pad)
+        for length, k, s, dil, pad in zip(spatial, kernel, stride_, dilation_, pads)
     )
     if any(g.out < 1 for g in geoms):
         raise ValueError(

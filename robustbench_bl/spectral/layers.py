@@ -26,14 +26,36 @@ class _BandLimited:
     fraction_kept: float | None
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1, groups: int = 1,
-        bias: bool = True, padding_mode: str = "zeros", compress_rate: float | None = 0.0,
-        energy: float | None = None, backend: str = "auto", transform: str = "auto", device=None, dtype=None,
-    ) -> None:  # fmt: skip
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        compress_rate: float | None = 0.0,
+        energy: float | None = None,
+        backend: str = "auto",
+        transform: str = "auto",
+        device=None,
+        dtype=None,
+    ) -> None:
         super().__init__(  # type: ignore[call-arg]  # nn.ConvNd, next in the MRO
-            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode,
-            device=device, dtype=dtype,
-        )  # fmt: skip
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            padding_mode,
+            device=device,
+            dtype=dtype,
+        )
         get_backend(backend)  # fail at construction, not at the first forward
         self.backend = backend
         self.transform = check_choice(transform, "transform", ROUTES)
@@ -50,9 +72,18 @@ class _BandLimited:
             input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
             padding = 0
         y, self.fraction_kept = band_limited_conv(
-            input, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
-            self.compress_rate, self.energy, self.backend, self.transform,
-        )  # fmt: skip
+            input,
+            self.weight,
+            self.bias,
+            self.stride,
+            padding,
+            self.dilation,
+            self.groups,
+            self.compress_rate,
+            self.energy,
+            self.backend,
+            self.transform,
+        )
         return y
 
     def extra_repr(self) -> str:
@@ -62,15 +93,31 @@ class _BandLimited:
 
     @classmethod
     def from_conv(
-        cls, conv: nn.Module, compress_rate: float | None = 0.0, energy: float | None = None, backend: str = "auto",
+        cls,
+        conv: nn.Module,
+        compress_rate: float | None = 0.0,
+        energy: float | None = None,
+        backend: str = "auto",
         transform: str = "auto",
-    ):  # fmt: skip
+    ):
         """A band-limited copy of `conv` (same hyperparameters, device, dtype and weights)."""
         layer = cls(
-            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-            conv.groups, conv.bias is not None, conv.padding_mode, compress_rate, energy, backend, transform,
-            device=conv.weight.device, dtype=conv.weight.dtype,
-        )  # fmt: skip
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            conv.groups,
+            conv.bias is not None,
+            conv.padding_mode,
+            compress_rate,
+            energy,
+            backend,
+            transform,
+            device=conv.weight.device,
+            dtype=conv.weight.dtype,
+        )
         layer.load_state_dict(conv.state_dict())
         layer.train(conv.training)
         return layer

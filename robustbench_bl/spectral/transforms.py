@@ -85,8 +85,6 @@ def axis_dft(geom: AxisGeometry, kept: tuple[int, ...], one_sided: bool, dtype: 
     return AxisDFT(**{k: m.resolve_conj().to(dtype=cdtype, device=device).contiguous() for k, m in mats.items()})
 
 
-
-
 # ---- Partial DFTs: separable matrix products over any number of axes --------------------------
 
 
@@ -398,7 +396,11 @@ CHUNK_BYTES = 4 * 2**20
 
 @functools.lru_cache(maxsize=512)
 def plan(
-    geoms: tuple[AxisGeometry, ...], bands: tuple[tuple[int, ...], ...], dtype: torch.dtype, device: str, route: str = "auto"
+    geoms: tuple[AxisGeometry, ...],
+    bands: tuple[tuple[int, ...], ...],
+    dtype: torch.dtype,
+    device: str,
+    route: str = "auto",
 ) -> Plan:
     """The cached Plan of one shape; route 'auto' asks choose_route, 'dft' / 'fft' force one."""
     if route == "auto":

@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 
 from robustbench_bl import plots
-from robustbench_bl.runtime import distributed
-from robustbench_bl.studies.bands import discarded, layer_fractions
 from robustbench_bl.cli import command_line
-from robustbench_bl.studies.common import Study, parse_args, preset, trained_models
+from robustbench_bl.runtime import distributed
 from robustbench_bl.runtime.sweep import run
+from robustbench_bl.studies.bands import discarded, layer_fractions
+from robustbench_bl.studies.common import Study, parse_args, preset, trained_models
 from robustbench_bl.training import TrainConfig, evaluate, recipe
 
 NAME = "accuracy_vs_compression"
@@ -35,10 +35,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The zoo's FastNets (no training); the whole offline test set with RBL_DATA, else the sample.
     "quick": dict(model="fastnet", train=50000, test=10000, epochs=6, rates=(0.0, 0.5, 0.85), energies=(0.95,)),
     "paper": dict(
-        model="resnet18", train=50000, test=10000, epochs=350,
-        rates=(0.0, 0.1, 0.25, 0.5, 0.75, 0.85), energies=(0.999, 0.995, 0.99, 0.98, 0.95, 0.9),
+        model="resnet18",
+        train=50000,
+        test=10000,
+        epochs=350,
+        rates=(0.0, 0.1, 0.25, 0.5, 0.75, 0.85),
+        energies=(0.999, 0.995, 0.99, 0.98, 0.95, 0.9),
     ),
-}  # fmt: skip
+}
 
 
 def finding(table: pd.DataFrame) -> str:
@@ -50,7 +54,10 @@ def finding(table: pd.DataFrame) -> str:
     # Static accuracy interpolated at the fractions the energy-based models discard.
     gap = (energy.value - np.interp(energy.discarded, static.discarded, static.value)).mean()
     verdict = "HOLDS" if full - half <= GRACEFUL else "DOES NOT HOLD"
-    points = "; ".join(f"{s} {lv:g}: {d:.0%} discarded, acc {v:.3f}" for s, lv, d, v in table[["scheme", "level", "discarded", "value"]].itertuples(index=False))
+    points = "; ".join(
+        f"{s} {lv:g}: {d:.0%} discarded, acc {v:.3f}"
+        for s, lv, d, v in table[["scheme", "level", "discarded", "value"]].itertuples(index=False)
+    )
     return (
         f"Finding ('accuracy falls gracefully with compression', <= {GRACEFUL:.0%} lost at 50%) {verdict}: "
         f"accuracy {full:.3f} at 0%, {half:.3f} at 50% static (interpolated); energy-based minus static at equal "
@@ -77,22 +84,47 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
         model = models[cell["scheme"], cell["level"]]
         fractions = layer_fractions(model, test.x[:500])
-        return [{"metric": "accuracy", "value": evaluate(model, test.x, test.y), "discarded": discarded(fractions),
-                 "data_source": test.source_kind, **{f"kept:{name}": f for name, f in fractions.items()}}]  # fmt: skip
+        return [
+            {
+                "metric": "accuracy",
+                "value": evaluate(model, test.x, test.y),
+                "discarded": discarded(fractions),
+                "data_source": test.source_kind,
+                **{f"kept:{name}": f for name, f in fractions.items()},
+            }
+        ]
 
     cells = [
-        {"study": NAME, "dataset": "cifar10", "model": p["model"], "model_key": keys[scheme, level], "scheme": scheme,
-         "level": level, "seed": args.seed, "n": len(test)}
+        {
+            "study": NAME,
+            "dataset": "cifar10",
+            "model": p["model"],
+            "model_key": keys[scheme, level],
+            "scheme": scheme,
+            "level": level,
+            "seed": args.seed,
+            "n": len(test),
+        }
         for scheme, level in keys
-    ]  # fmt: skip
+    ]
     table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
     table = table[table.model_key.isin(keys.values())]
     paths = plots.lines(
-        table, x="discarded", y="value", hue="scheme", style="scheme", stem=study.figure(),
-        xlabel="fraction of coefficients discarded (mean over layers)", ylabel="test accuracy",
+        table,
+        x="discarded",
+        y="value",
+        hue="scheme",
+        style="scheme",
+        stem=study.figure(),
+        xlabel="fraction of coefficients discarded (mean over layers)",
+        ylabel="test accuracy",
         title=f"{p['model']}, CIFAR-10 ({test.source_kind}): static vs energy-based compression",
-    )  # fmt: skip
-    print(table[["scheme", "level", "discarded", "value"]].rename(columns={"value": "accuracy"}).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    )
+    print(
+        table[["scheme", "level", "discarded", "value"]]
+        .rename(columns={"value": "accuracy"})
+        .to_string(index=False, float_format=lambda v: f"{v:.3f}")
+    )
     study.conclude(finding(table))
     print(f"wrote {study.store.path.with_suffix('.csv')} and {', '.join(map(str, paths))}")
     return table

@@ -19,14 +19,21 @@ from typing import Any
 import pandas as pd
 
 from robustbench_bl import attacks, plots
-from robustbench_bl.runtime import distributed
-from robustbench_bl.studies.channel_setup import (
-    CHANNELS, setting_for, add_sweep_option, channel_at, load_models, read_best, sweep_csv, votes_for,
-)  # fmt: skip
-from robustbench_bl.defense import Defended
 from robustbench_bl.cli import ArgumentParser, command_line
-from robustbench_bl.studies.common import Study, parse_args
+from robustbench_bl.defense import Defended
+from robustbench_bl.runtime import distributed
 from robustbench_bl.runtime.sweep import run
+from robustbench_bl.studies.channel_setup import (
+    CHANNELS,
+    add_sweep_option,
+    channel_at,
+    load_models,
+    read_best,
+    setting_for,
+    sweep_csv,
+    votes_for,
+)
+from robustbench_bl.studies.common import Study, parse_args
 
 NAME = "adaptive_vs_nonadaptive"
 #: test: images attacked; eot: draws per EOT step.
@@ -53,13 +60,17 @@ def finding(robust: pd.DataFrame) -> str:
     listed = ", ".join(f"{name} {channels.loc[name, 'nonadaptive']:.2f}->{worst[name]:.2f}" for name in channels.index)
     transfer = channels[TRANSFER].mean()
     verdict = "HOLDS" if holds else "DOES NOT HOLD"
-    return (f"Finding ('adaptive attacks close the window', strongest adaptive <= bare + {TOLERANCE}) {verdict}: "
-            f"robust accuracy non-adaptive->strongest adaptive: {listed}; bare model {bare:.2f}; "
-            f"Laplace-proxy transfer mean {transfer:.2f} vs non-adaptive mean {channels['nonadaptive'].mean():.2f}")  # fmt: skip
+    return (
+        f"Finding ('adaptive attacks close the window', strongest adaptive <= bare + {TOLERANCE}) {verdict}: "
+        f"robust accuracy non-adaptive->strongest adaptive: {listed}; bare model {bare:.2f}; "
+        f"Laplace-proxy transfer mean {transfer:.2f} vs non-adaptive mean {channels['nonadaptive'].mean():.2f}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
-    args = parse_args(NAME, __doc__.splitlines()[0], argv, add_sweep_option(ArgumentParser(description=__doc__.splitlines()[0])))
+    args = parse_args(
+        NAME, __doc__.splitlines()[0], argv, add_sweep_option(ArgumentParser(description=__doc__.splitlines()[0]))
+    )
     p, setting = PRESETS[args.preset], setting_for(args)
     study = Study.from_args(args)
     models = load_models(args, setting, p["test"])
@@ -75,28 +86,65 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         defended = Defended(model, channel_at(cell["channel"], cell["strength"]), cell["votes"])
         transfer = cell["attacker"] == TRANSFER
         frame = attacks.evaluate(
-            defended, ATTACK, x, y, threat="eot" if transfer else cell["attacker"], epsilons=[cell["eps"]],
-            eot_samples=p["eot"], seed=cell["seed"], transfer=proxy if transfer else None, options=setting.options.get(ATTACK),
-        )  # fmt: skip
+            defended,
+            ATTACK,
+            x,
+            y,
+            threat="eot" if transfer else cell["attacker"],
+            epsilons=[cell["eps"]],
+            eot_samples=p["eot"],
+            seed=cell["seed"],
+            transfer=proxy if transfer else None,
+            options=setting.options.get(ATTACK),
+        )
         # the cell names the channel and its strength; evaluate's 'channel' is the same as one label
         return frame.drop(columns="channel").assign(data_source=models.test.source_kind).to_dict("records")
 
-    base = {"study": NAME, "dataset": "cifar10", "model": setting.model, "model_key": key, "eps": setting.eps,
-            "seed": args.seed, "n": len(x)}  # fmt: skip
-    cells = [{**base, "channel": "identity", "strength": 0.0, "strength_source": "bare", "votes": 1, "attacker": "nonadaptive"}]
-    cells += [{**base, "channel": name, "strength": best[name][0], "strength_source": best[name][1],
-               "votes": votes_for(name, setting.votes), "attacker": attacker}
-              for name in CHANNELS for attacker in ATTACKERS]  # fmt: skip
+    base = {
+        "study": NAME,
+        "dataset": "cifar10",
+        "model": setting.model,
+        "model_key": key,
+        "eps": setting.eps,
+        "seed": args.seed,
+        "n": len(x),
+    }
+    cells = [
+        {
+            **base,
+            "channel": "identity",
+            "strength": 0.0,
+            "strength_source": "bare",
+            "votes": 1,
+            "attacker": "nonadaptive",
+        }
+    ]
+    cells += [
+        {
+            **base,
+            "channel": name,
+            "strength": best[name][0],
+            "strength_source": best[name][1],
+            "votes": votes_for(name, setting.votes),
+            "attacker": attacker,
+        }
+        for name in CHANNELS
+        for attacker in ATTACKERS
+    ]
     table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
     current = table.merge(pd.DataFrame(cells), on=list(cells[0]))
     robust = current[current.metric == "robust_accuracy"]
     summary = robust.pivot_table(index="channel", columns="attacker", values="value").reindex(
-        index=["identity", *CHANNELS], columns=list(ATTACKERS))
+        index=["identity", *CHANNELS], columns=list(ATTACKERS)
+    )
     paths = plots.heatmap(
-        robust.assign(channel=robust.channel + ":" + robust.strength.map("{:g}".format)), index="channel",
-        columns="attacker", values="value", stem=study.figure(),
+        robust.assign(channel=robust.channel + ":" + robust.strength.map("{:g}".format)),
+        index="channel",
+        columns="attacker",
+        values="value",
+        stem=study.figure(),
         title=f"{setting.model}, PGD-Linf {setting.eps * 255:.0f}/255: robust accuracy by attacker",
-    )  # fmt: skip
+    )
     print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
     study.conclude(finding(summary))
     print(f"wrote {study.store.path.with_suffix('.csv')} and {', '.join(map(str, paths))}")

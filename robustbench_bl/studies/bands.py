@@ -12,6 +12,7 @@ from robustbench_bl.models.common import eval_mode, placement
 from robustbench_bl.spectral import bandlimit
 from robustbench_bl.spectral.layers import BAND_LIMITED
 
+
 def with_band(model: nn.Module, compress_rate: float | None = None, energy: float | None = None) -> nn.Module:
     """A band-limited copy of a trained model at another band (the original is left as it is)."""
     return bandlimit(copy.deepcopy(model), compress_rate=compress_rate, energy=energy)
@@ -27,9 +28,7 @@ def layer_fractions(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     with eval_mode(model):
         model(x.to(placement(model)[0]))
     return {
-        name: float(layer.fraction_kept)
-        for name, layer in model.named_modules()
-        if isinstance(layer, BAND_LIMITED)
+        name: float(layer.fraction_kept) for name, layer in model.named_modules() if isinstance(layer, BAND_LIMITED)
     }
 
 

@@ -44,9 +44,20 @@ class Setting:
 #: eps: RobustBench's 8/255 for the paper models; the quick LeNet keeps almost nothing at 8/255 (1.5% of
 #: 200 test images after PGD, 24% at 2/255), so smoke and quick attack at 2/255 to leave something to compare.
 SETTINGS: dict[str, Setting] = {
-    "smoke": Setting("lenet", 200, 1, 2 / 255, 3,
-                     {"pgd-linf": {"steps": 5}, "cw-l2": {"steps": 10, "binary_search_steps": 1}, "apgd-ce-linf": {"steps": 5},
-                      "apgd-dlr-linf": {"steps": 5}, "square-linf": {"n_queries": 20}}),  # fmt: skip
+    "smoke": Setting(
+        "lenet",
+        200,
+        1,
+        2 / 255,
+        3,
+        {
+            "pgd-linf": {"steps": 5},
+            "cw-l2": {"steps": 10, "binary_search_steps": 1},
+            "apgd-ce-linf": {"steps": 5},
+            "apgd-dlr-linf": {"steps": 5},
+            "square-linf": {"n_queries": 20},
+        },
+    ),
     "quick": Setting("lenet", 10000, 12, 2 / 255, 16),
     "paper": Setting("resnet18", 50000, 350, 8 / 255, 100),
 }
@@ -65,9 +76,13 @@ def train_config(setting: Setting, train_size: int, seed: int, compress_rate: fl
     return recipe(setting.model, "cifar10", compress_rate=compress_rate, seed=seed, **size)
 
 
-def load_models(args: argparse.Namespace, setting: Setting, test_size: int, rates: Sequence[float] = (0.0,)) -> Trained[float]:
+def load_models(
+    args: argparse.Namespace, setting: Setting, test_size: int, rates: Sequence[float] = (0.0,)
+) -> Trained[float]:
     """Test data (`test_size` class-balanced images) and one model per train compression rate."""
-    return trained_models(args, test_size, lambda size: {rate: train_config(setting, size, args.seed, rate) for rate in rates})
+    return trained_models(
+        args, test_size, lambda size: {rate: train_config(setting, size, args.seed, rate) for rate in rates}
+    )
 
 
 def strengths(name: str, points: int) -> list[float]:
@@ -75,20 +90,20 @@ def strengths(name: str, points: int) -> list[float]:
     rounded for integer channels, repeats dropped)."""
     cls = channel_class(check_choice(name, "name", CHANNELS))
     values = np.linspace(*cls.sweep, check_positive_int(points, "points", minimum=2))
-    return list(dict.fromkeys(int(round(v)) if cls.integer else round(float(v), 4) for v in values))
+    return list(dict.fromkeys(round(v) if cls.integer else round(float(v), 4) for v in values))
 
 
 def default_strength(name: str) -> float:
     """The documented fallback when no sweep result exists: the midpoint of the channel's sweep range."""
     cls = channel_class(check_choice(name, "name", CHANNELS))
     middle = sum(cls.sweep) / 2
-    return int(round(middle)) if cls.integer else round(middle, 4)
+    return round(middle) if cls.integer else round(middle, 4)
 
 
 def channel_at(name: str, strength: float, seed: int | None = None) -> Channel:
     """The channel `name` at `strength` (read back from a CSV as a float, so integer channels are rounded)."""
     cls = channel_class(name)
-    return make(name, int(round(strength)) if cls.integer else float(strength), seed=seed)
+    return make(name, round(strength) if cls.integer else float(strength), seed=seed)
 
 
 def votes_for(name: str, votes: int) -> int:
@@ -106,7 +121,9 @@ def best_strengths(table: pd.DataFrame) -> pd.DataFrame:
     """
     bare = table[(table.channel == "identity") & (table.metric == "clean_accuracy")]
     if bare.empty:
-        raise ValueError("table has no 'identity' clean_accuracy row: the bare model's clean accuracy is needed for recovery")
+        raise ValueError(
+            "table has no 'identity' clean_accuracy row: the bare model's clean accuracy is needed for recovery"
+        )
     robust = table[(table.metric == "robust_accuracy") & (table.channel != "identity")]
     per = robust.pivot_table(index=["channel", "strength"], columns="attack", values="value")
     names = list(per.columns)
@@ -127,17 +144,30 @@ def best_rows(best: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
     """`best_strengths` as tidy rows per channel: metric best_strength, and recovery per attack ('mean' too)."""
     rows = {}
     for record in best.to_dict("records"):
-        recovery = [{"metric": "recovery", "attack": key.removeprefix("recovery_"), "value": value}
-                    for key, value in record.items() if key.startswith("recovery_")]  # fmt: skip
-        chosen = {"metric": "best_strength", "value": record["strength"], "distortion": record["distortion"], "at_edge": record["at_edge"]}
+        recovery = [
+            {"metric": "recovery", "attack": key.removeprefix("recovery_"), "value": value}
+            for key, value in record.items()
+            if key.startswith("recovery_")
+        ]
+        chosen = {
+            "metric": "best_strength",
+            "value": record["strength"],
+            "distortion": record["distortion"],
+            "at_edge": record["at_edge"],
+        }
         rows[record["channel"]] = [chosen, *recovery]
     return rows
 
 
 def add_sweep_option(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """--sweep: where the channel sweep's CSV is (default: results.csv of channel_sweep beside --out)."""
-    parser.add_argument("--sweep", type=existing_file, default=None, help="channel_sweep's results.csv (default: ../channel_sweep/results.csv next to --out); "
-                        "a channel missing there uses the midpoint of its sweep range")  # fmt: skip
+    parser.add_argument(
+        "--sweep",
+        type=existing_file,
+        default=None,
+        help="channel_sweep's results.csv (default: ../channel_sweep/results.csv next to --out); "
+        "a channel missing there uses the midpoint of its sweep range",
+    )
     return parser
 
 
@@ -154,9 +184,13 @@ def read_best(path: str | Path, model_key: str) -> dict[str, tuple[float, str]]:
         try:
             table = pd.read_csv(path)
         except (ValueError, OSError) as err:  # empty, not CSV, not UTF-8
-            raise ValueError(f"{path} is not a readable channel-sweep CSV ({type(err).__name__}: {err}); rerun channel_sweep or remove it") from None
+            raise ValueError(
+                f"{path} is not a readable channel-sweep CSV ({type(err).__name__}: {err}); rerun channel_sweep or remove it"
+            ) from None
         if {"metric", "model_key", "channel"} <= set(table.columns):
             rows = table[(table.metric == "best_strength") & (table.model_key == model_key)]
             found = rows.groupby("channel").value.last().to_dict()
-    return {name: (found[name], "channel_sweep") if name in found else (default_strength(name), "default") for name in CHANNELS}
-
+    return {
+        name: (found[name], "channel_sweep") if name in found else (default_strength(name), "default")
+        for name in CHANNELS
+    }

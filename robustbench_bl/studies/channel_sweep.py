@@ -22,15 +22,22 @@ import torch
 
 from robustbench_bl import plots
 from robustbench_bl.attacks import craft_nonadaptive, judge_rows
-from robustbench_bl.runtime import distributed
-from robustbench_bl.studies.channel_setup import (
-    CHANNELS, setting_for, SWEEP_ATTACKS, best_rows, best_strengths, channel_at, load_models,
-    strengths, votes_for,
-)  # fmt: skip
-from robustbench_bl.defense import Defended
 from robustbench_bl.cli import command_line
-from robustbench_bl.studies.common import Study, parse_args
+from robustbench_bl.defense import Defended
+from robustbench_bl.runtime import distributed
 from robustbench_bl.runtime.sweep import run
+from robustbench_bl.studies.channel_setup import (
+    CHANNELS,
+    SWEEP_ATTACKS,
+    best_rows,
+    best_strengths,
+    channel_at,
+    load_models,
+    setting_for,
+    strengths,
+    votes_for,
+)
+from robustbench_bl.studies.common import Study, parse_args
 
 NAME = "channel_sweep"
 #: test: images attacked; points: strengths per channel, spread over its sweep range.
@@ -53,9 +60,12 @@ def finding(best: pd.DataFrame) -> str:
         listed = ", ".join(f"{name} {value:.2f}" for name, value in recovery.items())
         parts.append(f"{column.removeprefix('recovery_')} {verdict} ({listed}; spread {spread:.3f})")
     edge = ", ".join(best[best.at_edge].channel) or "none"
-    return (f"Finding ('tuned right, all channels recover a similar share of accuracy', spread <= {SIMILAR}), "
-            "recovery = defended robust / bare clean accuracy at each best strength: " + "; ".join(parts)
-            + f"; best at the lossy end of the sweep range: {edge}")  # fmt: skip
+    return (
+        f"Finding ('tuned right, all channels recover a similar share of accuracy', spread <= {SIMILAR}), "
+        "recovery = defended robust / bare clean accuracy at each best strength: "
+        + "; ".join(parts)
+        + f"; best at the lossy end of the sweep range: {edge}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
@@ -72,15 +82,27 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
 
     def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
         if not crafted:
-            crafted.update({name: craft_nonadaptive(model, name, x, y, epsilons[name], args.seed, setting.options.get(name))
-                            for name in SWEEP_ATTACKS})  # fmt: skip
+            crafted.update(
+                {
+                    name: craft_nonadaptive(model, name, x, y, epsilons[name], args.seed, setting.options.get(name))
+                    for name in SWEEP_ATTACKS
+                }
+            )
         channel = channel_at(cell["channel"], cell["strength"], seed=cell["seed"])  # seeded: a resume is bit-identical
         distortion = channel.distortion(x, draws=1).mean().item()  # one draw: a mean over all of x
         rows = judge_rows(Defended(model, channel, cell["votes"], seed=cell["seed"]).eval(), x, y, crafted)
         return [{**row, "distortion": distortion, "data_source": models.test.source_kind} for row in rows]
 
-    base = {"study": NAME, "dataset": "cifar10", "model": setting.model, "model_key": key, "threat": "nonadaptive",
-            "eps": setting.eps, "seed": args.seed, "n": len(x)}  # fmt: skip
+    base = {
+        "study": NAME,
+        "dataset": "cifar10",
+        "model": setting.model,
+        "model_key": key,
+        "threat": "nonadaptive",
+        "eps": setting.eps,
+        "seed": args.seed,
+        "n": len(x),
+    }
     grid = [("identity", 0.0)] + [(name, s) for name in CHANNELS for s in strengths(name, p["points"])]
     cells = [{**base, "channel": name, "strength": s, "votes": votes_for(name, setting.votes)} for name, s in grid]
     table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
@@ -93,11 +115,16 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     labels = {"none": "clean", "pgd-linf": f"PGD-Linf {setting.eps * 255:.0f}/255", "cw-l2": "C&W-L2 (unbounded)"}
     curves = current[current.channel != "identity"].assign(condition=lambda t: t.attack.map(labels))
     paths = plots.lines(
-        curves, x="distortion", y="value", hue="channel", col="condition",
-        xlabel="channel distortion (mean L2)", ylabel="accuracy of the defended model",
+        curves,
+        x="distortion",
+        y="value",
+        hue="channel",
+        col="condition",
+        xlabel="channel distortion (mean L2)",
+        ylabel="accuracy of the defended model",
         title=f"{setting.model} on CIFAR-10 ({models.test.source_kind} data): channels against non-adaptive attacks",
         stem=study.figure(),
-    )  # fmt: skip
+    )
     bare = current[current.channel == "identity"].set_index("attack").value
     print("bare model: " + ", ".join(f"{labels[a]} {v:.3f}" for a, v in bare.items()))
     print(best.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

@@ -21,9 +21,9 @@ from torch import nn
 
 from robustbench_bl import data, zoo
 from robustbench_bl.cli import ArgumentParser, device, non_negative_float, non_negative_int, writable_folder
-from robustbench_bl.studies.bands import layer_fractions
 from robustbench_bl.runtime.results import ResultsStore
 from robustbench_bl.runtime.sweep import EXECUTORS, Executor, make_executor
+from robustbench_bl.studies.bands import layer_fractions
 from robustbench_bl.training import CheckpointStore, TrainConfig
 
 PRESETS = ("smoke", "quick", "paper")
@@ -42,20 +42,49 @@ def parse_args(
     --data) and the writability of the output and checkpoint folders,
     before the study loads data or trains: a bad argument costs seconds, not a training run."""
     parser = parser or ArgumentParser(prog=f"rbl study {name}", description=description)
-    parser.add_argument("--preset", choices=PRESETS, default="quick", help="smoke: seconds; quick (default): <= 10 min on a 2-core CPU; paper: the seeds' settings, for a GPU")
-    parser.add_argument("--data", default=None, help="data folder (torchvision layout or npz files); default: $RBL_DATA, a download, or the packaged CIFAR-10 sample")
-    parser.add_argument("--device", type=device, default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...")
+    parser.add_argument(
+        "--preset",
+        choices=PRESETS,
+        default="quick",
+        help="smoke: seconds; quick (default): <= 10 min on a 2-core CPU; paper: the seeds' settings, for a GPU",
+    )
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="data folder (torchvision layout or npz files); default: $RBL_DATA, a download, or the packaged CIFAR-10 sample",
+    )
+    parser.add_argument(
+        "--device", type=device, default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ..."
+    )
     parser.add_argument("--out", default=f"results/{name}", help=f"output folder (default results/{name}/)")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed (>= 0) for training, sampling and noise draws")
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed (>= 0) for training, sampling and noise draws"
+    )
     try:
-        parser.add_argument("--model", choices=STUDY_MODELS, default=None, help="CIFAR-10 model instead of the preset's ('fastnet': the shipped zoo where it has the band, else trained)")
+        parser.add_argument(
+            "--model",
+            choices=STUDY_MODELS,
+            default=None,
+            help="CIFAR-10 model instead of the preset's ('fastnet': the shipped zoo where it has the band, else trained)",
+        )
     except argparse.ArgumentError:
         pass  # the script defines its own --model (attacks/attack.py)
-    parser.add_argument("--checkpoints", default=None, help="checkpoint folder (default $RBL_CHECKPOINTS or the user cache)")
+    parser.add_argument(
+        "--checkpoints", default=None, help="checkpoint folder (default $RBL_CHECKPOINTS or the user cache)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--executor", choices=EXECUTORS, default="local", help="where sweep cells run: in this process, or as Ray tasks (RAY_ADDRESS or a local instance)")
-    parser.add_argument("--ray-address", default=None, help="Ray cluster address (default $RAY_ADDRESS, else a local instance)")
-    parser.add_argument("--num-gpus", type=non_negative_float, default=0.0, help="GPUs each Ray task reserves (fractions share a GPU)")
+    parser.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="where sweep cells run: in this process, or as Ray tasks (RAY_ADDRESS or a local instance)",
+    )
+    parser.add_argument(
+        "--ray-address", default=None, help="Ray cluster address (default $RAY_ADDRESS, else a local instance)"
+    )
+    parser.add_argument(
+        "--num-gpus", type=non_negative_float, default=0.0, help="GPUs each Ray task reserves (fractions share a GPU)"
+    )
     args = parser.parse_args(argv)
     args.study = name
     try:
@@ -65,7 +94,10 @@ def parse_args(
         elif args.data is not None:
             raise ValueError(f"--data is not used by {name}, which reads its data from elsewhere")
         writable_folder(args.out, "--out")
-        writable_folder(args.checkpoints or CheckpointStore.default_root(), "--checkpoints" if args.checkpoints else "the checkpoint folder ($RBL_CHECKPOINTS or the user cache)")
+        writable_folder(
+            args.checkpoints or CheckpointStore.default_root(),
+            "--checkpoints" if args.checkpoints else "the checkpoint folder ($RBL_CHECKPOINTS or the user cache)",
+        )
     except ValueError as err:
         parser.error(str(err))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -88,7 +120,7 @@ class Study:
     out: Path
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "Study":
+    def from_args(cls, args: argparse.Namespace) -> Study:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         return cls(args.study, out)
@@ -143,10 +175,15 @@ def trained_models(
         name = zoo.find(cfg.compress_rate, cfg.energy, cfg.seed) if cfg.model == "fastnet" else None
         if name is not None:
             card = zoo.card(name)
-            meta = {"zoo": name, "metrics": {"train_size": card["train_data"]["n"], "data_source": card["train_data"]["source"]}}
+            meta = {
+                "zoo": name,
+                "metrics": {"train_size": card["train_data"]["n"], "data_source": card["train_data"]["source"]},
+            }
             got[k] = (zoo.load(name, args.device), meta)
             keys[k] = f"zoo:{name}:{card['weights']['sha256'][:12]}"
-            print(f"model {k}: zoo model {name} (full test accuracy {card['accuracy'].get('full_test', {}).get('accuracy')})")
+            print(
+                f"model {k}: zoo model {name} (full test accuracy {card['accuracy'].get('full_test', {}).get('accuracy')})"
+            )
         else:
             got[k] = store.get_or_train(cfg, data_root=args.data, device=args.device, progress=not args.quiet)
             keys[k] = cfg.key(train.fingerprint)

@@ -17,11 +17,11 @@ from typing import Any
 import pandas as pd
 
 from robustbench_bl import plots
-from robustbench_bl.runtime import distributed
-from robustbench_bl.studies.bands import with_band
 from robustbench_bl.cli import command_line
-from robustbench_bl.studies.common import Study, discarded_per_layer, parse_args, preset, trained_models
+from robustbench_bl.runtime import distributed
 from robustbench_bl.runtime.sweep import run
+from robustbench_bl.studies.bands import with_band
+from robustbench_bl.studies.common import Study, discarded_per_layer, parse_args, preset, trained_models
 from robustbench_bl.training import evaluate, recipe
 
 NAME = "compression_mismatch"
@@ -30,14 +30,22 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(model="lenet", train=200, test=100, epochs=1, train_rates=(0.0, 0.5), test_rates=(0.0, 0.5)),
     # The zoo's FastNets (no training); 5,000 offline test images with RBL_DATA, else the sample.
     "quick": dict(
-        model="fastnet", train=50000, test=5000, epochs=6,
-        train_rates=(0.0, 0.5, 0.85), test_rates=(0.0, 0.25, 0.5, 0.65, 0.75, 0.85),
+        model="fastnet",
+        train=50000,
+        test=5000,
+        epochs=6,
+        train_rates=(0.0, 0.5, 0.85),
+        test_rates=(0.0, 0.25, 0.5, 0.65, 0.75, 0.85),
     ),
     "paper": dict(
-        model="resnet18", train=50000, test=10000, epochs=350,
-        train_rates=(0.0, 0.5, 0.75, 0.85), test_rates=(0.0, 0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.8, 0.85),
+        model="resnet18",
+        train=50000,
+        test=10000,
+        epochs=350,
+        train_rates=(0.0, 0.5, 0.75, 0.85),
+        test_rates=(0.0, 0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.8, 0.85),
     ),
-}  # fmt: skip
+}
 
 
 def finding(table: pd.DataFrame) -> str:
@@ -60,10 +68,21 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parse_args(NAME, __doc__.splitlines()[0], argv)
     p = preset(PRESETS, args)
     study = Study.from_args(args)
-    trained = trained_models(args, p["test"], lambda size: {
-        rate: recipe(p["model"], "cifar10", compress_rate=rate, epochs=p["epochs"], limit=min(p["train"], size), seed=args.seed)
-        for rate in p["train_rates"]
-    })  # fmt: skip
+    trained = trained_models(
+        args,
+        p["test"],
+        lambda size: {
+            rate: recipe(
+                p["model"],
+                "cifar10",
+                compress_rate=rate,
+                epochs=p["epochs"],
+                limit=min(p["train"], size),
+                seed=args.seed,
+            )
+            for rate in p["train_rates"]
+        },
+    )
     models, test = trained.models, trained.test
     if not distributed.is_main():
         return pd.DataFrame()
@@ -71,24 +90,50 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
 
     def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
         model = with_band(models[cell["train_compress"]], compress_rate=cell["test_compress"])
-        return [{"metric": "accuracy", "value": evaluate(model, test.x, test.y), "data_source": test.source_kind,
-                 "discarded_per_layer": discarded_per_layer(model, test.x[:100])}]  # fmt: skip
+        return [
+            {
+                "metric": "accuracy",
+                "value": evaluate(model, test.x, test.y),
+                "data_source": test.source_kind,
+                "discarded_per_layer": discarded_per_layer(model, test.x[:100]),
+            }
+        ]
 
     cells = [
-        {"study": NAME, "dataset": "cifar10", "model": p["model"], "model_key": keys[train], "train_compress": train,
-         "test_compress": test_rate, "seed": args.seed, "n": len(test)}
+        {
+            "study": NAME,
+            "dataset": "cifar10",
+            "model": p["model"],
+            "model_key": keys[train],
+            "train_compress": train,
+            "test_compress": test_rate,
+            "seed": args.seed,
+            "n": len(test),
+        }
         for train in p["train_rates"]
         for test_rate in p["test_rates"]
-    ]  # fmt: skip
+    ]
     table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
     table = table[table.model_key.isin(keys.values())]
-    percent = table.assign(**{"train compression (%)": table.train_compress.mul(100).round().astype(int),
-                              "test compression (%)": table.test_compress.mul(100).round().astype(int)})
+    percent = table.assign(
+        **{
+            "train compression (%)": table.train_compress.mul(100).round().astype(int),
+            "test compression (%)": table.test_compress.mul(100).round().astype(int),
+        }
+    )
     paths = plots.heatmap(
-        percent, index="train compression (%)", columns="test compression (%)", values="value", stem=study.figure(),
+        percent,
+        index="train compression (%)",
+        columns="test compression (%)",
+        values="value",
+        stem=study.figure(),
         title=f"{p['model']}, CIFAR-10 ({test.source_kind}): test accuracy",
-    )  # fmt: skip
-    print(table.pivot_table(index="train_compress", columns="test_compress", values="value").to_string(float_format=lambda v: f"{v:.3f}"))
+    )
+    print(
+        table.pivot_table(index="train_compress", columns="test_compress", values="value").to_string(
+            float_format=lambda v: f"{v:.3f}"
+        )
+    )
     study.conclude(finding(table))
     print(f"wrote {study.store.path.with_suffix('.csv')} and {', '.join(map(str, paths))}")
     return table

@@ -15,14 +15,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from typing import Any
+
 import pandas as pd
 import torch
+import torch.nn.functional as F
+
 from robustbench_bl import data, plots
 from robustbench_bl.cli import command_line
-from robustbench_bl.studies.common import Study, parse_args
 from robustbench_bl.runtime.sweep import run
-import torch.nn.functional as F
 from robustbench_bl.spectral import band_limited_conv2d, compression
+from robustbench_bl.studies.common import Study, parse_args
 
 SCHEMES = ("lead", "top")
 
@@ -56,16 +58,24 @@ def relative_error(y: torch.Tensor, reference: torch.Tensor) -> float:
     return float((y - reference).norm() / reference.norm())
 
 
-def conv_errors(x: torch.Tensor, weight: torch.Tensor, padding: int, compress_rate: float) -> dict[str, tuple[float, float]]:
+def conv_errors(
+    x: torch.Tensor, weight: torch.Tensor, padding: int, compress_rate: float
+) -> dict[str, tuple[float, float]]:
     """Per scheme, (relative error against F.conv2d, fraction of coefficients discarded) at `compress_rate`."""
     reference = F.conv2d(x, weight, padding=padding)
-    lead = compression.static_mask((x.shape[-2] + 2 * padding, x.shape[-1] + 2 * padding), compress_rate, device=x.device)
+    lead = compression.static_mask(
+        (x.shape[-2] + 2 * padding, x.shape[-1] + 2 * padding), compress_rate, device=x.device
+    )
     keep = int(lead.sum())
     discarded = 1.0 - compression.fraction_kept(lead)
     return {
-        "lead": (relative_error(band_limited_conv2d(x, weight, padding=padding, compress_rate=compress_rate), reference), discarded),
+        "lead": (
+            relative_error(band_limited_conv2d(x, weight, padding=padding, compress_rate=compress_rate), reference),
+            discarded,
+        ),
         "top": (relative_error(masked_conv2d(x, weight, padding, top_mask(x, padding, keep)), reference), discarded),
     }
+
 
 NAME = "conv_error"
 RATES = tuple(round(0.05 * i, 2) for i in range(20))  # 0 to 95%
@@ -82,7 +92,9 @@ def finding(table: pd.DataFrame) -> str:
     mean = table.pivot_table(index="compress_rate", columns="scheme", values="value")
     grows = all(mean[s].is_monotonic_increasing for s in SCHEMES)
     top_lower = bool((mean.top[mean.index > 0] <= mean.lead[mean.index > 0]).all())
-    picks = ", ".join(f"{r:.0%}: lead {row.lead:.3f} / top {row.top:.3f}" for r, row in mean.iterrows() if r in (0.25, 0.5, 0.85))
+    picks = ", ".join(
+        f"{r:.0%}: lead {row.lead:.3f} / top {row.top:.3f}" for r, row in mean.iterrows() if r in (0.25, 0.5, 0.85)
+    )
     verdict = "HOLDS" if grows and top_lower else "DOES NOT HOLD"
     return (
         f"Finding ('error grows with compression; top below lead') {verdict}: grows monotonically: {grows}; "
@@ -101,21 +113,42 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
         x = test.x[cell["image"] : cell["image"] + 1].double()
         errors = conv_errors(x, weight, 2, cell["compress_rate"])
-        return [{"metric": "relative_error", "scheme": s, "value": e, "discarded": d, "data_source": test.source_kind} for s, (e, d) in errors.items()]
+        return [
+            {"metric": "relative_error", "scheme": s, "value": e, "discarded": d, "data_source": test.source_kind}
+            for s, (e, d) in errors.items()
+        ]
 
     cells = [
-        {"study": NAME, "dataset": "cifar10", "image": i, "filter": "randn 1x3x5x5", "padding": 2, "compress_rate": r, "seed": args.seed}
+        {
+            "study": NAME,
+            "dataset": "cifar10",
+            "image": i,
+            "filter": "randn 1x3x5x5",
+            "padding": 2,
+            "compress_rate": r,
+            "seed": args.seed,
+        }
         for i in range(len(test))
         for r in p["rates"]
-    ]  # fmt: skip
+    ]
     table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
     table = table[(table.seed == args.seed) & (table.image < len(test)) & table.compress_rate.isin(p["rates"])]
     paths = plots.lines(
-        table, x="discarded", y="value", hue="scheme", style="scheme", stem=study.figure(),
-        xlabel="fraction of coefficients discarded", ylabel="relative error vs F.conv2d",
+        table,
+        x="discarded",
+        y="value",
+        hue="scheme",
+        style="scheme",
+        stem=study.figure(),
+        xlabel="fraction of coefficients discarded",
+        ylabel="relative error vs F.conv2d",
         title=f"5x5 conv of {len(test)} CIFAR-10 image(s) ({test.source_kind}): compression error",
-    )  # fmt: skip
-    print(table.pivot_table(index="compress_rate", columns="scheme", values="value").to_string(float_format=lambda v: f"{v:.3f}"))
+    )
+    print(
+        table.pivot_table(index="compress_rate", columns="scheme", values="value").to_string(
+            float_format=lambda v: f"{v:.3f}"
+        )
+    )
     study.conclude(finding(table))
     print(f"wrote {study.store.path.with_suffix('.csv')} and {', '.join(map(str, paths))}")
     return table

@@ -21,38 +21,66 @@ from typing import Any
 import pandas as pd
 
 from robustbench_bl import plots
-from robustbench_bl.runtime import distributed
-from robustbench_bl.studies.channel_setup import load_models, setting_for
 from robustbench_bl.attacks.minimal import ATTACKS, larger_share, minimal_perturbations
 from robustbench_bl.cli import command_line
-from robustbench_bl.studies.common import Study, parse_args
+from robustbench_bl.runtime import distributed
 from robustbench_bl.runtime.sweep import run
+from robustbench_bl.studies.channel_setup import load_models, setting_for
+from robustbench_bl.studies.common import Study, parse_args
 
 NAME = "decision_based"
 #: test: images attacked; points: epsilon steps of the additive-noise attack; options: attack
 #: budgets (the registry's defaults where absent).
 PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": dict(test=16, rates=(0.0, 0.5), points=4, options={
-        "boundary": {"steps": 20}, "hopskipjump": {"steps": 2, "max_gradient_eval_steps": 20},
-        "additive-gaussian": {"repeats": 5}, "blended-uniform": {"directions": 20, "steps": 10},
-        "salt-and-pepper": {"steps": 20}, "gaussian-blur": {"steps": 10}}),
-    "quick": dict(test=120, rates=(0.0, 0.5, 0.85), points=12, options={
-        "boundary": {"steps": 300}, "hopskipjump": {"steps": 4, "initial_gradient_eval_steps": 20, "max_gradient_eval_steps": 50},
-        "additive-gaussian": {"repeats": 25}, "salt-and-pepper": {"steps": 100}, "gaussian-blur": {"steps": 50}}),
+    "smoke": dict(
+        test=16,
+        rates=(0.0, 0.5),
+        points=4,
+        options={
+            "boundary": {"steps": 20},
+            "hopskipjump": {"steps": 2, "max_gradient_eval_steps": 20},
+            "additive-gaussian": {"repeats": 5},
+            "blended-uniform": {"directions": 20, "steps": 10},
+            "salt-and-pepper": {"steps": 20},
+            "gaussian-blur": {"steps": 10},
+        },
+    ),
+    "quick": dict(
+        test=120,
+        rates=(0.0, 0.5, 0.85),
+        points=12,
+        options={
+            "boundary": {"steps": 300},
+            "hopskipjump": {"steps": 4, "initial_gradient_eval_steps": 20, "max_gradient_eval_steps": 50},
+            "additive-gaussian": {"repeats": 25},
+            "salt-and-pepper": {"steps": 100},
+            "gaussian-blur": {"steps": 50},
+        },
+    ),
     "paper": dict(test=1000, rates=(0.0, 0.5, 0.85), points=32, options={}),
-}  # fmt: skip
+}
 
 
 def finding(shares: pd.DataFrame) -> str:
     """The headline: per band-limited model and attack, the share of examples on which it needs the larger perturbation."""
     above = shares.larger_share > 0.5
-    verdict = "HOLDS" if above.all() else "DOES NOT HOLD" if not above.any() else f"HOLDS FOR {above.sum()} OF {len(above)} (compression, attack) PAIRS"
+    verdict = (
+        "HOLDS"
+        if above.all()
+        else "DOES NOT HOLD"
+        if not above.any()
+        else f"HOLDS FOR {above.sum()} OF {len(above)} (compression, attack) PAIRS"
+    )
     parts = [
-        f"{rate:.0%}: " + ", ".join(f"{r.attack} {r.larger_share:.2f}" for r in part.itertuples()) + f" (mean {part.larger_share.mean():.2f})"
+        f"{rate:.0%}: "
+        + ", ".join(f"{r.attack} {r.larger_share:.2f}" for r in part.itertuples())
+        + f" (mean {part.larger_share.mean():.2f})"
         for rate, part in shares.groupby("train_compress")
     ]
-    return (f"Finding ('band-limited models need larger perturbations': share > 0.5) {verdict}: share of the examples both "
-            "models classify right on which the band-limited one needs the larger L2 perturbation; " + "; ".join(parts))
+    return (
+        f"Finding ('band-limited models need larger perturbations': share > 0.5) {verdict}: share of the examples both "
+        "models classify right on which the band-limited one needs the larger L2 perturbation; " + "; ".join(parts)
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
@@ -67,27 +95,46 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
         model = models.models[cell["train_compress"]]
         options = p["options"].get(cell["attack"])
-        rows = minimal_perturbations(model, cell["attack"], x, y, seed=cell["seed"], points=p["points"], options=options)
+        rows = minimal_perturbations(
+            model, cell["attack"], x, y, seed=cell["seed"], points=p["points"], options=options
+        )
         return [{**row, "data_source": models.test.source_kind} for row in rows]
 
-    base = {"study": NAME, "dataset": "cifar10", "model": setting.model, "points": p["points"], "seed": args.seed, "n": len(x)}
+    base = {
+        "study": NAME,
+        "dataset": "cifar10",
+        "model": setting.model,
+        "points": p["points"],
+        "seed": args.seed,
+        "n": len(x),
+    }
     cells = [
-        {**base, "model_key": models.keys[rate], "train_compress": rate, "attack": attack,
-         "options": json.dumps(p["options"].get(attack, {}), sort_keys=True)}
+        {
+            **base,
+            "model_key": models.keys[rate],
+            "train_compress": rate,
+            "attack": attack,
+            "options": json.dumps(p["options"].get(attack, {}), sort_keys=True),
+        }
         for rate in p["rates"]
         for attack in ATTACKS
-    ]  # fmt: skip
+    ]
     table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
     table = table.merge(pd.DataFrame(cells), on=list(cells[0]))
     shares = larger_share(table)
 
     found = table[table.fooled.astype(bool)].assign(compression=lambda t: t.train_compress.map(lambda r: f"{r:.0%}"))
     paths = plots.distributions(
-        found, x="attack", y="value", hue="compression", log=True, xlabel="decision-based attack",
+        found,
+        x="attack",
+        y="value",
+        hue="compression",
+        log=True,
+        xlabel="decision-based attack",
         ylabel="minimal L2 perturbation (log scale)",
         title=f"{setting.model} on CIFAR-10 ({models.test.source_kind} data): minimal perturbations by train compression",
         stem=study.figure(),
-    )  # fmt: skip
+    )
     print(shares.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     study.conclude(finding(shares))
     print(f"wrote {study.store.path.with_suffix('.csv')} and {', '.join(map(str, paths))}")

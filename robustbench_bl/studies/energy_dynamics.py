@@ -20,10 +20,10 @@ import pandas as pd
 from torch import nn
 
 from robustbench_bl import data, plots
-from robustbench_bl.studies.bands import layer_fractions
 from robustbench_bl.cli import command_line
-from robustbench_bl.studies.common import Study, parse_args, preset
 from robustbench_bl.runtime.sweep import run
+from robustbench_bl.studies.bands import layer_fractions
+from robustbench_bl.studies.common import Study, parse_args, preset
 from robustbench_bl.training import build_model, load_train_data, recipe, train
 
 NAME = "energy_dynamics"
@@ -50,7 +50,10 @@ def finding(table: pd.DataFrame) -> str:
         moves |= bool(early > 0.01)
         parts.append(f"energy {energy:g} layer {layer}: {c[0]:.0%} -> {c[mid]:.0%} -> {c[-1]:.0%}")
     verdict = "HOLDS" if moves and settles else "DOES NOT HOLD"
-    return f"Finding ('per-layer compression moves early, then settles') {verdict}: compression at init -> mid -> end: " + "; ".join(parts)
+    return (
+        f"Finding ('per-layer compression moves early, then settles') {verdict}: compression at init -> mid -> end: "
+        + "; ".join(parts)
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
@@ -62,33 +65,68 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     print(f"data: probe batch of {len(probe)} test images from {probe.source}")
 
     def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
-        config = recipe(cell["model"], "cifar10", energy=cell["energy"], epochs=p["epochs"], limit=cell["train_size"], seed=cell["seed"])
+        config = recipe(
+            cell["model"],
+            "cifar10",
+            energy=cell["energy"],
+            epochs=p["epochs"],
+            limit=cell["train_size"],
+            seed=cell["seed"],
+        )
         dataset = load_train_data(config, args.data)
         model = build_model(config, dataset)
         rows: list[dict[str, Any]] = []
 
         def record(epoch: int, model: nn.Module) -> None:
             for i, (module, kept) in enumerate(layer_fractions(model, probe.x).items()):
-                rows.append({"metric": "compression", "epoch": epoch, "layer": f"conv{i + 1}", "module": module,
-                             "value": 1.0 - kept, "data_source": dataset.source_kind})  # fmt: skip
+                rows.append(
+                    {
+                        "metric": "compression",
+                        "epoch": epoch,
+                        "layer": f"conv{i + 1}",
+                        "module": module,
+                        "value": 1.0 - kept,
+                        "data_source": dataset.source_kind,
+                    }
+                )
 
         record(0, model.to(args.device))
-        train(model, dataset, config, device=args.device, progress=not args.quiet, on_epoch=lambda e, m: record(e + 1, m))
+        train(
+            model, dataset, config, device=args.device, progress=not args.quiet, on_epoch=lambda e, m: record(e + 1, m)
+        )
         return rows
 
     cells = [
-        {"study": NAME, "dataset": "cifar10", "model": p["model"], "energy": e, "epochs": p["epochs"],
-         "train_size": min(p["train"], train_size), "probe": len(probe), "seed": args.seed}
+        {
+            "study": NAME,
+            "dataset": "cifar10",
+            "model": p["model"],
+            "energy": e,
+            "epochs": p["epochs"],
+            "train_size": min(p["train"], train_size),
+            "probe": len(probe),
+            "seed": args.seed,
+        }
         for e in p["energies"]
-    ]  # fmt: skip
+    ]
     table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
     table = table[(table.model == p["model"]) & (table.epochs == p["epochs"]) & table.energy.isin(p["energies"])]
     paths = plots.lines(
-        table, x="epoch", y="value", hue="layer", col="energy", stem=study.figure(),
-        xlabel="epoch (0: at initialization)", ylabel="fraction of coefficients discarded",
+        table,
+        x="epoch",
+        y="value",
+        hue="layer",
+        col="energy",
+        stem=study.figure(),
+        xlabel="epoch (0: at initialization)",
+        ylabel="fraction of coefficients discarded",
         title=f"{p['model']}, CIFAR-10: per-layer compression under energy-based band-limiting",
-    )  # fmt: skip
-    print(table.pivot_table(index="epoch", columns=["energy", "layer"], values="value").to_string(float_format=lambda v: f"{v:.3f}"))
+    )
+    print(
+        table.pivot_table(index="epoch", columns=["energy", "layer"], values="value").to_string(
+            float_format=lambda v: f"{v:.3f}"
+        )
+    )
     study.conclude(finding(table))
     print(f"wrote {study.store.path.with_suffix('.csv')} and {', '.join(map(str, paths))}")
     return table

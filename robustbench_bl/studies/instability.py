@@ -12,24 +12,25 @@ have no second derivative, so the study probes the plain-convolution model only.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Sequence
-from typing import Any
-import pandas as pd
-from robustbench_bl import channels, plots
-from robustbench_bl.runtime import distributed
-from robustbench_bl.studies.channel_setup import load_models, setting_for
-from robustbench_bl.cli import command_line
-from robustbench_bl.studies.common import Study, parse_args
-from robustbench_bl.runtime.sweep import run
 import copy
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
 import torch
 from scipy.stats import mannwhitneyu
 from torch import Tensor, nn
+
+from robustbench_bl import channels, plots
 from robustbench_bl.attacks import craft_nonadaptive
 from robustbench_bl.channels import make as make_channel
+from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation.probes import gradient_norm, hessian_top_eigenvalue, taylor_bound
+from robustbench_bl.runtime import distributed
+from robustbench_bl.runtime.sweep import run
+from robustbench_bl.studies.channel_setup import load_models, setting_for
+from robustbench_bl.studies.common import Study, parse_args
 from robustbench_bl.training import predict
 from robustbench_bl.validation import check_choice, check_positive_int
 
@@ -52,9 +53,16 @@ def correctly_classified(model: nn.Module, x: Tensor, y: Tensor, n: int) -> tupl
 
 
 def examples(
-    model: nn.Module, kind: str, x: Tensor, y: Tensor, *, eps: float | None, sigma: float, seed: int,
+    model: nn.Module,
+    kind: str,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float | None,
+    sigma: float,
+    seed: int,
     options: Mapping[str, Any] | None = None,
-) -> Tensor:  # fmt: skip
+) -> Tensor:
     """The examples of `kind` made from natural images x: x itself, PGD-Linf adversarials within
     `eps`, unbounded C&W-L2 adversarials (both crafted on the model, seeded), or x through the
     Gaussian channel with std `sigma` (seeded draws, clipped to [0, 1])."""
@@ -86,7 +94,13 @@ def probe_rows(
     wrong = predict(model, x).to(y.device) != y
     distance = (x - natural).flatten(1).norm(dim=1)
     return [
-        {"example": i, "misclassified": bool(wrong[i]), "perturbation_l2": distance[i].item(), "metric": name, "value": v[i].item()}
+        {
+            "example": i,
+            "misclassified": bool(wrong[i]),
+            "perturbation_l2": distance[i].item(),
+            "metric": name,
+            "value": v[i].item(),
+        }
         for i in range(len(x))
         for name, v in values.items()
     ]
@@ -111,9 +125,18 @@ def compare(table: pd.DataFrame) -> pd.DataFrame:
             values = counted[(counted.condition == name) & (counted.metric == metric)].value
             compared = name != "natural" and len(values) and len(natural)
             p = mannwhitneyu(values, natural, alternative="greater").pvalue if compared else float("nan")
-            rows.append({"condition": name, "metric": metric, "n": len(values), "median": values.median(),
-                         "ratio_to_natural": values.median() / natural.median(), "p_greater": p})  # fmt: skip
+            rows.append(
+                {
+                    "condition": name,
+                    "metric": metric,
+                    "n": len(values),
+                    "median": values.median(),
+                    "ratio_to_natural": values.median() / natural.median(),
+                    "p_greater": p,
+                }
+            )
     return pd.DataFrame(rows)
+
 
 NAME = "instability"
 #: test: images drawn (class-balanced); n: the correctly classified ones probed; iters: Lanczos
@@ -132,10 +155,19 @@ def finding(summary: pd.DataFrame) -> str:
     adversarial = summary[summary.condition.str.startswith(ADVERSARIAL) & summary.metric.isin(["m1", "m2"])]
     natural = summary[summary.condition == "natural"].set_index("metric")["median"]
     larger = adversarial["median"] > adversarial.metric.map(natural)
-    verdict = "HOLDS" if larger.all() else "DOES NOT HOLD" if not larger.any() else f"HOLDS FOR {larger.sum()} OF {len(larger)} (example, metric) PAIRS"
+    verdict = (
+        "HOLDS"
+        if larger.all()
+        else "DOES NOT HOLD"
+        if not larger.any()
+        else f"HOLDS FOR {larger.sum()} OF {len(larger)} (example, metric) PAIRS"
+    )
     labels = {"m1": "M1", "m2": "|M2|"}
-    parts = [f"{r.condition} {labels[r.metric]} {r.median:.3g} vs natural {natural[r.metric]:.3g} (x{r.ratio_to_natural:.2f}, "
-             f"n={r.n}, Mann-Whitney p={r.p_greater:.2g})" for r in adversarial.itertuples()]  # fmt: skip
+    parts = [
+        f"{r.condition} {labels[r.metric]} {r.median:.3g} vs natural {natural[r.metric]:.3g} (x{r.ratio_to_natural:.2f}, "
+        f"n={r.n}, Mann-Whitney p={r.p_greater:.2g})"
+        for r in adversarial.itertuples()
+    ]
     return f"Finding ('adversarial examples are less stable: larger M1 and M2') {verdict}: medians " + "; ".join(parts)
 
 
@@ -152,12 +184,22 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
 
     def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
         kind = cell["kind"]
-        made = examples(model, kind, x, y, eps=cell["eps"], sigma=p["sigma"], seed=cell["seed"], options=setting.options.get(kind))
+        made = examples(
+            model, kind, x, y, eps=cell["eps"], sigma=p["sigma"], seed=cell["seed"], options=setting.options.get(kind)
+        )
         rows = probe_rows(model, made, x, y, delta=delta, iters=p["iters"], seed=cell["seed"])
         return [{**row, "taylor_delta": delta, "data_source": models.test.source_kind} for row in rows]
 
-    base = {"study": NAME, "dataset": "cifar10", "model": setting.model, "model_key": key,
-            "sigma": p["sigma"], "iters": p["iters"], "seed": args.seed, "n": len(x)}  # fmt: skip
+    base = {
+        "study": NAME,
+        "dataset": "cifar10",
+        "model": setting.model,
+        "model_key": key,
+        "sigma": p["sigma"],
+        "iters": p["iters"],
+        "seed": args.seed,
+        "n": len(x),
+    }
     kinds = [("natural", None), *(("pgd-linf", eps) for eps in p["eps"]), ("cw-l2", None), ("gauss", None)]
     cells = [{**base, "kind": kind, "eps": eps, "condition": condition(kind, eps)} for kind, eps in kinds]
     table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
@@ -167,11 +209,17 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     labels = {"m1": "M1 = ||grad f_y||", "m2": "|M2| = |lambda_max|"}
     shown = magnitudes(table[table.metric.isin(labels)]).assign(metric=lambda t: t.metric.map(labels))
     paths = plots.distributions(
-        shown, x="condition", y="value", col="metric", log=True, xlabel="example", ylabel="value (log scale)",
+        shown,
+        x="condition",
+        y="value",
+        col="metric",
+        log=True,
+        xlabel="example",
+        ylabel="value (log scale)",
         title=f"{setting.model} on CIFAR-10 ({models.test.source_kind} data): instability around {len(x)} natural images "
-              f"(gauss sigma {p['sigma']})",
+        f"(gauss sigma {p['sigma']})",
         stem=study.figure(),
-    )  # fmt: skip
+    )
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     study.conclude(finding(summary))
     print(f"wrote {study.store.path.with_suffix('.csv')} and {', '.join(map(str, paths))}")

@@ -21,26 +21,45 @@ import pandas as pd
 
 import robustbench_bl
 from robustbench_bl import plots
-from robustbench_bl.runtime import distributed
-from robustbench_bl.evaluation import leaderboard
-from robustbench_bl.studies.channel_setup import (
-    CHANNELS, setting_for, add_sweep_option, channel_at, load_models, read_best, sweep_csv, votes_for,
-)  # fmt: skip
 from robustbench_bl.cli import ArgumentParser, command_line
-from robustbench_bl.studies.common import Study, parse_args
+from robustbench_bl.evaluation import leaderboard
+from robustbench_bl.runtime import distributed
 from robustbench_bl.runtime.sweep import run
+from robustbench_bl.studies.channel_setup import (
+    CHANNELS,
+    add_sweep_option,
+    channel_at,
+    load_models,
+    read_best,
+    setting_for,
+    sweep_csv,
+    votes_for,
+)
+from robustbench_bl.studies.common import Study, parse_args
 
 NAME = "leaderboard"
 #: test: images per benchmark; repeats and eot: of random defenses; options: attack budgets over
 #: the setting's (the paper preset keeps the protocol's own).
 PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": dict(test=20, repeats=1, eot=2, rates=(0.0, 0.5, 0.85),
-                  options={"hopskipjump": {"steps": 1, "initial_gradient_eval_steps": 5, "max_gradient_eval_steps": 10}}),
-    "quick": dict(test=100, repeats=2, eot=8, rates=(0.0, 0.5, 0.85),
-                  options={"hopskipjump": {"steps": 2, "initial_gradient_eval_steps": 20, "max_gradient_eval_steps": 20},
-                           "square-linf": {"n_queries": 1000}}),
+    "smoke": dict(
+        test=20,
+        repeats=1,
+        eot=2,
+        rates=(0.0, 0.5, 0.85),
+        options={"hopskipjump": {"steps": 1, "initial_gradient_eval_steps": 5, "max_gradient_eval_steps": 10}},
+    ),
+    "quick": dict(
+        test=100,
+        repeats=2,
+        eot=8,
+        rates=(0.0, 0.5, 0.85),
+        options={
+            "hopskipjump": {"steps": 2, "initial_gradient_eval_steps": 20, "max_gradient_eval_steps": 20},
+            "square-linf": {"n_queries": 1000},
+        },
+    ),
     "paper": dict(test=1000, repeats=5, eot=16, rates=(0.0, 0.5, 0.85), options={}),
-}  # fmt: skip
+}
 KEYS = ("model", "train_compress", "channel", "votes")
 
 
@@ -49,14 +68,18 @@ def finding(board: pd.DataFrame) -> str:
     top = board.iloc[0]
     bare = board[(board.train_compress == 0) & (board.channel.str.startswith("identity"))].iloc[0]
     beat = board[board.robust_ci_low > bare.robust_ci_high]
-    return (f"Leaderboard: top is {top.channel} at {top.train_compress:.0%} compression, robust {top.robust:.3f} "
-            f"[{top.robust_ci_low:.3f}, {top.robust_ci_high:.3f}]; the undefended plain model has {bare.robust:.3f} "
-            f"[{bare.robust_ci_low:.3f}, {bare.robust_ci_high:.3f}]; {len(beat)} of {len(board) - 1} defenses beat it "
-            f"beyond the 95% intervals" + (f" ({', '.join(beat.channel)})" if len(beat) else ""))  # fmt: skip
+    return (
+        f"Leaderboard: top is {top.channel} at {top.train_compress:.0%} compression, robust {top.robust:.3f} "
+        f"[{top.robust_ci_low:.3f}, {top.robust_ci_high:.3f}]; the undefended plain model has {bare.robust:.3f} "
+        f"[{bare.robust_ci_low:.3f}, {bare.robust_ci_high:.3f}]; {len(beat)} of {len(board) - 1} defenses beat it "
+        f"beyond the 95% intervals" + (f" ({', '.join(beat.channel)})" if len(beat) else "")
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
-    args = parse_args(NAME, __doc__.splitlines()[0], argv, add_sweep_option(ArgumentParser(description=__doc__.splitlines()[0])))
+    args = parse_args(
+        NAME, __doc__.splitlines()[0], argv, add_sweep_option(ArgumentParser(description=__doc__.splitlines()[0]))
+    )
     p, setting = PRESETS[args.preset], setting_for(args)
     study = Study.from_args(args)
     models = load_models(args, setting, p["test"], p["rates"])
@@ -68,19 +91,45 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
 
     def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
         result = robustbench_bl.benchmark(
-            models.models[cell["train_compress"]], channel_at(cell["defense"], cell["strength"]), cell["votes"],
-            norm=cell["norm"], eps=cell["eps"], n=cell["n"], repeats=cell["max_repeats"], seed=cell["seed"],
-            eot_samples=cell["eot_draws"], data_root=args.data, options=options,
-        )  # fmt: skip
+            models.models[cell["train_compress"]],
+            channel_at(cell["defense"], cell["strength"]),
+            cell["votes"],
+            norm=cell["norm"],
+            eps=cell["eps"],
+            n=cell["n"],
+            repeats=cell["max_repeats"],
+            seed=cell["seed"],
+            eot_samples=cell["eot_draws"],
+            data_root=args.data,
+            options=options,
+        )
         return leaderboard.rows(result.row)
 
-    base = {"study": NAME, "dataset": "cifar10", "model": setting.model, "norm": "Linf", "eps": setting.eps,
-            "n": p["test"], "seed": args.seed, "max_repeats": p["repeats"], "eot_draws": p["eot"]}  # fmt: skip
+    base = {
+        "study": NAME,
+        "dataset": "cifar10",
+        "model": setting.model,
+        "norm": "Linf",
+        "eps": setting.eps,
+        "n": p["test"],
+        "seed": args.seed,
+        "max_repeats": p["repeats"],
+        "eot_draws": p["eot"],
+    }
     entries = [(rate, "identity", 0.0, "bare") for rate in p["rates"]]
     entries += [(0.0, name, *best[name]) for name in CHANNELS]
-    cells = [{**base, "model_key": models.keys[rate], "train_compress": rate, "defense": name, "strength": strength,
-              "strength_source": source, "votes": votes_for(name, setting.votes)}
-             for rate, name, strength, source in entries]  # fmt: skip
+    cells = [
+        {
+            **base,
+            "model_key": models.keys[rate],
+            "train_compress": rate,
+            "defense": name,
+            "strength": strength,
+            "strength_source": source,
+            "votes": votes_for(name, setting.votes),
+        }
+        for rate, name, strength, source in entries
+    ]
     table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
     current = table.merge(pd.DataFrame(cells), on=list(cells[0]))
     board = leaderboard.rank(current, KEYS)
@@ -90,14 +139,22 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     labelled = current.assign(entry=current.channel + " @ " + current.train_compress.map("{:.0%}".format))
     order = board.channel + " @ " + board.train_compress.map("{:.0%}".format)
     paths = plots.intervals(
-        labelled.set_index("entry").loc[order].reset_index(), x="value", y="entry", low="ci_low", high="ci_high",
-        hue="metric", xlabel="accuracy (95% interval)", stem=study.figure(),
+        labelled.set_index("entry").loc[order].reset_index(),
+        x="value",
+        y="entry",
+        low="ci_low",
+        high="ci_high",
+        hue="metric",
+        xlabel="accuracy (95% interval)",
+        stem=study.figure(),
         title=f"{setting.model} on CIFAR-10, Linf {setting.eps * 255:.0f}/255: ranked by robust accuracy",
-    )  # fmt: skip
+    )
     print(board[["rank", *KEYS, "clean", "robust", "threat"]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     study.conclude(finding(board))
-    print(f"wrote {study.store.path.with_suffix('.csv')}, {study.out / 'leaderboard.csv'}, {study.out / 'leaderboard.md'} "
-          f"and {', '.join(map(str, paths))}")  # fmt: skip
+    print(
+        f"wrote {study.store.path.with_suffix('.csv')}, {study.out / 'leaderboard.csv'}, {study.out / 'leaderboard.md'} "
+        f"and {', '.join(map(str, paths))}"
+    )
     return table
 
 

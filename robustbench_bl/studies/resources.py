@@ -21,11 +21,11 @@ import pandas as pd
 import torch
 
 from robustbench_bl import data, models, plots
-from robustbench_bl.runtime.profiling import relative_costs
-from robustbench_bl.spectral import bandlimit
 from robustbench_bl.cli import command_line
-from robustbench_bl.studies.common import Study, parse_args, preset
+from robustbench_bl.runtime.profiling import relative_costs
 from robustbench_bl.runtime.sweep import run
+from robustbench_bl.spectral import bandlimit
+from robustbench_bl.studies.common import Study, parse_args, preset
 
 NAME = "resources"
 
@@ -42,7 +42,9 @@ def finding(table: pd.DataFrame) -> str:
     ratios = bl.pivot_table(index="compress_rate", columns="metric", values="relative")
     falls = all(ratios[m].iloc[-1] < ratios[m].iloc[0] and (ratios[m].iloc[1:] < 1).all() for m in ratios)
     conv = table[table.impl == "conv"].set_index(["precision", "metric"]).relative
-    text = "; ".join(f"{r:.0%}: time {row.epoch_seconds:.2f}x, memory {row.memory_bytes:.2f}x" for r, row in ratios.iterrows())
+    text = "; ".join(
+        f"{r:.0%}: time {row.epoch_seconds:.2f}x, memory {row.memory_bytes:.2f}x" for r, row in ratios.iterrows()
+    )
     verdict = "HOLDS" if falls else "DOES NOT HOLD"
     return (
         f"Finding ('time and memory fall with compression') {verdict} (fp32, relative to 0%): {text}; "
@@ -58,7 +60,9 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     print(f"data: {len(train)} training images from {train.source}; device {args.device}")
     precisions = ["fp32", "fp16"] if args.device.type == "cuda" else ["fp32"]
     if args.device.type != "cuda":
-        print("fp16: skipped, it needs a CUDA device (CPU autocast supports bfloat16 only, and CPU fp16 convolutions are slow)")
+        print(
+            "fp16: skipped, it needs a CUDA device (CPU autocast supports bfloat16 only, and CPU fp16 convolutions are slow)"
+        )
 
     def build(cell: dict[str, Any], compress_rate: float | None) -> torch.nn.Module:
         torch.manual_seed(cell["seed"])
@@ -67,20 +71,44 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
 
     def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
         model = build(cell, cell["compress_rate"] if cell["impl"] == "band-limited" else None)
-        return relative_costs(model, build(cell, 0.0), train.x, train.y, repeats=cell["repeats"], fp16=cell["precision"] == "fp16")
+        return relative_costs(
+            model, build(cell, 0.0), train.x, train.y, repeats=cell["repeats"], fp16=cell["precision"] == "fp16"
+        )
 
-    base = {"study": NAME, "dataset": "cifar10", "model": p["model"], "device": args.device.type, "train_size": len(train),
-            "data_source": train.source_kind, "repeats": p["repeats"], "seed": args.seed}  # fmt: skip
+    base = {
+        "study": NAME,
+        "dataset": "cifar10",
+        "model": p["model"],
+        "device": args.device.type,
+        "train_size": len(train),
+        "data_source": train.source_kind,
+        "repeats": p["repeats"],
+        "seed": args.seed,
+    }
     cells = [{**base, "impl": "conv", "compress_rate": 0.0, "precision": prec} for prec in precisions]
-    cells += [{**base, "impl": "band-limited", "compress_rate": r, "precision": prec} for prec in precisions for r in p["rates"]]
+    cells += [
+        {**base, "impl": "band-limited", "compress_rate": r, "precision": prec}
+        for prec in precisions
+        for r in p["rates"]
+    ]
     table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
     table = table[(table.model == p["model"]) & (table.device == args.device.type) & (table.train_size == len(train))]
     paths = plots.lines(
-        table[table.impl == "band-limited"], x="compress_rate", y="relative", hue="metric", col="precision", stem=study.figure(),
-        xlabel="compression rate", ylabel="relative to 0% compression",
+        table[table.impl == "band-limited"],
+        x="compress_rate",
+        y="relative",
+        hue="metric",
+        col="precision",
+        stem=study.figure(),
+        xlabel="compression rate",
+        ylabel="relative to 0% compression",
         title=f"{p['model']} on {args.device.type}: time per epoch and memory ({table.memory_kind.iloc[0]})",
-    )  # fmt: skip
-    print(table.pivot_table(index=["impl", "compress_rate"], columns=["precision", "metric"], values="relative").to_string(float_format=lambda v: f"{v:.2f}"))
+    )
+    print(
+        table.pivot_table(
+            index=["impl", "compress_rate"], columns=["precision", "metric"], values="relative"
+        ).to_string(float_format=lambda v: f"{v:.2f}")
+    )
     study.conclude(finding(table))
     print(f"wrote {study.store.path.with_suffix('.csv')} and {', '.join(map(str, paths))}")
     return table

@@ -20,12 +20,12 @@ from typing import Any
 import pandas as pd
 
 from robustbench_bl import data, plots
-from robustbench_bl.runtime import distributed
-from robustbench_bl.studies.bands import with_band
-from robustbench_bl.evaluation.critical_difference import average_ranks, cliques, friedman, nemenyi_cd
 from robustbench_bl.cli import command_line
-from robustbench_bl.studies.common import Study, parse_args
+from robustbench_bl.evaluation.critical_difference import average_ranks, cliques, friedman, nemenyi_cd
+from robustbench_bl.runtime import distributed
 from robustbench_bl.runtime.sweep import run
+from robustbench_bl.studies.bands import with_band
+from robustbench_bl.studies.common import Study, parse_args
 from robustbench_bl.training import CheckpointStore, evaluate, recipe
 
 NAME = "ucr"
@@ -34,20 +34,35 @@ MODERATE = 0.5
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(
-        datasets=("ItalyPowerDemand", "GunPoint"), train=20, test=40, epochs=1, lr=3e-3,
-        train_rates=(0.0, 0.5, 0.85), test_rates=(0.0, 0.5, 0.85),
+        datasets=("ItalyPowerDemand", "GunPoint"),
+        train=20,
+        test=40,
+        epochs=1,
+        lr=3e-3,
+        train_rates=(0.0, 0.5, 0.85),
+        test_rates=(0.0, 0.5, 0.85),
     ),
     # The four smallest data sets (OSULeaf and ACSF1, long series, do not fit 10 CPU minutes),
     # at most 300 test series each.
     "quick": dict(
-        datasets=("GunPoint", "ArrowHead", "ItalyPowerDemand", "BasicMotions"), train=None, test=300, epochs=20,
-        lr=3e-3, train_rates=(0.0, 0.5, 0.85), test_rates=(0.0, 0.25, 0.5, 0.75, 0.85),
+        datasets=("GunPoint", "ArrowHead", "ItalyPowerDemand", "BasicMotions"),
+        train=None,
+        test=300,
+        epochs=20,
+        lr=3e-3,
+        train_rates=(0.0, 0.5, 0.85),
+        test_rates=(0.0, 0.25, 0.5, 0.75, 0.85),
     ),
     "paper": dict(
-        datasets=data.UCR_DATASETS, train=None, test=None, epochs=2000, lr=1e-3,
-        train_rates=(0.0, 0.25, 0.5, 0.75, 0.85), test_rates=(0.0, 0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.85),
+        datasets=data.UCR_DATASETS,
+        train=None,
+        test=None,
+        epochs=2000,
+        lr=1e-3,
+        train_rates=(0.0, 0.25, 0.5, 0.75, 0.85),
+        test_rates=(0.0, 0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.85),
     ),
-}  # fmt: skip
+}
 
 
 def ranking(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, float, float, float]:
@@ -80,7 +95,9 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         tests = {name: t.at_most(p["test"], seed=args.seed) for name, t in tests.items()}
     print("data: " + ", ".join(f"{n} ({len(t)} test series, {t.source})" for n, t in tests.items()))
     configs = {
-        (name, rate): recipe("fcn1d", name, compress_rate=rate, epochs=p["epochs"], lr=p["lr"], limit=p["train"], seed=args.seed)
+        (name, rate): recipe(
+            "fcn1d", name, compress_rate=rate, epochs=p["epochs"], lr=p["lr"], limit=p["train"], seed=args.seed
+        )
         for name in p["datasets"]
         for rate in p["train_rates"]
     }
@@ -96,21 +113,38 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         return [{"metric": "accuracy", "value": evaluate(model, test.x, test.y), "data_source": test.source_kind}]
 
     cells = [
-        {"study": NAME, "dataset": name, "model": "fcn1d", "model_key": keys[name, train], "train_compress": train,
-         "test_compress": test_rate, "seed": args.seed, "n": len(tests[name])}
+        {
+            "study": NAME,
+            "dataset": name,
+            "model": "fcn1d",
+            "model_key": keys[name, train],
+            "train_compress": train,
+            "test_compress": test_rate,
+            "seed": args.seed,
+            "n": len(tests[name]),
+        }
         for (name, train) in configs
         for test_rate in p["test_rates"]
-    ]  # fmt: skip
+    ]
     table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
     table = table[table.model_key.isin(keys.values())]
     paths = plots.lines(
-        table.assign(train=table.train_compress.map("{:.0%}".format)), x="test_compress", y="value", hue="train",
-        col="dataset", col_wrap=3, stem=study.figure(), xlabel="test compression", ylabel="test accuracy",
+        table.assign(train=table.train_compress.map("{:.0%}".format)),
+        x="test_compress",
+        y="value",
+        hue="train",
+        col="dataset",
+        col_wrap=3,
+        stem=study.figure(),
+        xlabel="test compression",
+        ylabel="test accuracy",
         title="FCN on UCR: accuracy by train (hue) and test compression",
-    )  # fmt: skip
+    )
     scores, ranks, stat, p_value, cd = ranking(table)
     paths += plots.rank_intervals(
-        ranks.rename(index="{:.0%}".format), cd, stem=study.figure(f"{NAME}_cd"),
+        ranks.rename(index="{:.0%}".format),
+        cd,
+        stem=study.figure(f"{NAME}_cd"),
         title=f"FCN train compression over {len(scores)} UCR data sets (Friedman p = {p_value:.3f})",
     )
     print(scores.to_string(float_format=lambda v: f"{v:.3f}"))

@@ -23,10 +23,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from robustbench_bl import data as datasets
-from robustbench_bl.runtime import distributed
 from robustbench_bl import models
 from robustbench_bl.models.common import eval_mode, placement, run_model
-from robustbench_bl.validation import check_choice, check_images, check_labels, check_positive_int, check_range, read_json_record
+from robustbench_bl.runtime import distributed
+from robustbench_bl.validation import (
+    check_choice,
+    check_images,
+    check_labels,
+    check_positive_int,
+    check_range,
+    read_json_record,
+)
 from robustbench_bl.versions import versions
 
 #: "fast" is the whole FastNet recipe (training.fast.FastRecipe with this config's epochs, batch
@@ -96,7 +103,11 @@ def recipe(
     limit, seed, lr, ...). compress_rate 0 without energy trains plain convolutions."""
     check_choice(model, "model", list(RECIPES))
     return TrainConfig(
-        model=model, dataset=dataset, compress_rate=compress_rate or None, energy=energy, **{**RECIPES[model], **settings}
+        model=model,
+        dataset=dataset,
+        compress_rate=compress_rate or None,
+        energy=energy,
+        **{**RECIPES[model], **settings},
     )
 
 
@@ -160,7 +171,9 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
-def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+def _scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     if config.schedule == "step":
@@ -212,7 +225,9 @@ def train(
             logits = net(xb)
             loss_sum = F.cross_entropy(logits, yb, reduction="sum")
             if not torch.isfinite(loss_sum):
-                raise FloatingPointError(f"training loss became {loss_sum.item()} at epoch {epoch}; lower lr={config.lr}")
+                raise FloatingPointError(
+                    f"training loss became {loss_sum.item()} at epoch {epoch}; lower lr={config.lr}"
+                )
             optimizer.zero_grad(set_to_none=True)
             # DDP averages gradients over ranks, so scale by world / global batch size.
             (loss_sum * world / len(idx)).backward()
@@ -242,14 +257,18 @@ def check_inputs(x: object, name: str = "x") -> torch.Tensor:
     return check_images(x, name)
 
 
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500, device: str | torch.device | None = None) -> torch.Tensor:
+def predict(
+    model: nn.Module, x: torch.Tensor, batch_size: int = 500, device: str | torch.device | None = None
+) -> torch.Tensor:
     """Predicted labels of `model` on `x`, batched in eval mode (the model's own mode is restored
     after); on the model's device and in its dtype unless `device` is given."""
     return _predict(model, x, batch_size, device)[0]
 
 
 @torch.no_grad()
-def _predict(model: nn.Module, x: torch.Tensor, batch_size: int, device: str | torch.device | None) -> tuple[torch.Tensor, int | None]:
+def _predict(
+    model: nn.Module, x: torch.Tensor, batch_size: int, device: str | torch.device | None
+) -> tuple[torch.Tensor, int | None]:
     """(predicted labels, number of classes the model scores; None for an empty x)."""
     check_inputs(x)
     check_positive_int(batch_size, "batch_size")

@@ -173,7 +173,9 @@ def train_fast(
     if path is not None and path.is_file():
         state = _read_resume(path, dev)
         if state["recipe"] != asdict(recipe):
-            raise ValueError(f"resume checkpoint {path} belongs to another recipe ({state['recipe']}); delete it to restart")
+            raise ValueError(
+                f"resume checkpoint {path} belongs to another recipe ({state['recipe']}); delete it to restart"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         lookahead.ema = state["lookahead"]
@@ -217,9 +219,14 @@ def train_fast(
         bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['train_accuracy']:.3f}")
         if path is not None:
             state = dict(
-                model=model.state_dict(), optimizer=optimizer.state_dict(), lookahead=lookahead.ema,
-                generator=generator.get_state(), history=history, epoch=epoch, recipe=asdict(recipe),
-            )  # fmt: skip
+                model=model.state_dict(),
+                optimizer=optimizer.state_dict(),
+                lookahead=lookahead.ema,
+                generator=generator.get_state(),
+                history=history,
+                epoch=epoch,
+                recipe=asdict(recipe),
+            )
             _atomic_write(path, lambda p: torch.save(state, p))
         if max_steps is not None and (epoch + 1) * steps_per_epoch >= max_steps:
             break

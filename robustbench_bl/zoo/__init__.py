@@ -2,7 +2,7 @@
 
 Each model is a safetensors file (float16, no pickle) beside a JSON card that records how it was
 made and what it scores; `load` refuses a file whose sha256 differs from its card's. Retrain and
-audit them with `python -m robustbench_bl.zoo train [NAME ...]`.
+audit them with `rbl zoo train [NAME ...]`.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def _check_shipped(name: object) -> str:
     if name not in names():
         raise ValueError(
             f"zoo model {name!r} is not shipped with this installation (shipped: {names()}); "
-            f"train it with: python -m robustbench_bl.zoo train {name}"
+            f"train it with: rbl zoo train {name}"
         )
     return str(name)
 
@@ -108,7 +108,7 @@ def load(name: str, device: str | torch.device = "cpu") -> nn.Module:
         raise ValueError(
             f"zoo weights {weights} do not match their card: sha256 {actual}, card says {expected}; "
             "the file was modified or damaged; reinstall the package or retrain with "
-            f"python -m robustbench_bl.zoo train {name}"
+            f"rbl zoo train {name}"
         )
     model = build(name)
     state = {k: v.to(model.state_dict()[k].dtype) for k, v in load_file(weights).items()}
@@ -146,9 +146,15 @@ def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, flip: bool = Fal
 
 
 def publish(
-    name: str, model: nn.Module, recipe: FastRecipe, history: list[dict[str, float]], train_seconds: float,
-    train_set: datasets.Dataset, out_dir: Path | None = None, data_root: str | os.PathLike[str] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    name: str,
+    model: nn.Module,
+    recipe: FastRecipe,
+    history: list[dict[str, float]],
+    train_seconds: float,
+    train_set: datasets.Dataset,
+    out_dir: Path | None = None,
+    data_root: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
     """Store `model` as float16 safetensors and write its card, with accuracies measured on the
     stored (float16-rounded) weights: on the full offline test set when one is found, and on the
     packaged test sample."""
@@ -187,7 +193,12 @@ def publish(
         "history": history,
         "accuracy": accuracy,
         "eval_batch_size": EVAL_BATCH,
-        "weights": {"file": weights.name, "sha256": sha256(weights), "dtype": "float16", "bytes": weights.stat().st_size},
+        "weights": {
+            "file": weights.name,
+            "sha256": sha256(weights),
+            "dtype": "float16",
+            "bytes": weights.stat().st_size,
+        },
         "versions": versions(),
     }
     card_file.write_text(json.dumps(record, indent=2) + "\n")
@@ -226,11 +237,28 @@ def train(
     train_set = datasets.load("cifar10", "train", root=data_root)
     model = build(name)
     partial = work / f"{name}.partial.pt"
-    history = train_fast(model, train_set, recipe, device=device, resume=partial, progress=progress, max_steps=max_steps)
+    history = train_fast(
+        model, train_set, recipe, device=device, resume=partial, progress=progress, max_steps=max_steps
+    )
     seconds = sum(h["epoch_seconds"] for h in history)  # epochs run before a resume count too
-    record = publish(name, model, recipe, history, seconds, train_set, None if out_dir is None else Path(out_dir), data_root)
+    record = publish(
+        name, model, recipe, history, seconds, train_set, None if out_dir is None else Path(out_dir), data_root
+    )
     partial.unlink(missing_ok=True)
     return record
 
 
-__all__ = ["EVAL_BATCH", "SPECS", "WEIGHTS_DIR", "ZooSpec", "build", "card", "find", "load", "measure", "names", "publish", "train"]
+__all__ = [
+    "EVAL_BATCH",
+    "SPECS",
+    "WEIGHTS_DIR",
+    "ZooSpec",
+    "build",
+    "card",
+    "find",
+    "load",
+    "measure",
+    "names",
+    "publish",
+    "train",
+]

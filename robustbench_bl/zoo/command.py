@@ -23,7 +23,9 @@ def _parser() -> ArgumentParser:
     show = sub.add_parser("card", help="print a model's card as JSON")
     show.add_argument("name", choices=list(zoo.SPECS))
     train = sub.add_parser("train", help="train zoo models with the FastNet recipe (resumable)")
-    train.add_argument("names", nargs="*", metavar="NAME", help=f"models to train (default: all of {', '.join(zoo.SPECS)})")
+    train.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"models to train (default: all of {', '.join(zoo.SPECS)})"
+    )
     train.add_argument("--data", default=None, help="CIFAR-10 folder (default: $RBL_DATA, the cache, ...)")
     train.add_argument("--out", default=str(zoo.WEIGHTS_DIR), help="where weights and cards go (default: the package)")
     train.add_argument("--work", default=None, help="folder of the per-epoch resume checkpoints (default: the cache)")
@@ -39,8 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             c = zoo.card(name)
             band = f"energy {c['energy']}" if c["energy"] is not None else f"rate {c['compress_rate'] or 0}"
             full = c["accuracy"].get("full_test", {}).get("accuracy")
-            print(f"{name:15s} {band:12s} seed {c['seed']}  sample {c['accuracy']['sample_test']['accuracy']:.4f}  "
-                  f"full {'-' if full is None else f'{full:.4f}'}")  # fmt: skip
+            print(
+                f"{name:15s} {band:12s} seed {c['seed']}  sample {c['accuracy']['sample_test']['accuracy']:.4f}  "
+                f"full {'-' if full is None else f'{full:.4f}'}"
+            )
         return 0
     if args.command == "card":
         print(json.dumps(zoo.card(args.name), indent=2))
@@ -57,8 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(err))
     for name in args.names or list(zoo.SPECS):
         record = zoo.train(name, data_root=args.data, work_dir=args.work, out_dir=Path(args.out), device=args.device)
-        print(f"{name}: full test {record['accuracy'].get('full_test', {}).get('accuracy')}, "
-              f"sample {record['accuracy']['sample_test']['accuracy']}, {record['train_seconds']:.0f} s", flush=True)  # fmt: skip
+        print(
+            f"{name}: full test {record['accuracy'].get('full_test', {}).get('accuracy')}, "
+            f"sample {record['accuracy']['sample_test']['accuracy']}, {record['train_seconds']:.0f} s",
+            flush=True,
+        )
     return 0
 
 

@@ -138,8 +138,7 @@ def _compiled() -> CupyBackend | str:
                 module.get_function(kernel)
     except Exception as err:  # NVRTC missing, compile error, driver too old: all mean "no cupy"
         reason = (
-            f"backend='cupy': the kernels in {KERNEL_SOURCE.name} did not compile or load "
-            f"({type(err).__name__}: {err})"
+            f"backend='cupy': the kernels in {KERNEL_SOURCE.name} did not compile or load ({type(err).__name__}: {err})"
         )
         warnings.warn(reason + "; falling back to backend='torch' where backend='auto'", RuntimeWarning, stacklevel=2)
         return reason
