@@ -134,10 +134,10 @@ class Defended(nn.Module):
     def _counts(self, x: Tensor, votes: int) -> Tensor:
         """Votes per class (N x classes) over `votes` draws; a deterministic channel's one draw counts `votes` times."""
         draws = self._draws(votes)
-        counts = sum(
-            nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).sum(0) for logits in self._logits(x, draws)
-        )
-        return counts * (votes // draws)  # type: ignore[operator]
+        counts = torch.stack(
+            [nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).sum(0) for logits in self._logits(x, draws)]
+        ).sum(0)
+        return counts * (votes // draws)
 
 
 def majority(counts: Tensor) -> Tensor:

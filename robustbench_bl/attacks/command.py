@@ -99,7 +99,7 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help="step or query budget of every attack (default: the registry's)",
     )
     parser.add_argument("--n", type=positive_int, default=100, help="class-balanced test examples")
-    args = parse_args(NAME, parser.description, argv, parser, dataset=None)
+    args = parse_args(NAME, parser.description or "", argv, parser, dataset=None)
     if args.transfer is not None and not attacks.Threat.parse(args.threat).adaptive:
         parser.error(
             "--transfer needs an adaptive --threat ('whitebox', 'bpda', 'eot' or 'bpda+eot'), got 'nonadaptive'"

@@ -119,7 +119,7 @@ class Attack:
         self.name = name
         self.spec = spec(name)
         self.options = {**self.spec.defaults, **check_options(name, options)}
-        self._foolbox = self._make_foolbox() if self.spec.library == "foolbox" else None
+        self._foolbox: Any = self._make_foolbox() if self.spec.library == "foolbox" else None
         if self.spec.library == "robustbench_bl":
             unknown = set(self.options) - {"steps", "step_size", "losses"}
             if unknown:
@@ -156,17 +156,22 @@ class Attack:
         return "Linf" if math.isinf(p) else f"L{p:g}"
 
     def __call__(
-        self, module: nn.Module, x: Tensor, y: Tensor, epsilons: Sequence[float], seed: int = 0
+        self, module: nn.Module, x: Tensor, y: Tensor, epsilons: Sequence[float | None], seed: int = 0
     ) -> list[Tensor]:
         """Adversarials per epsilon; `seed` seeds the torchattacks attacks (the others draw from
         torch's RNG, seeded by `run`)."""
         if self.spec.library == "foolbox":
             return self._run_foolbox(module, x, y, epsilons)
+        bounded = [eps for eps in epsilons if eps is not None]
+        if len(bounded) < len(epsilons):
+            raise ValueError(
+                f"epsilons of attack {self.name!r} must be numbers; None (unbounded) is for minimization attacks"
+            )
         if self.spec.library == "robustbench_bl":  # random starts from torch's RNG, which the caller seeds
-            return [pgd(module, x, y, eps, self.norm, **self.options) for eps in epsilons]
-        return [self._run_torchattacks(module, x, y, eps, seed) for eps in epsilons]
+            return [pgd(module, x, y, eps, self.norm, **self.options) for eps in bounded]
+        return [self._run_torchattacks(module, x, y, eps, seed) for eps in bounded]
 
-    def _run_foolbox(self, module: nn.Module, x: Tensor, y: Tensor, epsilons: Sequence[float]) -> list[Tensor]:
+    def _run_foolbox(self, module: nn.Module, x: Tensor, y: Tensor, epsilons: Sequence[float | None]) -> list[Tensor]:
         fb = import_foolbox()
         fmodel = fb.PyTorchModel(module, bounds=(0, 1), device=x.device)
         if self.spec.starts:
@@ -195,7 +200,9 @@ def make(name: str, **options: Any) -> Attack:
     return Attack(name, **options)
 
 
-def _from_starting_points(fb_attack: Any, fmodel: Any, x: Tensor, y: Tensor, eps: Sequence[float]) -> list[Tensor]:
+def _from_starting_points(
+    fb_attack: Any, fmodel: Any, x: Tensor, y: Tensor, eps: Sequence[float | None]
+) -> list[Tensor]:
     """Run a boundary-walking attack from blended-noise starting points, on the examples that have one.
 
     Only examples the queried model gets right are walked: for the others the clean input is

@@ -24,7 +24,7 @@ def check_channel_input(x: object, name: str = "x") -> tuple[Tensor, bool]:
             f"{name} must be N x C x H x W (rank 4) or one C x H x W image (rank 3), got shape {tuple(x.shape)}"
         )
     single = isinstance(x, Tensor) and x.dim() == 3
-    batch = check_images(x.unsqueeze(0) if single else x, name)  # type: ignore[union-attr]
+    batch = check_images(x.unsqueeze(0) if isinstance(x, Tensor) and single else x, name)
     return batch, single
 
 

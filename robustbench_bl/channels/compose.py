@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -46,7 +46,7 @@ class Compose(Channel):
         return value
 
     def _lossy(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
-        for part in self.parts:
+        for part in cast("list[Channel]", self.parts):
             x = part.transform(x, generator)
         return x
 

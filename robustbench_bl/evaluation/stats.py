@@ -7,6 +7,7 @@ recomputing every statistic on that resample keeps the pairing between models an
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,8 +25,8 @@ def unpack(hex_string: str, n: int) -> np.ndarray:
 
 
 def paired_bootstrap(
-    outcomes: Mapping[object, np.ndarray],
-    statistic: Callable[[Mapping[object, np.ndarray]], np.ndarray],
+    outcomes: Mapping[Any, np.ndarray],
+    statistic: Callable[[Mapping[Any, np.ndarray]], np.ndarray],
     resamples: int = 2000,
     seed: int = 0,
     level: float = 0.95,

@@ -28,6 +28,9 @@ class Normalize(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = (1, -1) + (1,) * (x.dim() - 2)
         return (x - self.mean.view(shape).to(x.dtype)) / self.std.view(shape).to(x.dtype)

@@ -57,6 +57,7 @@ class FastNet(nn.Module):
     def __init__(self, num_classes: int = 10, in_channels: int = 3, widths: Sequence[int] = (64, 128, 128)) -> None:
         super().__init__()
         mean, std = default_stats(in_channels)
+        self.widths = tuple(widths)
         self.normalize = Normalize(mean, std)
         whiten_width = 2 * in_channels * 4
         self.whiten = nn.Conv2d(in_channels, whiten_width, 2, padding=0, bias=True)

@@ -7,6 +7,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +30,7 @@ def saved_bytes(fn: Callable[[], object]) -> int:
 
 def epoch_cost(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 128, fp16: bool = False, lr: float = 0.01
-) -> dict[str, float | str]:
+) -> dict[str, Any]:
     """Train `model` (on its device) for one epoch of SGD over (x, y); returns its cost.
 
     epoch_seconds: the median step time times the number of steps (synchronized on CUDA), which
@@ -100,7 +101,7 @@ def relative_costs(
     for m in (model, baseline):
         epoch_cost(m, x[:batch_size], y[:batch_size], batch_size=batch_size, fp16=fp16)
 
-    def pair(i: int) -> tuple[dict[str, float | str], dict[str, float | str]]:
+    def pair(i: int) -> tuple[dict[str, Any], dict[str, Any]]:
         # Alternate which runs first: the first of two back-to-back epochs tends to be the slower.
         order = (model, baseline) if i % 2 == 0 else (baseline, model)
         costs = {id(m): epoch_cost(m, x, y, batch_size=batch_size, fp16=fp16) for m in order}

@@ -13,7 +13,7 @@ import itertools
 import os
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import pandas as pd
@@ -30,7 +30,7 @@ EXECUTORS = ("local", "ray")
 class SweepError(RuntimeError):
     """Some cells failed; every other cell was measured and stored."""
 
-    def __init__(self, failures: list[tuple[dict[str, Any], str]]) -> None:
+    def __init__(self, failures: list[tuple[Mapping[str, Any], str]]) -> None:
         self.failures = failures
         cells = "; ".join(str(c) for c, _ in failures[:5])
         super().__init__(f"{len(failures)} cell(s) failed ({cells}); first error:\n{failures[0][1]}")
@@ -39,7 +39,7 @@ class SweepError(RuntimeError):
 class Outcome(NamedTuple):
     """One finished cell: its rows, or the error text when it failed."""
 
-    cell: dict[str, Any]
+    cell: Mapping[str, Any]
     rows: list[dict[str, Any]] | None
     error: str | None
     wall: float
@@ -55,7 +55,7 @@ def _timed(measure: Measure, cell: dict[str, Any]) -> tuple[list[dict[str, Any]]
 
 
 class Executor(Protocol):
-    def map(self, measure: Measure, cells: list[dict[str, Any]]) -> Iterator[Outcome]:
+    def map(self, measure: Measure, cells: Sequence[Mapping[str, Any]]) -> Iterator[Outcome]:
         """Yield one Outcome per cell, in order of completion."""
         ...
 
@@ -63,7 +63,7 @@ class Executor(Protocol):
 class LocalExecutor:
     """Cells one after another in this process."""
 
-    def map(self, measure: Measure, cells: list[dict[str, Any]]) -> Iterator[Outcome]:
+    def map(self, measure: Measure, cells: Sequence[Mapping[str, Any]]) -> Iterator[Outcome]:
         for cell in cells:
             try:
                 rows, wall = _timed(measure, dict(cell))
@@ -103,7 +103,7 @@ class RayExecutor:
             else:
                 ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
 
-    def map(self, measure: Measure, cells: list[dict[str, Any]]) -> Iterator[Outcome]:
+    def map(self, measure: Measure, cells: Sequence[Mapping[str, Any]]) -> Iterator[Outcome]:
         task = self.ray.remote(_timed).options(**self.options)
         fn = self.ray.put(measure)  # shipped once, not once per cell
         pending = {task.remote(fn, dict(cell)): cell for cell in cells}
@@ -160,6 +160,7 @@ def run(
         if error is not None:
             failures.append((cell, error))
             continue
+        assert rows is not None  # a cell without an error returned its rows
         store.append(cell, [{**row, "wall_seconds": wall, **stamp} for row in rows])
     bar.close()
     table = store.frame()  # read the store once for both the CSV and the caller

@@ -93,7 +93,7 @@ def static_mask(signal_shape: tuple[int, ...], compress_rate: float, device=None
 
 def disk_mask(signal_shape: tuple[int, ...], compress_rate: float, device=None) -> torch.Tensor:
     """Exact disk of radial frequency sqrt(sum (|f|/(n/2))^2) <= t; same rate rule as static_mask."""
-    radius = sum(r**2 for r in _radii(signal_shape, device)).sqrt()
+    radius = torch.stack(torch.broadcast_tensors(*(r**2 for r in _radii(signal_shape, device)))).sum(0).sqrt()
     return _rate_band(radius.expand(spectrum_shape(tuple(signal_shape))), compress_rate)
 
 

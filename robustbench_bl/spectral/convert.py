@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from torch import nn
 
 from robustbench_bl.spectral.backends import get_backend
 from robustbench_bl.spectral.functional import check_band
-from robustbench_bl.spectral.layers import BAND_LIMITED, BandLimitedConv1d, BandLimitedConv2d, BandLimitedConv3d
+from robustbench_bl.spectral.layers import (
+    BAND_LIMITED,
+    BandLimitedConv1d,
+    BandLimitedConv2d,
+    BandLimitedConv3d,
+    _BandLimited,
+)
 
-TWINS = {nn.Conv1d: BandLimitedConv1d, nn.Conv2d: BandLimitedConv2d, nn.Conv3d: BandLimitedConv3d}
+TWINS: dict[type[nn.Module], type[_BandLimited]] = {
+    nn.Conv1d: BandLimitedConv1d,
+    nn.Conv2d: BandLimitedConv2d,
+    nn.Conv3d: BandLimitedConv3d,
+}
 
 
 def bandlimit(
@@ -35,6 +47,6 @@ def bandlimit(
             elif isinstance(child, tuple(TWINS)):
                 if id(child) not in twins:
                     twin = next(t for conv, t in TWINS.items() if isinstance(child, conv))
-                    twins[id(child)] = twin.from_conv(child, rate, energy, backend)
+                    twins[id(child)] = twin.from_conv(cast(nn.modules.conv._ConvNd, child), rate, energy, backend)
                 setattr(parent, name, twins[id(child)])
     return model

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -60,7 +60,7 @@ def _static_band(signal_shape: tuple[int, ...], compress_rate: float) -> tuple[t
     return tuple(tuple(i.tolist()) for i in compression.band_indices(mask))
 
 
-def _band(x: torch.Tensor, geoms: list[AxisGeometry], compress_rate: float, energy: float | None):
+def _band(x: torch.Tensor, geoms: Sequence[AxisGeometry], compress_rate: float, energy: float | None):
     """Kept bins per axis (indices into the one-sided spectrum's axes) for this input."""
     signal_shape = tuple(g.n for g in geoms)
     if energy is None:
@@ -113,9 +113,9 @@ class _BandLimitedConv(torch.autograd.Function):
         return grad_x, grad_w, None, None, None
 
 
-def _stitched(parts: Iterator[torch.Tensor]) -> torch.Tensor:
+def _stitched(chunks: Iterator[torch.Tensor]) -> torch.Tensor:
     """Per-chunk products stitched along the (frequency-first) rows; one chunk is returned as it is."""
-    parts = list(parts)
+    parts = list(chunks)
     return parts[0] if len(parts) == 1 else torch.cat([part.resolve_conj() for part in parts])
 
 
@@ -137,6 +137,7 @@ def _check_inputs(x: object, weight: object, bias: object, d: int, groups: int) 
         if t.dim() != d + 2:
             what = LAYOUTS[d] if name == "input" else f"out_channels x in_channels/groups x kernel ({d + 2} dims)"
             raise ValueError(f"{name} must be {what} (rank {d + 2}), got shape {tuple(t.shape)}")
+    assert isinstance(x, torch.Tensor) and isinstance(weight, torch.Tensor)  # checked just above
     if weight.dtype != x.dtype or weight.device != x.device:
         raise TypeError(
             f"input and weight must share dtype and device, got {x.dtype}/{x.device} and {weight.dtype}/{weight.device}"

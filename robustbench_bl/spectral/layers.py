@@ -16,8 +16,8 @@ from robustbench_bl.spectral.transforms import ROUTES
 from robustbench_bl.validation import check_choice
 
 
-class _BandLimited:
-    """Shared forward of the band-limited layers; mixed in before nn.ConvNd."""
+class _BandLimited(nn.modules.conv._ConvNd):
+    """Shared forward of the band-limited layers; mixed in before nn.ConvNd (next in the MRO)."""
 
     compress_rate: float
     energy: float | None
@@ -43,16 +43,16 @@ class _BandLimited:
         device=None,
         dtype=None,
     ) -> None:
-        super().__init__(  # type: ignore[call-arg]  # nn.ConvNd, next in the MRO
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-            groups,
-            bias,
-            padding_mode,
+        super().__init__(  # type: ignore[call-arg]  # nn.Conv1d/2d/3d (next in the MRO), not _ConvNd
+            in_channels=in_channels,
+            out_channels=out_channels,
+            kernel_size=kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            bias=bias,
+            padding_mode=padding_mode,  # type: ignore[arg-type]  # torch checks it: 'zeros', 'reflect', ...
             device=device,
             dtype=dtype,
         )
@@ -67,7 +67,7 @@ class _BandLimited:
         self.compress_rate, self.energy = check_band(compress_rate, energy)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        padding = self.padding
+        padding: str | tuple[int, ...] | int = self.padding
         if self.padding_mode != "zeros":
             input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
             padding = 0
@@ -94,12 +94,12 @@ class _BandLimited:
     @classmethod
     def from_conv(
         cls,
-        conv: nn.Module,
+        conv: nn.modules.conv._ConvNd,
         compress_rate: float | None = 0.0,
         energy: float | None = None,
         backend: str = "auto",
         transform: str = "auto",
-    ):
+    ) -> _BandLimited:
         """A band-limited copy of `conv` (same hyperparameters, device, dtype and weights)."""
         layer = cls(
             conv.in_channels,

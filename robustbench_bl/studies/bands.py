@@ -28,7 +28,9 @@ def layer_fractions(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     with eval_mode(model):
         model(x.to(placement(model)[0]))
     return {
-        name: float(layer.fraction_kept) for name, layer in model.named_modules() if isinstance(layer, BAND_LIMITED)
+        name: layer.fraction_kept
+        for name, layer in model.named_modules()
+        if isinstance(layer, BAND_LIMITED) and layer.fraction_kept is not None
     }
 
 

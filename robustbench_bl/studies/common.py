@@ -170,7 +170,8 @@ def trained_models(
     print(f"data: train from {train.source} ({len(train)} images), test {len(test)} from {test.source}")
     store = CheckpointStore(args.checkpoints)
     wanted = configs(len(train))
-    got, keys = {}, {}
+    got: dict[K, tuple[nn.Module, dict[str, Any]]] = {}
+    keys: dict[K, str] = {}
     for k, cfg in wanted.items():
         name = zoo.find(cfg.compress_rate, cfg.energy, cfg.seed) if cfg.model == "fastnet" else None
         if name is not None:

@@ -13,7 +13,7 @@ against the seed-to-seed difference of the same setting.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -69,7 +69,7 @@ def train_configs(p: dict[str, Any], train_size: int, seed: int) -> dict[Model, 
     }
 
 
-def _kept(acc: dict[Any, np.ndarray], noise: str, model: Model, levels: Sequence[float]) -> np.ndarray:
+def _kept(acc: Mapping[Any, np.ndarray], noise: str, model: Model, levels: Sequence[float]) -> np.ndarray:
     """Share of clean accuracy kept under noise: mean accuracy over the noisy levels / clean accuracy."""
     noisy = np.mean([acc[noise, model, level] for level in levels if level > 0], axis=0)
     return noisy / np.maximum(acc[noise, model, 0.0], 1e-12)

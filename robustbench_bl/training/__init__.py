@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -97,7 +98,7 @@ RECIPES: dict[str, dict[str, object]] = {
 
 
 def recipe(
-    model: str, dataset: str, *, compress_rate: float | None = 0.0, energy: float | None = None, **settings: object
+    model: str, dataset: str, *, compress_rate: float | None = 0.0, energy: float | None = None, **settings: Any
 ) -> TrainConfig:
     """The studies' TrainConfig for `model`: its RECIPES entry, overridden by `settings` (epochs,
     limit, seed, lr, ...). compress_rate 0 without energy trains plain convolutions."""
@@ -301,7 +302,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Write through a temporary file in the same folder, then rename: readers never see half a file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
@@ -398,8 +399,11 @@ class CheckpointStore:
             return model.to(resolve_device(device)).eval(), self.metadata(config, source)
         start = time.perf_counter()
         if config.optimizer == "fast":
+            from robustbench_bl.models.fastnet import FastNet
             from robustbench_bl.training.fast import FastRecipe, train_fast
 
+            if not isinstance(model, FastNet):
+                raise ValueError(f"optimizer 'fast' trains FastNets only, got model {config.model!r}")
             recipe = FastRecipe(epochs=config.epochs, batch_size=config.batch_size, seed=config.seed)
             history = train_fast(model, dataset, recipe, device=device, progress=progress)
         else:

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from robustbench_bl import data as datasets
-from robustbench_bl import models
+from robustbench_bl.models.fastnet import FastNet
 from robustbench_bl.training import _sha256 as sha256
 from robustbench_bl.training import resolve_device
 from robustbench_bl.training.fast import FastRecipe, train_fast
@@ -85,12 +85,12 @@ def card(name: str) -> dict[str, Any]:
     return read_json_record(_files(_check_shipped(name))[1], "zoo card", "weights", dict, "reinstall the package")
 
 
-def build(name: str) -> nn.Module:
+def build(name: str) -> FastNet:
     """A freshly initialized (untrained) network of the named zoo model, band-limited as it says."""
     check_choice(name, "name", list(SPECS))
     spec = SPECS[name]
     torch.manual_seed(spec.seed)
-    model = models.make("fastnet")
+    model = FastNet()
     if spec.compress_rate is not None or spec.energy is not None:
         from robustbench_bl.spectral import bandlimit
 
@@ -147,7 +147,7 @@ def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, flip: bool = Fal
 
 def publish(
     name: str,
-    model: nn.Module,
+    model: FastNet,
     recipe: FastRecipe,
     history: list[dict[str, float]],
     train_seconds: float,
@@ -180,7 +180,7 @@ def publish(
     record = {
         "name": name,
         "architecture": "fastnet",
-        "widths": [block.conv1.out_channels for block in model.blocks],
+        "widths": list(model.widths),
         "compress_rate": spec.compress_rate,
         "energy": spec.energy,
         "discarded_per_layer": (full if full_test is not None else sample)["discarded_per_layer"],

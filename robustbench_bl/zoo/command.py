@@ -1,8 +1,8 @@
 """Command line of the zoo: list the shipped models, show a card, retrain models reproducibly.
 
-    rbl zoo list                      (or python -m robustbench_bl.zoo list)
-    rbl zoo card fastnet-50
-    rbl zoo train [NAME ...] [--data DIR] [--out DIR] [--work DIR]
+rbl zoo list                      (or python -m robustbench_bl.zoo list)
+rbl zoo card fastnet-50
+rbl zoo train [NAME ...] [--data DIR] [--out DIR] [--work DIR]
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import functools
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -106,7 +107,7 @@ def _cupy_launch(module) -> Launch:
     import cupy
     import numpy as np
 
-    functions: dict[tuple[int, str], object] = {}
+    functions: dict[tuple[int, str], Any] = {}
 
     def launch(kernel: str, blocks: int, threads: int, args: tuple) -> None:
         device = args[0].device
