@@ -22,14 +22,14 @@ from robustbench_bl import Defended, attacks, channels, data, models
 from robustbench_bl.cli import ArgumentParser, command_line, positive_int
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.studies.common import Study, parse_args
-from robustbench_bl.training import CheckpointStore, TrainConfig
+from robustbench_bl.training import CheckpointStore, budget, recipe
 
 NAME = "attacks"
 #: Training of the attacked model when it is not stored yet, per --preset.
 PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": dict(epochs=2, limit=500),
-    "quick": dict(epochs=12, limit=10000),
-    "paper": dict(epochs=350, limit=None, augment=True),
+    "smoke": dict(train=500, epochs=2),
+    "quick": dict(train=10000, epochs=12),
+    "paper": dict(train=50000, epochs=350, augment=True),
 }
 
 
@@ -113,7 +113,10 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     channel = channels.make(args.channel, seed=args.seed)
     # The test split first: a --n larger than the data is an error before any training.
     test = data.load(args.dataset, "test", root=args.data, limit=args.n, seed=args.seed)
-    config = TrainConfig(model=args.model, dataset=args.dataset, seed=args.seed, **PRESETS[args.preset])
+    p = dict(PRESETS[args.preset])
+    available = len(data.load(args.dataset, "train", root=args.data))
+    size = budget(p.pop("train"), p.pop("epochs"), available)
+    config = recipe(args.model, args.dataset, seed=args.seed, **size, **p)
     model, meta = CheckpointStore(args.checkpoints).get_or_train(
         config, data_root=args.data, device=args.device, progress=not args.quiet
     )

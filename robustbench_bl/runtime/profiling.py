@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustbench_bl.models.common import placement
+
 
 def saved_bytes(fn: Callable[[], object]) -> int:
     """Bytes of the tensors autograd saves for backward while running fn()."""
@@ -39,7 +41,7 @@ def epoch_cost(
     excluded); on a CPU the most bytes saved for backward by one step. fp16 trains under CUDA
     autocast with a gradient scaler and raises ValueError on a CPU.
     """
-    device = next(model.parameters()).device
+    device = placement(model)[0]
     cuda = device.type == "cuda"
     if fp16 and not cuda:
         raise ValueError("fp16 needs a CUDA device (CPU autocast supports bfloat16 only)")

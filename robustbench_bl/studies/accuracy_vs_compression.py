@@ -24,7 +24,7 @@ from robustbench_bl.runtime import distributed
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.studies.bands import discarded, layer_fractions
 from robustbench_bl.studies.common import Study, parse_args, preset, trained_models
-from robustbench_bl.training import TrainConfig, evaluate, recipe
+from robustbench_bl.training import TrainConfig, budget, evaluate, recipe
 
 NAME = "accuracy_vs_compression"
 #: Allowed accuracy loss at 50% static compression for the finding to count as holding.
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     study = Study.from_args(args)
 
     def configs(size: int) -> dict[tuple[str, float], TrainConfig]:
-        settings = dict(epochs=p["epochs"], limit=min(p["train"], size), seed=args.seed)
+        settings = dict(**budget(p["train"], p["epochs"], size), seed=args.seed)
         static = {("static", r): recipe(p["model"], "cifar10", compress_rate=r, **settings) for r in p["rates"]}
         return static | {("energy", e): recipe(p["model"], "cifar10", energy=e, **settings) for e in p["energies"]}
 

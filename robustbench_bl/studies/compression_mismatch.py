@@ -22,7 +22,7 @@ from robustbench_bl.runtime import distributed
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.studies.bands import with_band
 from robustbench_bl.studies.common import Study, discarded_per_layer, parse_args, preset, trained_models
-from robustbench_bl.training import evaluate, recipe
+from robustbench_bl.training import budget, evaluate, recipe
 
 NAME = "compression_mismatch"
 
@@ -76,8 +76,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                 p["model"],
                 "cifar10",
                 compress_rate=rate,
-                epochs=p["epochs"],
-                limit=min(p["train"], size),
+                **budget(p["train"], p["epochs"], size),
                 seed=args.seed,
             )
             for rate in p["train_rates"]

@@ -24,7 +24,7 @@ from robustbench_bl.cli import command_line
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.studies.bands import layer_fractions
 from robustbench_bl.studies.common import Study, parse_args, preset
-from robustbench_bl.training import build_model, load_train_data, recipe, train
+from robustbench_bl.training import budget, build_model, load_train_data, recipe, train
 
 NAME = "energy_dynamics"
 
@@ -61,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     p = preset(PRESETS, args)
     study = Study.from_args(args)
     train_size = len(data.cifar10("train", root=args.data))
+    size = budget(p["train"], p["epochs"], train_size)
     probe = data.cifar10("test", root=args.data).at_most(p["probe"], seed=args.seed)
     print(f"data: probe batch of {len(probe)} test images from {probe.source}")
 
@@ -69,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
             cell["model"],
             "cifar10",
             energy=cell["energy"],
-            epochs=p["epochs"],
+            epochs=cell["epochs"],
             limit=cell["train_size"],
             seed=cell["seed"],
         )
@@ -102,8 +103,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
             "dataset": "cifar10",
             "model": p["model"],
             "energy": e,
-            "epochs": p["epochs"],
-            "train_size": min(p["train"], train_size),
+            "train_size": size["limit"],
+            "epochs": size["epochs"],
             "probe": len(probe),
             "seed": args.seed,
         }

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from robustbench_bl import data as datasets
+from robustbench_bl.models.common import placement
 from robustbench_bl.models.fastnet import FastNet
 from robustbench_bl.training import _sha256 as sha256
 from robustbench_bl.training import resolve_device
@@ -122,7 +123,7 @@ def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, flip: bool = Fal
     spectrum discarded (0 for a plain nn.Conv2d); `flip` also reports, from the same pass, the
     accuracy with logits averaged over the image and its mirror ('accuracy_flip_tta')."""
     model.eval()
-    dev = next(model.parameters()).device
+    dev = placement(model)[0]
     convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
     discarded: dict[str, list[float]] = {n: [] for n in convs}
     correct = correct_flip = 0

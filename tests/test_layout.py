@@ -1,0 +1,71 @@
+"""The repository's shape stays what the README says: the layout table matches the tree, the
+README's example runs as printed, and the spectral core imports nothing beyond torch."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+PACKAGE = ROOT / "robustbench_bl"
+
+
+def layout_paths() -> list[str]:
+    """The paths in the first column of the README's layout table."""
+    table = README.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    return [p for row in re.findall(r"^\| (.+?) \|", table, re.M) for p in re.findall(r"`([^`]+)`", row)]
+
+
+def test_every_path_in_the_layout_table_exists() -> None:
+    paths = layout_paths()
+    assert len(paths) > 10
+    missing = [p for p in paths if not (ROOT / p.rstrip("/")).exists()]
+    assert missing == []
+
+
+def test_every_part_of_the_package_is_in_the_layout_table() -> None:
+    listed = {p.rstrip("/") for p in layout_paths()}
+    parts = {
+        f"robustbench_bl/{p.name}"
+        for p in PACKAGE.iterdir()
+        if (p.is_dir() and (p / "__init__.py").exists()) or (p.suffix == ".py" and not p.name.startswith("_"))
+    }
+    assert sorted(parts - listed) == []
+
+
+def readme_example() -> str:
+    section = README.split("## A short example", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.xdist_group("example")
+def test_readme_example_runs_as_printed(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "RBL_DATA"} | {"RBL_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    (tmp_path / "example.py").write_text(readme_example())
+    done = subprocess.run(
+        [sys.executable, "example.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "packaged:" in out and "robust_accuracy" in out and "M1:" in out and "M2:" in out
+
+
+def test_spectral_imports_nothing_beyond_torch() -> None:
+    """`import robustbench_bl.spectral` costs torch and this package's own small modules only:
+    no pandas, scipy, matplotlib, foolbox or the attack and study code (timed in benchmarks/imports.py)."""
+    code = (
+        "import sys, torch; before = set(sys.modules); import robustbench_bl.spectral; "
+        "print(sorted(m for m in set(sys.modules) - before))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    new = eval(done.stdout)
+    foreign = [m for m in new if m.split(".")[0] not in ("robustbench_bl", "torch")]
+    ours = {m for m in new if m.startswith("robustbench_bl.")}
+    assert foreign == []
+    assert ours <= {"robustbench_bl.validation"} | {m for m in ours if m.startswith("robustbench_bl.spectral")}
