@@ -69,3 +69,13 @@ def test_spectral_imports_nothing_beyond_torch() -> None:
     ours = {m for m in new if m.startswith("robustbench_bl.")}
     assert foreign == []
     assert ours <= {"robustbench_bl.validation"} | {m for m in ours if m.startswith("robustbench_bl.spectral")}
+
+
+def test_every_folder_of_code_is_a_package_the_wheel_ships() -> None:
+    """setuptools ships only folders with an __init__.py: a folder of modules without one would
+    work from a checkout and be missing after `pip install .`."""
+    from setuptools import find_packages
+
+    shipped = {p.replace(".", "/") for p in find_packages(ROOT, include=["robustbench_bl*"])}
+    folders = {str(p.parent.relative_to(ROOT)) for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
+    assert sorted(folders - shipped) == []
