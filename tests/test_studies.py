@@ -13,6 +13,7 @@ from PIL import Image
 from robustbench_bl import channels, studies
 from robustbench_bl.evaluation import stats
 
+RESULTS_DOC = (Path(__file__).resolve().parents[1] / "docs" / "results.md").read_text(encoding="utf-8")
 COMMON_COLUMNS = {"study", "metric", "value", "seed", "wall_seconds", "version_torch", "version_robustbench-bl"}
 
 
@@ -33,6 +34,11 @@ def run_smoke(name: str, out: Path, *extra: str) -> pd.DataFrame:
     module.main(["--preset", "smoke", "--out", str(out), "--quiet", *extra])
     table = pd.read_csv(out / "results.csv")
     assert COMMON_COLUMNS <= set(table.columns)
+    # docs/results.md documents every column and metric the study writes (kept:NAME as one pattern).
+    undocumented = {c for c in table.columns if f"`{c}`" not in RESULTS_DOC and not c.startswith(("kept:", "version_"))}
+    undocumented |= {m for m in table.metric.unique() if f"`{m}`" not in RESULTS_DOC}
+    assert sorted(undocumented) == []
+    assert (out / "finding.txt").read_text().startswith("Finding") or name == "leaderboard"
     check_png(out / f"{name}.png")
     assert (out / f"{name}.pdf").stat().st_size > 0
     return table
