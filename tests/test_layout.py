@@ -79,3 +79,18 @@ def test_every_folder_of_code_is_a_package_the_wheel_ships() -> None:
     shipped = {p.replace(".", "/") for p in find_packages(ROOT, include=["robustbench_bl*"])}
     folders = {str(p.parent.relative_to(ROOT)) for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
     assert sorted(folders - shipped) == []
+
+
+def test_every_data_file_of_the_package_is_in_package_data() -> None:
+    """The packaged CIFAR-10 sample, the zoo's weights and cards and the CUDA kernels must be in
+    the wheel: each non-Python file in the package matches a package-data pattern (glob rules)."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    shipped = {path for pattern in patterns["robustbench_bl"] for path in PACKAGE.glob(pattern)}
+    data = {
+        p
+        for p in PACKAGE.rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
+    }
+    assert sorted(str(p.relative_to(PACKAGE)) for p in data - shipped) == []
