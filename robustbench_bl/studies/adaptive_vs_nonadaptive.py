@@ -146,8 +146,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         title=f"{setting.model}, PGD-Linf {setting.eps * 255:.0f}/255: robust accuracy by attacker",
     )
     print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
-    study.conclude(finding(summary))
-    print(f"wrote {study.store.path.with_suffix('.csv')} and {', '.join(map(str, paths))}")
+    study.conclude(finding(summary), paths)
     return table
 
 

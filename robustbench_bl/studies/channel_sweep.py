@@ -128,8 +128,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     bare = current[current.channel == "identity"].set_index("attack").value
     print("bare model: " + ", ".join(f"{labels[a]} {v:.3f}" for a, v in bare.items()))
     print(best.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    study.conclude(finding(best))
-    print(f"wrote {study.store.path.with_suffix('.csv')} and {', '.join(map(str, paths))}")
+    study.conclude(finding(best), paths)
     return table
 
 

@@ -136,10 +136,14 @@ class Study:
     def store(self) -> ResultsStore:
         return ResultsStore(self.out / "results.jsonl")
 
-    def conclude(self, finding: str) -> None:
-        """Print the study's finding and keep it as `finding.txt` beside its results (for `rbl report`)."""
+    def conclude(self, finding: str, figures: Sequence[Path] = ()) -> None:
+        """Print the study's finding, keep it as `finding.txt` beside its results (for `rbl report`)
+        and say which files the study wrote."""
         print(finding)
         (self.out / "finding.txt").write_text(finding + "\n", encoding="utf-8")
+        print(
+            f"wrote {self.store.path.with_suffix('.csv')}, {self.out / 'finding.txt'}, {', '.join(map(str, figures))}"
+        )
 
     def figure(self, stem: str | None = None) -> Path:
         """Stem (no suffix) of a figure in the output folder."""

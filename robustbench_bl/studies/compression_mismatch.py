@@ -133,8 +133,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
             float_format=lambda v: f"{v:.3f}"
         )
     )
-    study.conclude(finding(table))
-    print(f"wrote {study.store.path.with_suffix('.csv')} and {', '.join(map(str, paths))}")
+    study.conclude(finding(table), paths)
     return table
 
 

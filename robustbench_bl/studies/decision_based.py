@@ -136,8 +136,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         stem=study.figure(),
     )
     print(shares.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    study.conclude(finding(shares))
-    print(f"wrote {study.store.path.with_suffix('.csv')} and {', '.join(map(str, paths))}")
+    study.conclude(finding(shares), paths)
     return table
 
 

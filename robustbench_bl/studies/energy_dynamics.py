@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         for e in p["energies"]
     ]
     table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
-    table = table[(table.model == p["model"]) & (table.epochs == p["epochs"]) & table.energy.isin(p["energies"])]
+    table = table[(table.model == p["model"]) & (table.epochs == size["epochs"]) & table.energy.isin(p["energies"])]
     paths = plots.lines(
         table,
         x="epoch",
@@ -128,8 +128,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
             float_format=lambda v: f"{v:.3f}"
         )
     )
-    study.conclude(finding(table))
-    print(f"wrote {study.store.path.with_suffix('.csv')} and {', '.join(map(str, paths))}")
+    study.conclude(finding(table), paths)
     return table
 
 

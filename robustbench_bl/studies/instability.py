@@ -221,8 +221,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         stem=study.figure(),
     )
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-    study.conclude(finding(summary))
-    print(f"wrote {study.store.path.with_suffix('.csv')} and {', '.join(map(str, paths))}")
+    study.conclude(finding(summary), paths)
     return table
 
 

@@ -150,11 +150,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         title=f"{setting.model} on CIFAR-10, Linf {setting.eps * 255:.0f}/255: ranked by robust accuracy",
     )
     print(board[["rank", *KEYS, "clean", "robust", "threat"]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    study.conclude(finding(board))
-    print(
-        f"wrote {study.store.path.with_suffix('.csv')}, {study.out / 'leaderboard.csv'}, {study.out / 'leaderboard.md'} "
-        f"and {', '.join(map(str, paths))}"
-    )
+    study.conclude(finding(board), [study.out / "leaderboard.csv", study.out / "leaderboard.md", *paths])
     return table
 
 

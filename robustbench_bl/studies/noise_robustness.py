@@ -181,8 +181,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     )
     summary = table.pivot_table(index=["noise", "level"], columns=["train_compress", "seed_offset"], values="value")
     print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
-    study.conclude(finding(table, args.seed))
-    print(f"wrote {study.store.path.with_suffix('.csv')} and {', '.join(map(str, paths))}")
+    study.conclude(finding(table, args.seed), paths)
     return table
 
 

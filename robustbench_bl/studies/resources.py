@@ -109,8 +109,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
             index=["impl", "compress_rate"], columns=["precision", "metric"], values="relative"
         ).to_string(float_format=lambda v: f"{v:.2f}")
     )
-    study.conclude(finding(table))
-    print(f"wrote {study.store.path.with_suffix('.csv')} and {', '.join(map(str, paths))}")
+    study.conclude(finding(table), paths)
     return table
 
 

@@ -148,8 +148,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         title=f"FCN train compression over {len(scores)} UCR data sets (Friedman p = {p_value:.3f})",
     )
     print(scores.to_string(float_format=lambda v: f"{v:.3f}"))
-    study.conclude(finding(ranks, stat, p_value, cd))
-    print(f"wrote {study.store.path.with_suffix('.csv')} and {', '.join(map(str, paths))}")
+    study.conclude(finding(ranks, stat, p_value, cd), paths)
     return table
 
 
