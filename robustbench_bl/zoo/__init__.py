@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from robustbench_bl import data as datasets
-from robustbench_bl.models.common import placement
+from robustbench_bl.models.common import eval_mode, placement
 from robustbench_bl.models.fastnet import FastNet
 from robustbench_bl.training import _sha256 as sha256
 from robustbench_bl.training import resolve_device
@@ -121,8 +121,13 @@ def load(name: str, device: str | torch.device = "cpu") -> nn.Module:
 def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, flip: bool = False) -> dict[str, Any]:
     """Accuracy over batches of EVAL_BATCH and each convolution's mean fraction of the one-sided
     spectrum discarded (0 for a plain nn.Conv2d); `flip` also reports, from the same pass, the
-    accuracy with logits averaged over the image and its mirror ('accuracy_flip_tta')."""
-    model.eval()
+    accuracy with logits averaged over the image and its mirror ('accuracy_flip_tta'). Runs in eval
+    mode and restores the model's mode afterwards."""
+    with eval_mode(model):
+        return _measure(model, x, y, flip)
+
+
+def _measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, flip: bool) -> dict[str, Any]:
     dev = placement(model)[0]
     convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
     discarded: dict[str, list[float]] = {n: [] for n in convs}
