@@ -120,3 +120,19 @@ def test_bad_input() -> None:
         probes.gradient_norm(model, x + 2)
     with pytest.raises(ValueError, match="iters"):
         probes.hessian_top_eigenvalue(model, x, iters=0)
+
+
+def test_band_limited_cnn_matches_autograd_hessian() -> None:
+    """M1 and M2 through band-limited convolutions (their backward is differentiable again):
+    the Lanczos estimate equals the eigenvalue of the full Hessian that autograd forms."""
+    from robustbench_bl.spectral import bandlimit
+
+    torch.manual_seed(0)
+    model = bandlimit(small_cnn(), compress_rate=0.5)
+    x = torch.rand(3, 2, 6, 6, dtype=torch.float64)
+    m1_ref, m2_ref = exact_probes(model, x)
+    assert (m2_ref.abs() > 1e-6).all()
+    torch.testing.assert_close(probes.gradient_norm(model, x), m1_ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(
+        probes.hessian_top_eigenvalue(model, x, iters=72, tol=1e-10), m2_ref, rtol=1e-7, atol=1e-12
+    )

@@ -142,6 +142,51 @@ def test_gradcheck_float64(d, size, k, stride, padding, dilation, groups, bias, 
     assert torch.autograd.gradcheck(fn, (x, w, b))
 
 
+@pytest.mark.parametrize("transform", ROUTES)
+@pytest.mark.parametrize("d, size, k, stride, padding, dilation, groups, bias", GRID_SMALL)
+def test_gradgradcheck_float64(d, size, k, stride, padding, dilation, groups, bias, transform):
+    """Second derivatives (all of them: input, filter, bias and mixed) against finite differences."""
+    _, blconv = CONV[d]
+    x, w, b = make_inputs(d, size, k, groups, bias, torch.float64, batch=1, cin=2, cout=2)
+    fn = lambda x, w, b: blconv(x, w, b, stride, padding, dilation, groups, compress_rate=0.5, transform=transform)
+    assert torch.autograd.gradgradcheck(fn, (x, w, b))
+
+
+@pytest.mark.parametrize("transform", ROUTES)
+@pytest.mark.parametrize(
+    "d, size, k, stride, padding, groups, band",
+    [
+        (2, (6, 7), 3, 1, 1, 1, 0.5),
+        (2, (6, 6), 3, 2, 1, 1, 0.3),
+        (2, (5, 6), 2, 1, 0, 2, 0.85),
+        (1, (12,), 5, 1, 2, 1, 0.5),
+        (2, (6, 6), 3, 1, 1, 1, "energy"),
+    ],
+)
+def test_input_hessian_of_a_tiny_model_equals_the_masked_reference(
+    d, size, k, stride, padding, groups, band, transform
+):
+    """torch.autograd.functional.hessian of f(x) = v . tanh(conv(x)) through the band-limited
+    convolution equals the Hessian through the explicitly masked FFT reference."""
+    _, blconv = CONV[d]
+    x, w, b = make_inputs(d, size, k, groups, True, torch.float64, batch=1, cin=2, cout=2)
+    x, w, b = x.detach(), w.detach(), b.detach()
+    if band == "energy":
+        kwargs = dict(energy=0.9)
+        n = tuple(s + 2 for s in size)  # padding 1 on both sides
+        spectrum = torch.fft.rfftn(F.pad(x, [1, 1] * d), s=n, dim=tuple(range(2, 2 + d)))
+        mask_of = lambda n, xp: compression.energy_mask(spectrum, 0.9, d, signal_shape=n)
+    else:
+        kwargs = dict(compress_rate=band)
+        mask_of = static(band)
+    v = torch.randn_like(blconv(x, w, b, stride, padding, 1, groups, **kwargs))
+    ours = lambda z: (v * torch.tanh(blconv(z, w, b, stride, padding, 1, groups, transform=transform, **kwargs))).sum()
+    ref = lambda z: (v * torch.tanh(masked_reference(z, w, b, stride, padding, 1, groups, mask_of))).sum()
+    h = torch.autograd.functional.hessian(ours, x)
+    assert h.abs().max() > 1e-3  # a real, non-zero curvature to compare
+    torch.testing.assert_close(h, torch.autograd.functional.hessian(ref, x), rtol=1e-9, atol=1e-10)
+
+
 def test_reference_itself_equals_conv_at_rate_zero():
     for d, k, s, p, dil, g in [
         (2, 3, 2, 1, 2, 2),

@@ -55,18 +55,18 @@ def gradient_norm(model: nn.Module, x: Tensor, target: Tensor | None = None, bat
 
 
 def check_twice_differentiable(model: nn.Module) -> None:
-    """Refuse a model with band-limited convolutions: their backward is computed once (not itself
-    differentiable), so a Hessian through them would fail deep inside autograd."""
+    """Refuse band-limited layers pinned to the CuPy backend: its fused kernels have no second
+    derivative (the torch backend's backward is itself differentiable), and M2 needs one."""
     from robustbench_bl.spectral.layers import BAND_LIMITED
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    layers = [name for name, m in model.named_modules() if isinstance(m, BAND_LIMITED)]
-    if layers:
+    pinned = [name for name, m in model.named_modules() if isinstance(m, BAND_LIMITED) and m.backend == "cupy"]
+    if pinned:
         raise ValueError(
-            f"model has band-limited convolutions ({', '.join(layers[:3])}{', ...' if len(layers) > 3 else ''}) whose "
-            "backward is not differentiable a second time, and M2 needs second derivatives; measure M2 on the "
-            "model with plain convolutions (M1, a first derivative, works on either)"
+            f"model has band-limited convolutions on backend='cupy' ({', '.join(pinned[:3])}"
+            f"{', ...' if len(pinned) > 3 else ''}), whose kernels have no second derivative, and M2 needs one; "
+            "set backend='torch' on them (bandlimit(model, ..., backend='torch')) to measure M2"
         )
 
 

@@ -3,8 +3,9 @@
 On natural test images the model classifies right, their PGD-Linf and C&W-L2 adversarials (crafted
 on the plain-convolution model) and Gaussian-noisy copies: M1 = ||grad_x f_y(x)||_2 and
 M2 = lambda_max(Hessian_x f_y(x)), f_y the confidence of the predicted class. Finding to check:
-adversarial examples are less stable (larger M1 and M2) than natural ones. Band-limited layers
-have no second derivative, so the study probes the plain-convolution model only.
+adversarial examples are less stable (larger M1 and M2) than natural ones. The study probes the
+plain-convolution model; `probes` also measure M2 on band-limited models (their backward is
+differentiable), which this study does not run yet.
 
     python studies/instability.py                 # quick preset (default), <= 10 min on a CPU
     python studies/instability.py --preset smoke  # seconds, what the tests run
