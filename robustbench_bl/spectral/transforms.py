@@ -9,6 +9,7 @@ benchmarks/spectral.py). A `Plan` holds one shape's choice and its cached matric
 
 from __future__ import annotations
 
+import abc
 import functools
 import math
 from collections.abc import Iterator
@@ -254,7 +255,7 @@ def choose_route(geoms: tuple[AxisGeometry, ...], bands: tuple[tuple[int, ...], 
     return "fft" if fft_cost(geoms, kept) < dft_cost(geoms, kept) else "dft"
 
 
-class Plan:
+class Plan(abc.ABC):
     """Transforms of one convolution shape restricted to its band: the maps of forward and backward.
 
     Built once per (geometry, band, dtype, device, route) by `plan()`; tensors live on the device.
@@ -274,21 +275,21 @@ class Plan:
         self._first_rows = torch.cat([first.real, first.imag], 1).contiguous()  # [M_r, M_i], (R_1, 2 k_1)
         self._chunks: dict[int, list[slice]] = {}
 
+    @abc.abstractmethod
     def input_spectrum(self, x: torch.Tensor) -> torch.Tensor:
         """X: real (B, L_1, ..., L_d) to complex (R_1, ..., R_d, B)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def output(self, spec: torch.Tensor) -> torch.Tensor:
         """y = Re(synthesis of Y) at the output positions: (R..., B) to real (B, out_1, ..., out_d)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def grad_spectrum(self, grad_y: torch.Tensor) -> torch.Tensor:
         """G for grad_y (B, out...), as a lazily conjugated (R..., B) view (what the backends want)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def input_grad(self, spec: torch.Tensor) -> torch.Tensor:
         """Adjoint of input_spectrum under the real inner product: (R..., B) to real (B, L...)."""
-        raise NotImplementedError
 
     def filter_chunks(self, filters: torch.Tensor) -> Iterator[tuple[slice, torch.Tensor]]:
         """The flipped filters' spectrum W, chunk by chunk of first-axis bins: (rows, complex W there,
