@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from robustbench_bl.evaluation import leaderboard
 from robustbench_bl.versions import versions
 
 #: Verdicts the studies print, most specific first ('HOLDS FOR 3 OF 6 ... PAIRS' before 'HOLDS').
@@ -84,7 +85,8 @@ def _cell(value: object) -> tuple[str, str]:
         return "", ""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return repr(float(value)), f"{value:.4g}" if isinstance(value, float) else str(value)
-    return html.escape(str(value), quote=True), html.escape(str(value))
+    text = html.escape(str(value))  # quotes escaped too: the same text serves as the attribute
+    return text, text
 
 
 def table(frame: pd.DataFrame, caption: str = "") -> str:
@@ -114,15 +116,7 @@ def split_columns(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, object], 
 
 def board_table(board: pd.DataFrame) -> str:
     """A leaderboard ranked by robust accuracy: rank, the defense's keys, accuracies in percent with 95% intervals."""
-    shown = board.copy()
-    for name in ("clean", "robust"):
-        if {name, f"{name}_ci_low", f"{name}_ci_high"} <= set(shown.columns):
-            shown[f"{name} % (95% CI)"] = [
-                f"{100 * v:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
-                for v, lo, hi in zip(shown[name], shown[f"{name}_ci_low"], shown[f"{name}_ci_high"])
-            ]
-            shown = shown.drop(columns=[f"{name}_ci_low", f"{name}_ci_high"])
-    return table(shown, "leaderboard: ranked by robust accuracy, then clean accuracy")
+    return table(leaderboard.percent_intervals(board), "leaderboard: ranked by robust accuracy, then clean accuracy")
 
 
 def _figure(path: Path) -> str:

@@ -124,8 +124,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     model_key = config.key(str(meta["data_source"]))
 
     def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
-        budget = attacks.spec(cell["attack"]).budget
-        options = {budget: args.steps} if args.steps is not None and budget is not None else {}
+        steps_option = attacks.spec(cell["attack"]).budget  # the attack's own name for its step budget
+        options = {steps_option: args.steps} if args.steps is not None and steps_option is not None else {}
         frame = attacks.evaluate(
             defended,
             cell["attack"],

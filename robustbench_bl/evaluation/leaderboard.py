@@ -47,6 +47,21 @@ def rank(table: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     return board.reset_index(drop=True)
 
 
+def percent_intervals(board: pd.DataFrame) -> pd.DataFrame:
+    """The board with clean and robust accuracy also as text, 'value [low, high]' in percent (column
+    'clean (95% CI)', ...), in place of their interval bounds."""
+    shown = board.copy()
+    for name in ("clean", "robust"):
+        low, high = f"{name}_ci_low", f"{name}_ci_high"
+        if {name, low, high} <= set(shown.columns):
+            shown[f"{name} (95% CI)"] = [
+                f"{100 * v:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+                for v, lo, hi in zip(shown[name], shown[low], shown[high])
+            ]
+            shown = shown.drop(columns=[low, high])
+    return shown
+
+
 def to_markdown(board: pd.DataFrame, columns: Sequence[str]) -> str:
     """The ranked board as a Markdown table: accuracies as 'value [low, high]' in percent, then `columns`."""
 
@@ -59,11 +74,6 @@ def to_markdown(board: pd.DataFrame, columns: Sequence[str]) -> str:
 
     header = ["rank", *columns, "clean (95% CI)", "robust (95% CI)", *[c for c in SETTINGS if c in board.columns]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in board.to_dict("records"):
-        accuracies = [
-            f"{100 * row[n]:.1f} [{100 * row[f'{n}_ci_low']:.1f}, {100 * row[f'{n}_ci_high']:.1f}]"
-            for n in ("clean", "robust")
-        ]
-        values = [row["rank"], *[row[c] for c in columns], *accuracies, *[row[c] for c in header[len(columns) + 3 :]]]
-        lines.append("| " + " | ".join(cell(v, c) for v, c in zip(values, header)) + " |")
+    for row in percent_intervals(board)[header].to_dict("records"):
+        lines.append("| " + " | ".join(cell(row[c], c) for c in header) + " |")
     return "\n".join(lines) + "\n"
