@@ -1,18 +1,27 @@
 """What every command line shares: one-line errors (exit code 2) and argument types that check
-their values at parse time, so a bad command costs seconds, not a training run."""
+their values at parse time, so a bad command costs seconds, not a training run; for the commands
+that run experiments (the studies, `rbl attack`), the common options (`parse_args`) and the output
+folder with its results store (`Study`). Heavy modules are imported where used, so `rbl --help`
+stays quick."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import torch
+
+if TYPE_CHECKING:
+    from robustbench_bl.runtime.results import ResultsStore
+    from robustbench_bl.runtime.sweep import Executor
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -98,3 +107,137 @@ def command_line(main: Callable[[Sequence[str]], object], argv: Sequence[str] | 
         print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
         return 2
     return 0
+
+
+PRESETS = ("smoke", "quick", "paper")
+STUDY_MODELS = ("fastnet", "lenet", "resnet18", "densenet121")
+
+
+def parse_args(
+    name: str,
+    description: str,
+    argv: Sequence[str] | None = None,
+    parser: argparse.ArgumentParser | None = None,
+    dataset: str | None = "cifar10",
+) -> argparse.Namespace:
+    """Parse the common study options (plus any already added to `parser`) and check every one of
+    them, the data source of `dataset` (None: the script's --dataset, else no data read from
+    --data) and the writability of the output and checkpoint folders,
+    before the study loads data or trains: a bad argument costs seconds, not a training run."""
+    from robustbench_bl.runtime.sweep import EXECUTORS
+
+    parser = parser or ArgumentParser(prog=f"rbl study {name}", description=description)
+    parser.add_argument(
+        "--preset",
+        choices=PRESETS,
+        default="quick",
+        help="smoke: seconds; quick (default): <= 10 min on a 2-core CPU; paper: the seeds' settings, for a GPU",
+    )
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="data folder (torchvision layout or npz files); default: $RBL_DATA, a download, or the packaged CIFAR-10 sample",
+    )
+    parser.add_argument(
+        "--device", type=device, default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ..."
+    )
+    parser.add_argument("--out", default=f"results/{name}", help=f"output folder (default results/{name}/)")
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed (>= 0) for training, sampling and noise draws"
+    )
+    try:
+        parser.add_argument(
+            "--model",
+            choices=STUDY_MODELS,
+            default=None,
+            help="CIFAR-10 model instead of the preset's ('fastnet': the shipped zoo where it has the band, else trained)",
+        )
+    except argparse.ArgumentError:
+        pass  # the script defines its own --model (attacks/attack.py)
+    parser.add_argument(
+        "--checkpoints", default=None, help="checkpoint folder (default $RBL_CHECKPOINTS or the user cache)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="where sweep cells run: in this process, or as Ray tasks (RAY_ADDRESS or a local instance)",
+    )
+    parser.add_argument(
+        "--ray-address", default=None, help="Ray cluster address (default $RAY_ADDRESS, else a local instance)"
+    )
+    parser.add_argument(
+        "--num-gpus", type=non_negative_float, default=0.0, help="GPUs each Ray task reserves (fractions share a GPU)"
+    )
+    args = parser.parse_args(argv)
+    args.study = name
+    try:
+        dataset = dataset or getattr(args, "dataset", None)  # a script's own --dataset option names it
+        if dataset is not None:
+            from robustbench_bl import data
+
+            data.check_source(dataset, args.data, "--data")
+        elif args.data is not None:
+            raise ValueError(f"--data is not used by {name}, which reads its data from elsewhere")
+        writable_folder(args.out, "--out")
+        from robustbench_bl.training import CheckpointStore
+
+        writable_folder(
+            args.checkpoints or CheckpointStore.default_root(),
+            "--checkpoints" if args.checkpoints else "the checkpoint folder ($RBL_CHECKPOINTS or the user cache)",
+        )
+    except ValueError as err:
+        parser.error(str(err))
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return args
+
+
+def preset(presets: Mapping[str, dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
+    """The chosen preset's settings, with the model replaced when --model was given."""
+    chosen = dict(presets[args.preset])
+    if getattr(args, "model", None) is not None:
+        chosen["model"] = args.model
+    return chosen
+
+
+@dataclass
+class Study:
+    """A study's output folder: `results.jsonl` (the store), `results.csv`, `finding.txt` and figures."""
+
+    name: str
+    out: Path
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Study:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        return cls(args.study, out)
+
+    @staticmethod
+    def executor(args: argparse.Namespace) -> Executor:
+        """The sweep executor the command line asks for."""
+        from robustbench_bl.runtime.sweep import make_executor
+
+        if args.executor == "ray":
+            return make_executor("ray", address=args.ray_address, num_gpus=args.num_gpus)
+        return make_executor("local")
+
+    @property
+    def store(self) -> ResultsStore:
+        from robustbench_bl.runtime.results import ResultsStore
+
+        return ResultsStore(self.out / "results.jsonl")
+
+    def conclude(self, finding: str, figures: Sequence[Path] = ()) -> None:
+        """Print the study's finding, keep it as `finding.txt` beside its results (for `rbl report`)
+        and say which files the study wrote."""
+        print(finding)
+        (self.out / "finding.txt").write_text(finding + "\n", encoding="utf-8")
+        print(
+            f"wrote {self.store.path.with_suffix('.csv')}, {self.out / 'finding.txt'}, {', '.join(map(str, figures))}"
+        )
+
+    def figure(self, stem: str | None = None) -> Path:
+        """Stem (no suffix) of a figure in the output folder."""
+        return self.out / (stem or self.name)

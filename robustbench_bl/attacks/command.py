@@ -19,9 +19,8 @@ from typing import Any
 import pandas as pd
 
 from robustbench_bl import Defended, attacks, channels, data, models
-from robustbench_bl.cli import ArgumentParser, command_line, positive_int
+from robustbench_bl.cli import ArgumentParser, Study, command_line, parse_args, positive_int
 from robustbench_bl.runtime.sweep import run
-from robustbench_bl.studies.common import Study, parse_args
 from robustbench_bl.training import CheckpointStore, budget, recipe
 
 NAME = "attacks"

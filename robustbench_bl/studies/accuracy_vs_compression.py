@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 
 from robustbench_bl import plots
-from robustbench_bl.cli import command_line
+from robustbench_bl.cli import Study, command_line, parse_args, preset
 from robustbench_bl.runtime import distributed
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.studies.bands import discarded, layer_fractions
-from robustbench_bl.studies.common import Study, parse_args, preset, trained_models
+from robustbench_bl.studies.common import trained_models
 from robustbench_bl.training import TrainConfig, budget, evaluate, recipe
 
 NAME = "accuracy_vs_compression"

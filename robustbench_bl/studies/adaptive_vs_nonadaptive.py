@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from robustbench_bl import attacks, plots
-from robustbench_bl.cli import ArgumentParser, command_line
+from robustbench_bl.cli import ArgumentParser, Study, command_line, parse_args
 from robustbench_bl.defense import Defended
 from robustbench_bl.runtime import distributed
 from robustbench_bl.runtime.sweep import run
@@ -33,7 +33,6 @@ from robustbench_bl.studies.channel_setup import (
     sweep_csv,
     votes_for,
 )
-from robustbench_bl.studies.common import Study, parse_args
 
 NAME = "adaptive_vs_nonadaptive"
 #: test: images attacked; eot: draws per EOT step.

@@ -22,7 +22,7 @@ import torch
 
 from robustbench_bl import plots
 from robustbench_bl.attacks import craft_nonadaptive, judge_rows
-from robustbench_bl.cli import command_line
+from robustbench_bl.cli import Study, command_line, parse_args
 from robustbench_bl.defense import Defended
 from robustbench_bl.runtime import distributed
 from robustbench_bl.runtime.sweep import run
@@ -37,7 +37,6 @@ from robustbench_bl.studies.channel_setup import (
     strengths,
     votes_for,
 )
-from robustbench_bl.studies.common import Study, parse_args
 
 NAME = "channel_sweep"
 #: test: images attacked; points: strengths per channel, spread over its sweep range.

@@ -17,11 +17,11 @@ from typing import Any
 import pandas as pd
 
 from robustbench_bl import plots
-from robustbench_bl.cli import command_line
+from robustbench_bl.cli import Study, command_line, parse_args, preset
 from robustbench_bl.runtime import distributed
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.studies.bands import with_band
-from robustbench_bl.studies.common import Study, discarded_per_layer, parse_args, preset, trained_models
+from robustbench_bl.studies.common import discarded_per_layer, trained_models
 from robustbench_bl.training import budget, evaluate, recipe
 
 NAME = "compression_mismatch"

@@ -21,10 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from robustbench_bl import data, plots
-from robustbench_bl.cli import command_line
+from robustbench_bl.cli import Study, command_line, parse_args
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.spectral import band_limited_conv2d, compression
-from robustbench_bl.studies.common import Study, parse_args
 
 SCHEMES = ("lead", "top")
 

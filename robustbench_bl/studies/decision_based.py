@@ -22,11 +22,10 @@ import pandas as pd
 
 from robustbench_bl import plots
 from robustbench_bl.attacks.minimal import ATTACKS, larger_share, minimal_perturbations
-from robustbench_bl.cli import command_line
+from robustbench_bl.cli import Study, command_line, parse_args
 from robustbench_bl.runtime import distributed
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.studies.channel_setup import load_models, setting_for
-from robustbench_bl.studies.common import Study, parse_args
 
 NAME = "decision_based"
 #: test: images attacked; points: epsilon steps of the additive-noise attack; options: attack

@@ -20,10 +20,9 @@ import pandas as pd
 from torch import nn
 
 from robustbench_bl import data, plots
-from robustbench_bl.cli import command_line
+from robustbench_bl.cli import Study, command_line, parse_args, preset
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.studies.bands import layer_fractions
-from robustbench_bl.studies.common import Study, parse_args, preset
 from robustbench_bl.training import budget, build_model, load_train_data, recipe, train
 
 NAME = "energy_dynamics"

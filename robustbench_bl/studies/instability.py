@@ -26,12 +26,11 @@ from torch import Tensor, nn
 from robustbench_bl import channels, plots
 from robustbench_bl.attacks import craft_nonadaptive
 from robustbench_bl.channels import make as make_channel
-from robustbench_bl.cli import command_line
+from robustbench_bl.cli import Study, command_line, parse_args
 from robustbench_bl.evaluation.probes import gradient_norm, hessian_top_eigenvalue, taylor_bound
 from robustbench_bl.runtime import distributed
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.studies.channel_setup import load_models, setting_for
-from robustbench_bl.studies.common import Study, parse_args
 from robustbench_bl.training import predict
 from robustbench_bl.validation import check_choice, check_positive_int
 

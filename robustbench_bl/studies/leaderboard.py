@@ -21,7 +21,7 @@ import pandas as pd
 
 import robustbench_bl
 from robustbench_bl import plots
-from robustbench_bl.cli import ArgumentParser, command_line
+from robustbench_bl.cli import ArgumentParser, Study, command_line, parse_args
 from robustbench_bl.evaluation import leaderboard
 from robustbench_bl.runtime import distributed
 from robustbench_bl.runtime.sweep import run
@@ -35,7 +35,6 @@ from robustbench_bl.studies.channel_setup import (
     sweep_csv,
     votes_for,
 )
-from robustbench_bl.studies.common import Study, parse_args
 
 NAME = "leaderboard"
 #: test: images per benchmark; repeats and eot: of random defenses; options: attack budgets over

@@ -21,11 +21,11 @@ import pandas as pd
 import torch
 
 from robustbench_bl import channels, plots
-from robustbench_bl.cli import command_line
+from robustbench_bl.cli import Study, command_line, parse_args, preset
 from robustbench_bl.evaluation import stats
 from robustbench_bl.runtime import distributed
 from robustbench_bl.runtime.sweep import run
-from robustbench_bl.studies.common import Study, discarded_per_layer, parse_args, preset, trained_models
+from robustbench_bl.studies.common import discarded_per_layer, trained_models
 from robustbench_bl.training import TrainConfig, budget, predict, recipe
 
 NAME = "noise_robustness"

@@ -21,11 +21,10 @@ import pandas as pd
 import torch
 
 from robustbench_bl import data, models, plots
-from robustbench_bl.cli import command_line
+from robustbench_bl.cli import Study, command_line, parse_args, preset
 from robustbench_bl.runtime.profiling import relative_costs
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.spectral import bandlimit
-from robustbench_bl.studies.common import Study, parse_args, preset
 
 NAME = "resources"
 

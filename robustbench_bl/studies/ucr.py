@@ -20,12 +20,11 @@ from typing import Any
 import pandas as pd
 
 from robustbench_bl import data, plots
-from robustbench_bl.cli import command_line
+from robustbench_bl.cli import Study, command_line, parse_args
 from robustbench_bl.evaluation.critical_difference import average_ranks, cliques, friedman, nemenyi_cd
 from robustbench_bl.runtime import distributed
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.studies.bands import with_band
-from robustbench_bl.studies.common import Study, parse_args
 from robustbench_bl.training import CheckpointStore, evaluate, recipe
 
 NAME = "ucr"
