@@ -50,11 +50,13 @@ def test_noise_robustness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     # A cell's distortion comes from the noisy images its accuracy uses, not from extra draws.
     monkeypatch.setattr(channels.Channel, "distortion", lambda *a, **k: pytest.fail("extra draws for the distortion"))
     table = run_smoke("noise_robustness", tmp_path)
-    assert len(table) == len(p["models"]) * (len(p["gauss"]) + len(p["uniform"]))
+    assert len(table) == len(p["models"]) * 2 * len(module.VARIANTS) * len(p["levels"])
     assert {
         "train_compress",
         "seed_offset",
+        "train_epochs",
         "noise",
+        "variant",
         "level",
         "distortion",
         "model_key",

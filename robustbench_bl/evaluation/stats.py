@@ -1,4 +1,6 @@
-"""Paired bootstrap over test examples, and per-example outcomes packed into result rows.
+"""Intervals and verdicts of the studies: paired bootstrap over test examples, exact binomial
+intervals, bootstrap intervals of medians, per-example outcomes packed into result rows, and the
+`Claim` every study finding is made of (HOLDS / DOES NOT HOLD / INCONCLUSIVE against a threshold).
 
 Every measurement of a study uses the same test images, so resampling the images once and
 recomputing every statistic on that resample keeps the pairing between models and conditions.
@@ -6,7 +8,8 @@ recomputing every statistic on that resample keeps the pairing between models an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -54,11 +57,77 @@ def paired_bootstrap(
     return estimate, float(low), float(high)
 
 
-def verdict(low: float, high: float) -> str:
-    """HOLDS when a difference predicted positive has its whole interval above 0, DOES NOT HOLD
-    when the whole interval is below 0, else INCONCLUSIVE."""
-    if low > 0:
+def bootstrap(
+    values: np.ndarray, statistic: Callable[[np.ndarray], Any] = np.median, resamples: int = 2000, seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
+    """(estimate, low, high): `statistic` (along axis 1 of a resamples x n array; default the median)
+    of per-example values, with a percentile bootstrap interval. For statistics that are not means
+    (medians of perturbation sizes, of probe values); `paired_bootstrap` is the one for means."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size == 0:
+        raise ValueError("values must hold at least one example")
+    rng = np.random.default_rng(seed)
+    draws = values[rng.integers(0, values.size, size=(resamples, values.size))]
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(statistic(draws, axis=1), [tail, 100 - tail])
+    return float(statistic(values)), float(low), float(high)
+
+
+def binomial_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float, float]:
+    """(share, low, high): the exact (Clopper-Pearson) interval of a binomial proportion."""
+    from scipy.stats import binomtest
+
+    if n <= 0 or not 0 <= successes <= n:
+        raise ValueError(f"successes and n must satisfy 0 <= successes <= n and n > 0, got {successes} of {n}")
+    ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=level, method="exact")
+    return successes / n, float(ci.low), float(ci.high)
+
+
+def verdict(low: float, high: float, threshold: float = 0.0) -> str:
+    """HOLDS when the whole interval of an effect predicted to exceed `threshold` lies above it,
+    DOES NOT HOLD when it lies wholly below, else (it straddles the threshold) INCONCLUSIVE."""
+    if low > threshold:
         return "HOLDS"
-    if high < 0:
+    if high < threshold:
         return "DOES NOT HOLD"
     return "INCONCLUSIVE"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One judged comparison of a study: an effect that the seed predicts to exceed `threshold`,
+    its estimate with a 95% interval, and the seed's reference beside it."""
+
+    label: str
+    estimate: float
+    low: float
+    high: float
+    threshold: float = 0.0
+    paper: str = ""
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.low, self.high, self.threshold)
+
+    def __str__(self) -> str:
+        paper = f" (paper: {self.paper})" if self.paper else ""
+        return (
+            f"{self.label}: {self.estimate:+.3f} [{self.low:+.3f}, {self.high:+.3f}], needs > {self.threshold:+.3f}: "
+            f"{self.verdict}{paper}"
+        )
+
+
+def overall(claims: Iterable[Claim]) -> str:
+    """DOES NOT HOLD if any claim does not hold, HOLDS if all hold, else INCONCLUSIVE."""
+    words = {c.verdict for c in claims}
+    if not words:
+        raise ValueError("claims must hold at least one Claim")
+    return "DOES NOT HOLD" if "DOES NOT HOLD" in words else "HOLDS" if words == {"HOLDS"} else "INCONCLUSIVE"
+
+
+def finding(claim: str, claims: Iterable[Claim], context: str, notes: Iterable[str] = ()) -> str:
+    """A study's finding: 'Finding ('claim') VERDICT context:' then one line per claim and note."""
+    claims = list(claims)
+    lines = [str(c) for c in claims] + list(notes)
+    return f"Finding ({claim!r}) {overall(claims)} {context}:\n  " + "\n  ".join(lines)

@@ -48,6 +48,14 @@ def default_stats(in_channels: int) -> tuple[tuple[float, ...], tuple[float, ...
     return (0.5,) * in_channels, (0.25,) * in_channels
 
 
+def input_std(model: nn.Module) -> torch.Tensor:
+    """The per-channel std of the model's normalization layer: the unit of noise "in normalized units"."""
+    layer = next((m for m in model.modules() if isinstance(m, Normalize)), None)
+    if layer is None:
+        raise ValueError(f"model must normalize its input with a Normalize layer, {type(model).__name__} has none")
+    return layer.std
+
+
 def placement(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     """(device, dtype) of the model's first parameter, or (cpu, float32) for a parameter-free model:
     where and in what precision callers should send inputs."""

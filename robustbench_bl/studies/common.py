@@ -46,7 +46,7 @@ def trained_models(
     got: dict[K, tuple[nn.Module, dict[str, Any]]] = {}
     keys: dict[K, str] = {}
     for k, cfg in wanted.items():
-        name = zoo.find(cfg.compress_rate, cfg.energy, cfg.seed) if cfg.model == "fastnet" else None
+        name = _zoo_name(cfg) if cfg.model == "fastnet" else None
         if name is not None:
             card = zoo.card(name)
             meta = {
@@ -62,6 +62,13 @@ def trained_models(
             got[k] = store.get_or_train(cfg, data_root=args.data, device=args.device, progress=not args.quiet)
             keys[k] = cfg.key(train.fingerprint)
     return Trained(test, {k: model for k, (model, _) in got.items()}, keys, {k: meta for k, (_, meta) in got.items()})
+
+
+def _zoo_name(cfg: TrainConfig) -> str | None:
+    """The zoo model of this band and seed that saw as many training examples (a budget scales the
+    epochs up on a smaller source), else the zoo's full-length one, else None."""
+    epochs = round(cfg.epochs * (cfg.limit or zoo.TRAIN_SIZE) / zoo.TRAIN_SIZE)
+    return zoo.find(cfg.compress_rate, cfg.energy, cfg.seed, epochs) or zoo.find(cfg.compress_rate, cfg.energy, cfg.seed)
 
 
 def discarded_per_layer(model: nn.Module, x: torch.Tensor) -> str:

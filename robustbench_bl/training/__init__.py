@@ -259,19 +259,27 @@ def check_inputs(x: object, name: str = "x") -> torch.Tensor:
 
 
 def predict(
-    model: nn.Module, x: torch.Tensor, batch_size: int = 500, device: str | torch.device | None = None
+    model: nn.Module,
+    x: torch.Tensor,
+    batch_size: int = 500,
+    device: str | torch.device | None = None,
+    unclipped: bool = False,
 ) -> torch.Tensor:
     """Predicted labels of `model` on `x`, batched in eval mode (the model's own mode is restored
-    after); on the model's device and in its dtype unless `device` is given."""
-    return _predict(model, x, batch_size, device)[0]
+    after); on the model's device and in its dtype unless `device` is given. `unclipped=True`
+    accepts images outside [0, 1] (noise added in normalized units and not clipped, as the seeds do)."""
+    return _predict(model, x, batch_size, device, unclipped)[0]
 
 
 @torch.no_grad()
 def _predict(
-    model: nn.Module, x: torch.Tensor, batch_size: int, device: str | torch.device | None
+    model: nn.Module, x: torch.Tensor, batch_size: int, device: str | torch.device | None, unclipped: bool = False
 ) -> tuple[torch.Tensor, int | None]:
     """(predicted labels, number of classes the model scores; None for an empty x)."""
-    check_inputs(x)
+    if unclipped:
+        check_images(x, "x", range_check=False)
+    else:
+        check_inputs(x)
     check_positive_int(batch_size, "batch_size")
     home, dtype = placement(model)
     dev = resolve_device(device) if device is not None else home

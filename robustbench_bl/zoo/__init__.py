@@ -28,21 +28,27 @@ from robustbench_bl.versions import versions
 
 #: Where the shipped weights and cards live.
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+#: Training images of every zoo model (the full CIFAR-10 training split).
+TRAIN_SIZE = 50000
 #: Batch size of every evaluation on a card: energy-based bands depend on the batch they see.
 EVAL_BATCH = 500
 
 
 @dataclass(frozen=True)
 class ZooSpec:
-    """What distinguishes one zoo model: its band (static rate or retained energy) and its seed."""
+    """What distinguishes one zoo model: its band (static rate or retained energy), its seed and its
+    training length (fewer epochs: an early-stopped, less accurate plain model as a control)."""
 
     compress_rate: float | None = None
     energy: float | None = None
     seed: int = 0
+    epochs: int = FastRecipe.epochs
 
 
 #: The fixed set: static compression 0 / 50 / 85 %, energy-based at 0.95, and a second seed of
-#: 0 % and 50 % so that a compression effect can be told apart from seed noise.
+#: 0 % and 50 % so that a compression effect can be told apart from seed noise; plain models trained
+#: for 1 and 2 epochs (the same schedule, compressed) are the controls of lower clean accuracy, so
+#: that "band-limited" can be told apart from "less accurate".
 SPECS: dict[str, ZooSpec] = {
     "fastnet-0": ZooSpec(),
     "fastnet-50": ZooSpec(compress_rate=0.5),
@@ -50,6 +56,8 @@ SPECS: dict[str, ZooSpec] = {
     "fastnet-e95": ZooSpec(energy=0.95),
     "fastnet-0-s1": ZooSpec(seed=1),
     "fastnet-50-s1": ZooSpec(compress_rate=0.5, seed=1),
+    "fastnet-0-1ep": ZooSpec(epochs=1),
+    "fastnet-0-2ep": ZooSpec(epochs=2),
 }
 
 
@@ -58,9 +66,12 @@ def names() -> list[str]:
     return [n for n in SPECS if _files(n)[0].is_file() and _files(n)[1].is_file()]
 
 
-def find(compress_rate: float | None = None, energy: float | None = None, seed: int = 0) -> str | None:
-    """The shipped zoo model trained at this band and seed, or None (a rate of 0 means plain)."""
-    want = ZooSpec(compress_rate or None, energy, seed)
+def find(
+    compress_rate: float | None = None, energy: float | None = None, seed: int = 0, epochs: int = FastRecipe.epochs
+) -> str | None:
+    """The shipped zoo model trained at this band, seed and number of epochs, or None (a rate of 0
+    means plain)."""
+    want = ZooSpec(compress_rate or None, energy, seed, epochs)
     return next((n for n in names() if SPECS[n] == want), None)
 
 
@@ -237,7 +248,7 @@ def train(
     `max_steps` cuts training short (smoke tests); such a model is never meant to be shipped.
     """
     check_choice(name, "name", list(SPECS))
-    recipe = recipe if recipe is not None else FastRecipe(seed=SPECS[name].seed)
+    recipe = recipe if recipe is not None else FastRecipe(seed=SPECS[name].seed, epochs=SPECS[name].epochs)
     work = Path(work_dir) if work_dir is not None else datasets.cache_dir() / "zoo"
     work.mkdir(parents=True, exist_ok=True)
     train_set = datasets.load("cifar10", "train", root=data_root)
@@ -257,6 +268,7 @@ def train(
 __all__ = [
     "EVAL_BATCH",
     "SPECS",
+    "TRAIN_SIZE",
     "WEIGHTS_DIR",
     "ZooSpec",
     "build",
