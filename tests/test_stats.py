@@ -42,3 +42,62 @@ def test_verdicts_and_bad_input() -> None:
     assert stats.verdict(-0.1, 0.1) == "INCONCLUSIVE"
     with pytest.raises(ValueError, match="outcomes"):
         stats.paired_bootstrap({}, lambda a: a)
+
+
+def test_exact_binomial_interval_matches_clopper_pearson_closed_form() -> None:
+    """Clopper-Pearson bounds are beta quantiles; 0 of n has the closed form 1 - (alpha/2)^(1/n)."""
+    from scipy.stats import beta
+
+    k, n = 37, 120
+    share, lo, hi = stats.binomial_interval(k, n)
+    assert share == pytest.approx(k / n)
+    assert lo == pytest.approx(beta.ppf(0.025, k, n - k + 1), rel=1e-6)
+    assert hi == pytest.approx(beta.ppf(0.975, k + 1, n - k), rel=1e-6)
+    assert stats.binomial_interval(0, 50)[1:] == pytest.approx((0.0, 1 - 0.025 ** (1 / 50)), rel=1e-6)
+    with pytest.raises(ValueError, match="successes"):
+        stats.binomial_interval(5, 3)
+
+
+def test_median_bootstrap_covers_the_order_statistic_interval() -> None:
+    """The bootstrap interval of a median of n uniform draws is close to the distribution-free one
+    from order statistics (ranks n/2 -+ 1.96 sqrt(n)/2)."""
+    n = 2001
+    values = np.sort(np.random.default_rng(3).random(n))
+    est, lo, hi = stats.bootstrap(values, resamples=4000)
+    assert est == pytest.approx(np.median(values))
+    half = 1.96 * np.sqrt(n) / 2
+    assert lo == pytest.approx(values[int(n / 2 - half)], abs=0.01)
+    assert hi == pytest.approx(values[int(n / 2 + half)], abs=0.01)
+    with pytest.raises(ValueError, match="values"):
+        stats.bootstrap(np.array([]))
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "threshold", "word"),
+    [
+        (0.01, 0.2, 0.0, "HOLDS"),
+        (0.01, 0.2, 0.05, "INCONCLUSIVE"),
+        (-0.03, -0.01, -0.02, "INCONCLUSIVE"),
+        (-0.019, -0.001, -0.02, "HOLDS"),
+        (-0.05, -0.03, -0.02, "DOES NOT HOLD"),
+    ],
+)
+def test_claims_are_judged_against_their_threshold(low: float, high: float, threshold: float, word: str) -> None:
+    claim = stats.Claim("effect", (low + high) / 2, low, high, threshold=threshold, paper="ref")
+    assert claim.verdict == word
+    assert str(claim).endswith(f"{word} (paper: ref)")
+    assert stats.overall([claim]) == word
+
+
+def test_overall_verdict_and_finding_text() -> None:
+    good = stats.Claim("a", 0.1, 0.05, 0.15)
+    open_ = stats.Claim("b", 0.0, -0.1, 0.1)
+    bad = stats.Claim("c", -0.1, -0.15, -0.05)
+    assert stats.overall([good, good]) == "HOLDS"
+    assert stats.overall([good, open_]) == "INCONCLUSIVE"
+    assert stats.overall([good, open_, bad]) == "DOES NOT HOLD"
+    text = stats.finding("claim", [good, open_], "on 10 images", ["note"])
+    assert text.splitlines()[0] == "Finding ('claim') INCONCLUSIVE on 10 images:"
+    assert text.splitlines()[1:] == [f"  {good}", f"  {open_}", "  note"]
+    with pytest.raises(ValueError, match="claims"):
+        stats.overall([])

@@ -158,8 +158,12 @@ def test_leaderboard(tmp_path: Path) -> None:
 def test_compression_mismatch(tmp_path: Path) -> None:
     p = load_study("compression_mismatch").PRESETS["smoke"]
     table = run_smoke("compression_mismatch", tmp_path)
-    assert len(table) == len(p["train_rates"]) * len(p["test_rates"])
-    assert {"train_compress", "test_compress", "model_key", "data_source"} <= set(table.columns)
+    assert len(table) == len(p["models"]) * len(p["test_rates"])
+    assert {"train_compress", "seed_offset", "test_compress", "model_key", "data_source", "correct"} <= set(
+        table.columns
+    )
+    for row in table.itertuples():  # the packed per-image outcomes are the accuracy
+        assert stats.unpack(row.correct, row.n).mean() == pytest.approx(row.value)
     assert table.value.between(0, 1).all()
 
 
@@ -168,6 +172,8 @@ def test_accuracy_vs_compression(tmp_path: Path) -> None:
     table = run_smoke("accuracy_vs_compression", tmp_path)
     assert len(table) == len(p["rates"]) + len(p["energies"])
     assert {"scheme", "level", "discarded", "model_key"} <= set(table.columns)
+    for row in table.itertuples():  # the packed per-image outcomes are the accuracy
+        assert stats.unpack(row.correct, row.n).mean() == pytest.approx(row.value)
     static = table[table.scheme == "static"].set_index("level").discarded
     assert static[0.0] == 0 and 0.5 <= static[0.5] < 0.7  # measured from the layers: at least the nominal rate
     assert table[table.scheme == "energy"].discarded.between(0, 1).all()

@@ -58,7 +58,10 @@ def paired_bootstrap(
 
 
 def bootstrap(
-    values: np.ndarray, statistic: Callable[[np.ndarray], Any] = np.median, resamples: int = 2000, seed: int = 0,
+    values: np.ndarray,
+    statistic: Callable[[np.ndarray], Any] = np.median,
+    resamples: int = 2000,
+    seed: int = 0,
     level: float = 0.95,
 ) -> tuple[float, float, float]:
     """(estimate, low, high): `statistic` (along axis 1 of a resamples x n array; default the median)

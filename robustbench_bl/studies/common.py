@@ -68,7 +68,9 @@ def _zoo_name(cfg: TrainConfig) -> str | None:
     """The zoo model of this band and seed that saw as many training examples (a budget scales the
     epochs up on a smaller source), else the zoo's full-length one, else None."""
     epochs = round(cfg.epochs * (cfg.limit or zoo.TRAIN_SIZE) / zoo.TRAIN_SIZE)
-    return zoo.find(cfg.compress_rate, cfg.energy, cfg.seed, epochs) or zoo.find(cfg.compress_rate, cfg.energy, cfg.seed)
+    return zoo.find(cfg.compress_rate, cfg.energy, cfg.seed, epochs) or zoo.find(
+        cfg.compress_rate, cfg.energy, cfg.seed
+    )
 
 
 def discarded_per_layer(model: nn.Module, x: torch.Tensor) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from robustbench_bl import channels, plots
+from robustbench_bl import plots
 from robustbench_bl.cli import Study, command_line, parse_args, preset
 from robustbench_bl.evaluation import stats
 from robustbench_bl.models.common import input_std
@@ -120,7 +120,9 @@ def finding(table: pd.DataFrame, seed: int = 0) -> str:
     clean = {m: float(outcomes["gauss", "normalized", m, 0.0].mean()) for m in models}
     claims, controls, notes = [], [], []
 
-    def compare(a: Model, b: Model, noise: str, variant: str, levels: list[float], label: str, paper: str = "") -> stats.Claim:
+    def compare(
+        a: Model, b: Model, noise: str, variant: str, levels: list[float], label: str, paper: str = ""
+    ) -> stats.Claim:
         est, lo, hi = stats.paired_bootstrap(
             outcomes,
             lambda m: _high(m, noise, variant, a, levels) - _high(m, noise, variant, b, levels),

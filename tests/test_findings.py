@@ -1,0 +1,118 @@
+"""The studies' verdicts on hand-built result tables: each finding says HOLDS when the data support
+the seed's claim, DOES NOT HOLD when they contradict it, INCONCLUSIVE when the interval straddles
+the threshold, and its estimates equal the hand-computed differences."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from robustbench_bl import studies
+from robustbench_bl.evaluation import stats
+
+N = 2000
+
+
+def bits(share: float, seed: int) -> str:
+    """Packed outcomes of N examples with exactly round(share * N) right, in a seeded order."""
+    right = np.zeros(N, dtype=bool)
+    right[: round(share * N)] = True
+    return stats.pack(np.random.default_rng(seed).permutation(right))
+
+
+def verdict(text: str) -> str:
+    return re.match(r"Finding \('[^']*'\) (HOLDS|DOES NOT HOLD|INCONCLUSIVE)", text).group(1)
+
+
+def estimates(text: str) -> list[float]:
+    return [float(m) for m in re.findall(r": ([+-]\d\.\d+) \[", text)]
+
+
+def mismatch_table(accuracy: dict[tuple[float, float], float]) -> pd.DataFrame:
+    rows = [
+        {"train_compress": tr, "seed_offset": 0, "test_compress": te, "n": N, "correct": bits(a, i), "value": a}
+        for i, ((tr, te), a) in enumerate(accuracy.items())
+    ]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(("off_diagonal", "word"), [(0.70, "HOLDS"), (0.80, "INCONCLUSIVE"), (0.85, "DOES NOT HOLD")])
+def test_compression_mismatch_judges_the_diagonal_against_the_best_other_rate(off_diagonal: float, word: str) -> None:
+    module = studies.module("compression_mismatch")
+    # Model 0% is best at 0% by 10 points; model 50% at 50% scores 0.80, its best other rate `off_diagonal`.
+    table = mismatch_table(
+        {(0.0, 0.0): 0.9, (0.0, 0.5): 0.8, (0.5, 0.0): 0.6, (0.5, 0.5): 0.8, (0.5, 0.25): off_diagonal}
+    )
+    text = module.finding(table)
+    assert verdict(text) == word
+    assert estimates(text) == pytest.approx([0.1, 0.8 - off_diagonal], abs=1e-9)
+
+
+def noise_table(band_limited_high: float) -> pd.DataFrame:
+    """Plain (0, 0, 6) and early-stopped (0, 0, 1) keep 0.10 at the high levels; 50% keeps `band_limited_high`."""
+    rows = []
+    for i, (model, clean, high) in enumerate(
+        [((0.0, 0, 6), 0.9, 0.1), ((0.5, 0, 6), 0.85, band_limited_high), ((0.0, 0, 1), 0.8, 0.1)]
+    ):
+        for noise in ("gauss", "uniform"):
+            for variant in ("normalized", "clipped"):
+                for level, share in ((0.0, clean), (0.5, (clean + high) / 2), (1.0, high), (2.0, high)):
+                    rows.append(
+                        dict(
+                            zip(("train_compress", "seed_offset", "train_epochs"), model),
+                            noise=noise,
+                            variant=variant,
+                            level=level,
+                            metric="accuracy",
+                            n=N,
+                            value=share,
+                            correct=bits(share, i * 100 + int(level * 10) + len(noise) + len(variant)),
+                        )
+                    )
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(("high", "word"), [(0.3, "HOLDS"), (0.1, "INCONCLUSIVE"), (0.02, "DOES NOT HOLD")])
+def test_noise_robustness_judges_accuracy_at_the_high_noise_levels(high: float, word: str) -> None:
+    text = studies.module("noise_robustness").finding(noise_table(high))
+    assert verdict(text) == word
+    # the two claims (gauss, uniform; normalized) are the accuracy difference at std 1 and 2
+    assert estimates(text)[:2] == pytest.approx([high - 0.1] * 2, abs=1e-9)
+    assert "plain stopped at 1 epoch(s) (clean 0.800)" in text
+
+
+def accuracy_table(half: float, energy: float) -> pd.DataFrame:
+    rows = [
+        ("static", 0.0, 0.0, 0.9),
+        ("static", 0.5, 0.6, half),
+        ("static", 0.85, 0.9, 0.5),
+        ("energy", 0.95, 0.3, energy),
+    ]
+    return pd.DataFrame(
+        [
+            # one order for all: the more accurate model is right on a superset of images (paired, as real models are)
+            dict(scheme=s, level=lv, seed_offset=0, discarded=d, n=N, value=a, correct=bits(a, 0), metric="accuracy")
+            for s, lv, d, a in rows
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("half", "energy", "word"),
+    [
+        (0.89, 0.93, "HOLDS"),
+        (0.85, 0.86, "DOES NOT HOLD"),
+        (0.89, 0.75, "DOES NOT HOLD"),
+        (0.88, 0.895, "INCONCLUSIVE"),
+    ],
+)
+def test_accuracy_vs_compression_interpolates_static_at_the_energy_models_fraction(
+    half: float, energy: float, word: str
+) -> None:
+    text = studies.module("accuracy_vs_compression").finding(accuracy_table(half, energy))
+    assert verdict(text) == word
+    interpolated = 0.5 * 0.9 + 0.5 * half  # energy discards 30%: halfway between 0% (0) and 50% (0.6)
+    assert estimates(text) == pytest.approx([half - 0.9, energy - interpolated], abs=1e-9)
