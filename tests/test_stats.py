@@ -101,3 +101,12 @@ def test_overall_verdict_and_finding_text() -> None:
     assert text.splitlines()[1:] == [f"  {good}", f"  {open_}", "  note"]
     with pytest.raises(ValueError, match="claims"):
         stats.overall([])
+
+
+def test_mean_interval_is_students_t_by_hand() -> None:
+    """Three runs 1, 2, 3: mean 2, sd 1, half-width t(0.975, 2) / sqrt(3) = 4.302653 / 1.732051."""
+    mean, lo, hi = stats.mean_interval(np.array([1.0, 2.0, 3.0]))
+    assert mean == 2.0
+    assert hi - mean == pytest.approx(4.302653 / np.sqrt(3), rel=1e-6) and mean - lo == pytest.approx(hi - mean)
+    with pytest.raises(ValueError, match="at least 2"):
+        stats.mean_interval(np.array([1.0]))

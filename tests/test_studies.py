@@ -201,7 +201,7 @@ def test_conv_error(tmp_path: Path) -> None:
 def test_energy_dynamics(tmp_path: Path) -> None:
     p = load_study("energy_dynamics").PRESETS["smoke"]
     table = run_smoke("energy_dynamics", tmp_path)
-    assert len(table) == len(p["energies"]) * (p["epochs"] + 1) * 2  # LeNet has two convolutions
+    assert len(table) == len(p["energies"]) * len(p["seeds"]) * (p["epochs"] + 1) * 2  # LeNet has two convolutions
     assert {"energy", "epoch", "layer", "module"} <= set(table.columns)
     assert sorted(table.epoch.unique()) == list(range(p["epochs"] + 1)) and table.value.between(0, 1).all()
 

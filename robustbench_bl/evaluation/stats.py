@@ -77,6 +77,18 @@ def bootstrap(
     return float(statistic(values)), float(low), float(high)
 
 
+def mean_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): Student's t interval of the mean of a few independent runs (training seeds)."""
+    from scipy.stats import t
+
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size < 2:
+        raise ValueError(f"values must hold at least 2 runs for an interval, got {values.size}")
+    mean, sem = float(values.mean()), float(values.std(ddof=1) / np.sqrt(values.size))
+    half = float(t.ppf((1 + level) / 2, values.size - 1)) * sem
+    return mean, mean - half, mean + half
+
+
 def binomial_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float, float]:
     """(share, low, high): the exact (Clopper-Pearson) interval of a binomial proportion."""
     from scipy.stats import binomtest
