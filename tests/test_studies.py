@@ -209,8 +209,12 @@ def test_energy_dynamics(tmp_path: Path) -> None:
 def test_ucr(tmp_path: Path) -> None:
     p = load_study("ucr").PRESETS["smoke"]
     table = run_smoke("ucr", tmp_path)
-    assert len(table) == len(p["datasets"]) * len(p["train_rates"]) * len(p["test_rates"])
-    assert {"dataset", "train_compress", "test_compress", "model_key"} <= set(table.columns)
+    assert len(table) == len(p["datasets"]) * len(p["train_rates"]) * len(p["seeds"]) * len(p["test_rates"])
+    assert {"dataset", "train_compress", "test_compress", "model_key", "correct", "train_accuracy"} <= set(
+        table.columns
+    )
+    for row in table.itertuples():  # the packed per-series outcomes are the accuracy
+        assert stats.unpack(row.correct, row.n).mean() == pytest.approx(row.value)
     check_png(tmp_path / "ucr_cd.png")
 
 

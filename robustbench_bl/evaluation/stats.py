@@ -8,7 +8,7 @@ recomputing every statistic on that resample keeps the pairing between models an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +55,34 @@ def paired_bootstrap(
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return estimate, float(low), float(high)
+
+
+def stratified_bootstrap(
+    strata: Sequence[Mapping[Any, np.ndarray]],
+    statistic: Callable[[list[Mapping[Any, np.ndarray]]], np.ndarray],
+    resamples: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
+    """`paired_bootstrap` over several independent sets of examples (data sets of different sizes):
+    each stratum is resampled on its own, paired across its conditions; `statistic` takes the list
+    of per-stratum mappings condition -> mean outcome (arrays over resamples)."""
+    if not strata:
+        raise ValueError("strata must hold at least one set of outcomes")
+    rng = np.random.default_rng(seed)
+    resampled, observed = [], []
+    for outcomes in strata:
+        keys = list(outcomes)
+        matrix = np.stack([np.asarray(outcomes[k], dtype=np.float64) for k in keys])
+        n = matrix.shape[1]
+        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).T / n
+        means = matrix @ weights
+        resampled.append({k: means[i] for i, k in enumerate(keys)})
+        observed.append({k: matrix[i].mean(keepdims=True) for i, k in enumerate(keys)})
+    values = np.asarray(statistic(resampled))
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(np.asarray(statistic(observed))[0]), float(low), float(high)
 
 
 def bootstrap(
