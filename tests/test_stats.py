@@ -110,3 +110,23 @@ def test_mean_interval_is_students_t_by_hand() -> None:
     assert hi - mean == pytest.approx(4.302653 / np.sqrt(3), rel=1e-6) and mean - lo == pytest.approx(hi - mean)
     with pytest.raises(ValueError, match="at least 2"):
         stats.mean_interval(np.array([1.0]))
+
+
+def test_stratified_bootstrap_of_one_stratum_is_the_paired_bootstrap() -> None:
+    rng = np.random.default_rng(4)
+    a, b = rng.random(300) < 0.7, rng.random(300) < 0.5
+    one = stats.stratified_bootstrap([{"a": a, "b": b}], lambda s: s[0]["a"] - s[0]["b"])
+    assert one == stats.paired_bootstrap({"a": a, "b": b}, lambda m: m["a"] - m["b"])
+
+
+def test_stratified_bootstrap_averages_strata_of_different_sizes() -> None:
+    """Two data sets of 100 and 1000 examples weigh equally in a mean of per-set differences; an
+    identical pair in each set gives exactly 0 on every resample."""
+    small = {"a": np.r_[np.ones(80), np.zeros(20)], "b": np.r_[np.ones(60), np.zeros(40)]}
+    large = {"a": np.r_[np.ones(500), np.zeros(500)], "b": np.r_[np.ones(500), np.zeros(500)]}
+    est, lo, hi = stats.stratified_bootstrap([small, large], lambda s: np.mean([m["a"] - m["b"] for m in s], axis=0))
+    assert est == pytest.approx((0.2 + 0.0) / 2)
+    assert lo < est < hi and hi - lo < 0.2
+    assert stats.stratified_bootstrap([large], lambda s: s[0]["a"] - s[0]["b"]) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="strata"):
+        stats.stratified_bootstrap([], lambda s: s)
