@@ -1,15 +1,26 @@
-"""Examples of each kind and their M1/M2 rows on a small softmax-linear model; the comparison
-counts only adversarials that fool, uses |M2| and tests against the natural examples."""
+"""Examples of each kind and their M1/M2 rows (every definition of f) on a small softmax-linear
+model; the paired comparison counts only adversarials that fool, uses |M2| and pairs each example
+with its own natural image."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 from torch import nn
 
 from robustbench_bl.evaluation import probes
-from robustbench_bl.studies.instability import KINDS, compare, condition, correctly_classified, examples, probe_rows
+from robustbench_bl.studies.instability import (
+    FS,
+    KINDS,
+    condition,
+    correctly_classified,
+    examples,
+    finding,
+    log_ratios,
+    probe_rows,
+)
 
 SHAPE = (3, 8, 8)
 
@@ -43,18 +54,21 @@ def test_examples_of_each_kind() -> None:
         examples(model, "fgsm", x, y, eps=0.02, sigma=0.05, seed=1)
 
 
-def test_probe_rows_hold_m1_m2_and_the_taylor_bound() -> None:
+def test_probe_rows_hold_m1_m2_and_the_taylor_bound_for_every_f() -> None:
     model, x, y = model_and_data(4)
     noisy = (x + 0.1).clamp(0, 1)
     rows = pd.DataFrame(probe_rows(model, noisy, x, y, delta=0.5, iters=20))
-    assert len(rows) == 3 * len(x)
-    wide = rows.pivot(index="example", columns="metric", values="value")
+    assert len(rows) == 3 * len(FS) * len(x)
+    predicted = model(noisy).argmax(1)
     exact = model.double()
-    expected_m1 = probes.gradient_norm(exact, noisy.double())
-    assert torch.allclose(torch.tensor(wide.m1.to_numpy()), expected_m1)
-    assert torch.allclose(
-        torch.tensor(wide.taylor_bound.to_numpy()), torch.tensor(0.5 * wide.m1 + 0.125 * wide.m2.abs())
-    )
+    for f, objective, label in FS:
+        wide = rows[rows.f == f].pivot(index="example", columns="metric", values="value")
+        target = y if label == "original" else predicted
+        expected_m1 = probes.gradient_norm(exact, noisy.double(), target, objective=objective)
+        assert torch.allclose(torch.tensor(wide.m1.to_numpy()), expected_m1)
+        assert torch.allclose(
+            torch.tensor(wide.taylor_bound.to_numpy()), torch.tensor(0.5 * wide.m1 + 0.125 * wide.m2.abs())
+        )
     distance = rows.groupby("example").perturbation_l2.first()
     assert torch.allclose(torch.tensor(distance.to_numpy()), (noisy - x).flatten(1).norm(dim=1).double(), atol=1e-6)
 
@@ -66,20 +80,50 @@ def test_condition_names_the_pgd_budget() -> None:
         condition("fgsm")
 
 
-def test_compare_counts_fooling_adversarials_and_uses_abs_m2() -> None:
-    def rows(kind: str, metric: str, values: tuple[float, ...], fooled: bool = True) -> list[dict[str, object]]:
-        return [
-            {"kind": kind, "condition": condition(kind, 2 / 255), "metric": metric, "misclassified": fooled, "value": v}
-            for v in values
-        ]
+def synthetic(adversarial_m1: tuple[float, ...], fooled: tuple[bool, ...]) -> pd.DataFrame:
+    """Natural M1 1, 2, 4 and M2 -1, -2, -4; C&W M1 as given, M2 = -2 x natural (|M2| doubles)."""
+    rows = []
+    for f, _, _ in FS:
+        for i, (nat, adv, wrong) in enumerate(zip((1.0, 2.0, 4.0), adversarial_m1, fooled)):
+            common = {"model_key": "k", "train_compress": 0.0, "f": f, "example": i}
+            rows += [
+                {
+                    **common,
+                    "kind": "natural",
+                    "condition": "natural",
+                    "misclassified": False,
+                    "metric": "m1",
+                    "value": nat,
+                },
+                {
+                    **common,
+                    "kind": "natural",
+                    "condition": "natural",
+                    "misclassified": False,
+                    "metric": "m2",
+                    "value": -nat,
+                },
+                {**common, "kind": "cw-l2", "condition": "cw-l2", "misclassified": wrong, "metric": "m1", "value": adv},
+                {
+                    **common,
+                    "kind": "cw-l2",
+                    "condition": "cw-l2",
+                    "misclassified": wrong,
+                    "metric": "m2",
+                    "value": -2 * nat,
+                },
+            ]
+    return pd.DataFrame(rows)
 
-    table = [row for m in ("m1", "m2", "taylor_bound") for row in rows("natural", m, (1.0, 2.0, 3.0), False)]
-    table += rows("cw-l2", "m1", (10.0, 20.0, 30.0)) + rows("cw-l2", "m1", (0.0,), False)  # not adversarial: left out
-    table += rows("cw-l2", "m2", (-10.0, -20.0, -30.0)) + rows("pgd-linf", "m1", (5.0,), False)
-    summary = compare(pd.DataFrame(table)).set_index(["condition", "metric"])
-    assert summary.loc[("cw-l2", "m1"), "n"] == 3
-    assert summary.loc[("cw-l2", "m1"), "ratio_to_natural"] == pytest.approx(10.0)
-    assert summary.loc[("cw-l2", "m2"), "median"] == pytest.approx(20.0)
-    assert summary.loc[("cw-l2", "m1"), "p_greater"] < 0.1
-    assert summary.loc[("pgd-linf 2/255", "m1"), "n"] == 0
-    assert summary.loc[("natural", "m1"), "ratio_to_natural"] == 1.0
+
+def test_log_ratios_pair_each_fooling_adversarial_with_its_natural_image() -> None:
+    table = synthetic((3.0, 2.0, 400.0), (True, True, False))  # the third does not fool: left out
+    assert log_ratios(table, "k", "cw-l2", "ce-original", "m1") == pytest.approx(np.log([3.0, 1.0]))
+    assert log_ratios(table, "k", "cw-l2", "margin", "m2") == pytest.approx(np.log([2.0, 2.0]))
+
+
+@pytest.mark.parametrize(("m1", "word"), [((3.0, 6.0, 12.0), "HOLDS"), ((0.5, 1.0, 2.0), "DOES NOT HOLD")])
+def test_finding_judges_the_paired_log_ratio(m1: tuple[float, ...], word: str) -> None:
+    text = finding(synthetic(m1, (True, True, True)))
+    assert text.startswith(f"Finding ('adversarial examples are less stable: larger M1 and M2') {word}")
+    assert "cw-l2, M1 of f=ce-original" in text.splitlines()[1]

@@ -58,12 +58,23 @@ def small_cnn() -> nn.Module:
     ).double()
 
 
-def exact_probes(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def reference_objective(logits: torch.Tensor, label: torch.Tensor, objective: str) -> torch.Tensor:
+    """f_y written out from its definition for one example's logits."""
+    if objective == "confidence":
+        return logits.softmax(-1)[label]
+    if objective == "ce":
+        return -logits.log_softmax(-1)[label]
+    return logits[label] - torch.cat([logits[:label], logits[label + 1 :]]).max()
+
+
+def exact_probes(
+    model: nn.Module, x: torch.Tensor, objective: str = "confidence", target: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """M1 and M2 from the full Jacobian and Hessian that torch.autograd.functional forms."""
     m1, m2 = [], []
-    for xi in x:
-        label = model(xi[None]).argmax()
-        f = lambda z: model(z.view(1, *xi.shape)).softmax(-1)[0, label]
+    for i, xi in enumerate(x):
+        label = model(xi[None]).argmax() if target is None else target[i]
+        f = lambda z: reference_objective(model(z.view(1, *xi.shape))[0], label, objective)
         m1.append(torch.autograd.functional.jacobian(f, xi.flatten()).norm())
         eigenvalues = torch.linalg.eigvalsh(torch.autograd.functional.hessian(f, xi.flatten()))
         m2.append(eigenvalues[eigenvalues.abs().argmax()])
@@ -78,6 +89,25 @@ def test_small_cnn_matches_autograd_hessian() -> None:
     torch.testing.assert_close(
         probes.hessian_top_eigenvalue(model, x, iters=72, tol=1e-10), m2_ref, rtol=1e-7, atol=1e-12
     )
+
+
+@pytest.mark.parametrize("objective", ["confidence", "ce", "margin"])
+@pytest.mark.parametrize("given_target", [False, True])
+def test_every_objective_matches_autograd_hessian(objective: str, given_target: bool) -> None:
+    """Cross-entropy at the original or adversarial label and the logit margin, like the confidence,
+    give the M1 and M2 of the full Jacobian and Hessian (on a plain and a band-limited CNN)."""
+    from robustbench_bl.spectral import bandlimit
+
+    for model in (small_cnn(), bandlimit(small_cnn(), compress_rate=0.5)):
+        x = torch.rand(3, 2, 6, 6, dtype=torch.float64)
+        target = (model(x).argmax(1) + 1) % 5 if given_target else None
+        m1_ref, m2_ref = exact_probes(model, x, objective, target)
+        m1 = probes.gradient_norm(model, x, target, objective=objective)
+        torch.testing.assert_close(m1, m1_ref, rtol=1e-10, atol=1e-12)
+        m2 = probes.hessian_top_eigenvalue(model, x, target, iters=72, tol=1e-10, objective=objective)
+        torch.testing.assert_close(m2, m2_ref, rtol=1e-7, atol=1e-10)
+    with pytest.raises(ValueError, match="objective"):
+        probes.gradient_norm(model, x, objective="loss")
 
 
 def test_default_budget_is_within_one_percent_in_at_most_50_products() -> None:

@@ -222,13 +222,17 @@ def test_instability(tmp_path: Path) -> None:
     module = load_study("instability")
     table = run_smoke("instability", tmp_path)
     p = module.PRESETS["smoke"]
-    n = table.n.iloc[0]
-    assert 0 < n <= p["n"]
-    assert len(table) == (3 + len(p["eps"])) * n * 3  # natural, PGD per budget, C&W, noisy; M1, M2, Taylor bound
+    assert (table.n > 0).all() and (table.n <= p["n"]).all()
+    # per model: natural, PGD per budget, C&W, noisy; M1, M2, Taylor bound; every definition of f
+    per_model = table.groupby("train_compress").n.first()
+    assert len(table) == sum(per_model) * (3 + len(p["eps"])) * 3 * len(module.FS)
+    assert sorted(per_model.index) == sorted(p["rates"])
     assert {
         "kind",
         "condition",
         "eps",
+        "f",
+        "train_compress",
         "example",
         "misclassified",
         "perturbation_l2",

@@ -1,7 +1,9 @@
 """Instability probes around an input: the gradient norm M1 and the top input-Hessian eigenvalue M2.
 
-Both are of f_y(x), the softmax confidence of class y (predicted unless given); the second seed
-finds them larger around adversarial examples than around natural ones. M2 uses Hessian-vector
+Both are of f_y(x) for one of several objectives (`OBJECTIVES`): the softmax confidence of class y
+(the default), the cross-entropy at y (the second seed's code, with y the original or the
+adversarial label) or the logit margin of y; y is the predicted class unless given. The second
+seed finds them larger around adversarial examples than around natural ones. M2 uses Hessian-vector
 products (double backward) and batched Lanczos; the Hessian itself is never formed.
 """
 
@@ -13,20 +15,31 @@ import torch
 from torch import Tensor, nn
 
 from robustbench_bl.models.common import eval_mode, placement, run_model
-from robustbench_bl.validation import check_images, check_labels, check_positive_int, check_range
+from robustbench_bl.validation import check_choice, check_images, check_labels, check_positive_int, check_range
 
 #: A batched matrix-vector product: N x D vectors in, N x D products out (one matrix per row).
 MatVec = Callable[[Tensor], Tensor]
 
 
-def _confidence(model: nn.Module, x: Tensor, target: Tensor | None) -> Tensor:
-    """f_y(x) per example: softmax probability of the target (or predicted) class, differentiable in x."""
-    probs = run_model(model, x).softmax(-1)
+#: What f_y(x) is: softmax probability of y, cross-entropy -log p_y, or logit margin z_y - max_{j != y} z_j.
+OBJECTIVES = ("confidence", "ce", "margin")
+
+
+def _objective(model: nn.Module, x: Tensor, target: Tensor | None, objective: str = "confidence") -> Tensor:
+    """f_y(x) per example for `objective`, y the target (or predicted) class, differentiable in x."""
+    check_choice(objective, "objective", OBJECTIVES)
+    logits = run_model(model, x)
     if target is None:
-        target = probs.argmax(-1)
+        target = logits.argmax(-1)
     else:
-        target = check_labels(target, len(x), probs.shape[-1], "target").to(x.device)
-    return probs.gather(1, target[:, None]).squeeze(1)
+        target = check_labels(target, len(x), logits.shape[-1], "target").to(x.device)
+    if objective == "confidence":
+        return logits.softmax(-1).gather(1, target[:, None]).squeeze(1)
+    if objective == "ce":
+        return torch.nn.functional.cross_entropy(logits, target, reduction="none")
+    own = logits.gather(1, target[:, None]).squeeze(1)
+    others = logits.scatter(1, target[:, None], float("-inf"))
+    return own - others.max(-1).values
 
 
 def _leaf(model: nn.Module, x: object) -> Tensor:
@@ -35,8 +48,11 @@ def _leaf(model: nn.Module, x: object) -> Tensor:
     return check_images(x, "x").to(device=device, dtype=dtype).detach().clone().requires_grad_(True)
 
 
-def gradient_norm(model: nn.Module, x: Tensor, target: Tensor | None = None, batch_size: int = 256) -> Tensor:
-    """M1 per example: ||grad_x f_y(x)||_2, f_y the softmax confidence of the predicted (or given) class.
+def gradient_norm(
+    model: nn.Module, x: Tensor, target: Tensor | None = None, batch_size: int = 256, objective: str = "confidence"
+) -> Tensor:
+    """M1 per example: ||grad_x f_y(x)||_2, f_y the `objective` (default: softmax confidence) of the
+    predicted (or given) class.
 
     Examples are independent in eval mode, so the gradient of the batch sum is every example's own.
     """
@@ -49,7 +65,7 @@ def gradient_norm(model: nn.Module, x: Tensor, target: Tensor | None = None, bat
         for start in range(0, len(leaf), batch_size):
             chunk = leaf[start : start + batch_size].detach().requires_grad_(True)
             goal = None if target is None else target[start : start + batch_size]
-            (grad,) = torch.autograd.grad(_confidence(model, chunk, goal).sum(), chunk)
+            (grad,) = torch.autograd.grad(_objective(model, chunk, goal, objective).sum(), chunk)
             out.append(grad.flatten(1).norm(dim=1))
     return torch.cat(out) if out else leaf.new_zeros(0)
 
@@ -70,7 +86,9 @@ def check_twice_differentiable(model: nn.Module) -> None:
         )
 
 
-def hessian_operator(model: nn.Module, x: Tensor, target: Tensor | None = None) -> tuple[MatVec, Tensor]:
+def hessian_operator(
+    model: nn.Module, x: Tensor, target: Tensor | None = None, objective: str = "confidence"
+) -> tuple[MatVec, Tensor]:
     """(hvp, leaf): hvp(V) returns H_i v_i for every example i, H_i the input Hessian of f_y at x_i.
 
     The first-order graph is built once with create_graph=True; each product is then one backward
@@ -79,11 +97,15 @@ def hessian_operator(model: nn.Module, x: Tensor, target: Tensor | None = None) 
     """
     check_twice_differentiable(model)
     leaf = _leaf(model, x)
-    (grad,) = torch.autograd.grad(_confidence(model, leaf, target).sum(), leaf, create_graph=True)
+    (grad,) = torch.autograd.grad(_objective(model, leaf, target, objective).sum(), leaf, create_graph=True)
 
     def hvp(v: Tensor) -> Tensor:
-        (product,) = torch.autograd.grad(grad, leaf, grad_outputs=v.view_as(leaf), retain_graph=True)
-        return product.flatten(1)
+        if not grad.requires_grad:  # f is linear in x (a logit margin of a linear model): the Hessian is 0
+            return torch.zeros_like(v)
+        (product,) = torch.autograd.grad(
+            grad, leaf, grad_outputs=v.view_as(leaf), retain_graph=True, allow_unused=True
+        )
+        return torch.zeros_like(v) if product is None else product.flatten(1)
 
     return hvp, leaf
 
@@ -147,8 +169,10 @@ def hessian_top_eigenvalue(
     *,
     batch_size: int = 64,
     seed: int = 0,
+    objective: str = "confidence",
 ) -> Tensor:
-    """M2 per example: the eigenvalue of largest magnitude (with its sign) of the input Hessian of f_y.
+    """M2 per example: the eigenvalue of largest magnitude (with its sign) of the input Hessian of f_y
+    (`objective`: see OBJECTIVES).
 
     At most `iters` Hessian-vector products per batch of `batch_size` examples; relative accuracy
     `tol` (see `top_eigenvalue`). Lanczos starts from a random vector drawn with `seed`.
@@ -161,7 +185,7 @@ def hessian_top_eigenvalue(
     with eval_mode(model):
         for start in range(0, len(x), batch_size):
             goal = None if target is None else target[start : start + batch_size]
-            hvp, leaf = hessian_operator(model, x[start : start + batch_size], goal)
+            hvp, leaf = hessian_operator(model, x[start : start + batch_size], goal, objective)
             generator = torch.Generator(device=leaf.device).manual_seed(seed)
             v0 = torch.randn(leaf.flatten(1).shape, generator=generator, device=leaf.device, dtype=leaf.dtype)
             values, _ = top_eigenvalue(hvp, v0, iters, tol)

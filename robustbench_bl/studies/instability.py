@@ -1,13 +1,17 @@
 """Instability of adversarial examples (second seed, section 3.2.2): M1 and M2 by kind of example.
 
-On natural test images the model classifies right, their PGD-Linf and C&W-L2 adversarials (crafted
-on the plain-convolution model) and Gaussian-noisy copies: M1 = ||grad_x f_y(x)||_2 and
-M2 = lambda_max(Hessian_x f_y(x)), f_y the confidence of the predicted class. Finding to check:
-adversarial examples are less stable (larger M1 and M2) than natural ones. The study probes the
-plain-convolution model; `probes` also measure M2 on band-limited models (their backward is
-differentiable), which this study does not run yet.
+On natural test images each model classifies right, their adversarials crafted on that model
+(PGD-Linf at fixed budgets; C&W-L2, unbounded, which finds minimal-distortion adversarials) and
+Gaussian-noisy copies: M1 = ||grad_x f(x)||_2 and M2 = lambda_max(Hessian_x f(x)) for several
+definitions of f (`FS`): the predicted-class confidence, the cross-entropy at the original label
+(the seed's code) and at the adversarial (predicted) label, and the logit margin of the predicted
+class. Models: the plain CNN and the same CNN band-limited at 50% (second derivatives flow through
+band-limited layers). Finding to check, per model and per attack (each adversarial paired with its
+own natural image, fooling adversarials only): the median per-example log ratio adversarial /
+natural of M1 and of |M2| for the seed's f (cross-entropy at the original label) is above 0, with
+a 95% bootstrap interval; the other definitions of f follow.
 
-    python studies/instability.py                 # quick preset (default), <= 10 min on a CPU
+    python studies/instability.py                 # quick preset (default), <= 15 min on a CPU
     python studies/instability.py --preset smoke  # seconds, what the tests run
 """
 
@@ -18,15 +22,16 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
-from scipy.stats import mannwhitneyu
 from torch import Tensor, nn
 
 from robustbench_bl import channels, plots
 from robustbench_bl.attacks import craft_nonadaptive
 from robustbench_bl.channels import make as make_channel
 from robustbench_bl.cli import Study, command_line, parse_args
+from robustbench_bl.evaluation import stats
 from robustbench_bl.evaluation.probes import gradient_norm, hessian_top_eigenvalue, taylor_bound
 from robustbench_bl.runtime import distributed
 from robustbench_bl.runtime.sweep import run
@@ -37,7 +42,6 @@ from robustbench_bl.validation import check_choice, check_positive_int
 #: Natural images, adversarials crafted on the model (PGD-Linf, C&W-L2), Gaussian-noisy images.
 KINDS = ("natural", "pgd-linf", "cw-l2", "gauss")
 ADVERSARIAL = ("pgd-linf", "cw-l2")
-METRICS = ("m1", "m2", "taylor_bound")
 
 
 def condition(kind: str, eps: float | None = None) -> str:
@@ -77,151 +81,174 @@ def examples(
     return craft_nonadaptive(model, kind, x, y, eps if kind == "pgd-linf" else None, seed, options)
 
 
+#: The definitions of f probed: (name, probes objective, which label y is).
+FS = (
+    ("confidence", "confidence", "predicted"),
+    ("ce-original", "ce", "original"),
+    ("ce-adversarial", "ce", "predicted"),
+    ("margin", "margin", "predicted"),
+)
+#: The seed's f, on which the verdict is judged.
+JUDGED = "ce-original"
+
+
 def probe_rows(
     model: nn.Module, x: Tensor, natural: Tensor, y: Tensor, *, delta: float, iters: int = 50, seed: int = 0
 ) -> list[dict[str, Any]]:
-    """Tidy rows per example of x: M1, M2 (of the predicted class's confidence) and the Taylor bound
-    on how far that confidence moves under an L2 perturbation of size `delta`, with whether x is
-    misclassified and its L2 distance from its natural image.
+    """Tidy rows per example of x and definition of f (`FS`): M1, M2 and the Taylor bound on how far
+    f moves under an L2 perturbation of size `delta`, with whether x is misclassified and its L2
+    distance from its natural image.
 
     Probed in float64 on a copy of the model: around confident natural images the confidence is
     near 1 and float32 rounds its small derivatives away.
     """
     exact = copy.deepcopy(model).double()
-    m1 = gradient_norm(exact, x)
-    m2 = hessian_top_eigenvalue(exact, x, iters=iters, seed=seed)
-    values = {"m1": m1, "m2": m2, "taylor_bound": taylor_bound(m1, m2, delta)}
-    wrong = predict(model, x).to(y.device) != y
+    predicted = predict(model, x).to(y.device)
     distance = (x - natural).flatten(1).norm(dim=1)
-    return [
-        {
-            "example": i,
-            "misclassified": bool(wrong[i]),
-            "perturbation_l2": distance[i].item(),
-            "metric": name,
-            "value": v[i].item(),
-        }
-        for i in range(len(x))
-        for name, v in values.items()
-    ]
-
-
-def magnitudes(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows that count in the comparison, with |M2| as its value (M2 is the eigenvalue of largest
-    magnitude, with its sign): adversarial kinds only where the attack fooled the model."""
-    counted = table[~table.kind.isin(ADVERSARIAL) | table.misclassified.astype(bool)]
-    return counted.assign(value=counted.value.where(counted.metric != "m2", counted.value.abs()))
-
-
-def compare(table: pd.DataFrame) -> pd.DataFrame:
-    """Per condition (see `condition`, in table order) and metric: count, median (of |M2| for m2),
-    median / the natural median, and the one-sided Mann-Whitney p-value that the condition's values
-    exceed the natural ones'."""
-    counted = magnitudes(table)
     rows = []
-    for metric in METRICS:
-        natural = counted[(counted.kind == "natural") & (counted.metric == metric)].value
-        for name in dict.fromkeys(table.condition):
-            values = counted[(counted.condition == name) & (counted.metric == metric)].value
-            compared = name != "natural" and len(values) and len(natural)
-            p = mannwhitneyu(values, natural, alternative="greater").pvalue if compared else float("nan")
-            rows.append(
-                {
-                    "condition": name,
-                    "metric": metric,
-                    "n": len(values),
-                    "median": values.median(),
-                    "ratio_to_natural": values.median() / natural.median(),
-                    "p_greater": p,
-                }
-            )
-    return pd.DataFrame(rows)
+    for f, objective, label in FS:
+        target = y if label == "original" else predicted
+        m1 = gradient_norm(exact, x, target, objective=objective)
+        m2 = hessian_top_eigenvalue(exact, x, target, iters=iters, seed=seed, objective=objective)
+        values = {"m1": m1, "m2": m2, "taylor_bound": taylor_bound(m1, m2, delta)}
+        rows += [
+            {
+                "f": f,
+                "example": i,
+                "misclassified": bool(predicted[i] != y[i]),
+                "perturbation_l2": distance[i].item(),
+                "metric": name,
+                "value": v[i].item(),
+            }
+            for i in range(len(x))
+            for name, v in values.items()
+        ]
+    return rows
+
+
+def log_ratios(table: pd.DataFrame, model_key: str, name: str, f: str, metric: str) -> np.ndarray:
+    """Per example: log(value at the condition / value at its natural image) of M1 or |M2|, over the
+    condition's examples that count (adversarial kinds: those that fool the model)."""
+    part = table[(table.model_key == model_key) & (table.f == f) & (table.metric == metric)]
+    natural = part[part.kind == "natural"].set_index("example").value.abs()
+    made = part[part.condition == name]
+    if made.kind.iloc[0] in ADVERSARIAL:
+        made = made[made.misclassified.astype(bool)]
+    made = made.set_index("example").value.abs()
+    both = made.index.intersection(natural.index)
+    ratio = made[both] / natural[both]
+    return np.log(ratio[(ratio > 0) & np.isfinite(ratio)].to_numpy())
 
 
 NAME = "instability"
-#: test: images drawn (class-balanced); n: the correctly classified ones probed; iters: Lanczos
-#: steps for M2; eps: PGD-Linf budgets (2/255 fools about half of the LeNet examples, those nearest
-#: the boundary; 8/255 nearly all, deep past it); sigma: std of the Gaussian noise, whose mean L2
-#: size is also the Taylor bound's perturbation size.
+#: test: images drawn (class-balanced); n: the correctly classified ones probed per model; iters:
+#: Lanczos steps for M2; eps: PGD-Linf budgets (2/255 fools about half of the LeNet examples, those
+#: nearest the boundary; 8/255 nearly all, deep past it); sigma: std of the Gaussian noise, whose mean
+#: L2 size is also the Taylor bound's perturbation size; rates: the models' compression rates.
 PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": dict(test=20, n=6, iters=5, eps=(8 / 255,), sigma=0.03),
-    "quick": dict(test=600, n=300, iters=50, eps=(2 / 255, 8 / 255), sigma=0.03),
-    "paper": dict(test=2000, n=1000, iters=100, eps=(2 / 255, 8 / 255), sigma=0.03),
+    "smoke": dict(test=20, n=6, iters=5, eps=(8 / 255,), sigma=0.03, rates=(0.0, 0.5)),
+    "quick": dict(test=600, n=200, iters=30, eps=(2 / 255, 8 / 255), sigma=0.03, rates=(0.0, 0.5)),
+    "paper": dict(test=2000, n=1000, iters=100, eps=(2 / 255, 8 / 255), sigma=0.03, rates=(0.0, 0.5)),
 }
+PAPER = "second seed 3.2.2: M1 and M2 larger around adversarial examples, no number"
+LABELS = {"m1": "M1", "m2": "|M2|"}
 
 
-def finding(summary: pd.DataFrame) -> str:
-    """The headline: each adversarial condition's median M1 and |M2| against the natural medians."""
-    adversarial = summary[summary.condition.str.startswith(ADVERSARIAL) & summary.metric.isin(["m1", "m2"])]
-    natural = summary[summary.condition == "natural"].set_index("metric")["median"]
-    larger = adversarial["median"] > adversarial.metric.map(natural)
-    verdict = (
-        "HOLDS"
-        if larger.all()
-        else "DOES NOT HOLD"
-        if not larger.any()
-        else f"HOLDS FOR {larger.sum()} OF {len(larger)} (example, metric) PAIRS"
+def finding(table: pd.DataFrame, seed: int = 0) -> str:
+    """Per model, attack and metric (M1, |M2|): the median per-example log ratio adversarial / natural
+    for the seed's f, with a 95% bootstrap interval; the other f and the noisy copies as notes."""
+    claims, notes = [], []
+    for (key, rate), _ in table.groupby(["model_key", "train_compress"]):
+        for name in dict.fromkeys(table[table.kind != "natural"].condition):
+            for f, _, _ in FS:
+                for metric in LABELS:
+                    values = log_ratios(table, key, name, f, metric)
+                    if len(values) == 0:
+                        notes.append(f"{rate:.0%} model, {name}, f={f}: no example counts")
+                        continue
+                    est, lo, hi = stats.bootstrap(values, seed=seed)
+                    label = f"{rate:.0%} model, {name}, {LABELS[metric]} of f={f}: median log ratio over {len(values)} examples (x{np.exp(est):.2f})"
+                    claim = stats.Claim(label, est, lo, hi, paper=PAPER)
+                    if f == JUDGED and name.startswith(ADVERSARIAL):
+                        claims.append(claim)
+                    else:
+                        notes.append(str(claim))
+    return stats.finding(
+        "adversarial examples are less stable: larger M1 and M2",
+        claims,
+        "per model and attack, f = cross-entropy at the original label (the seed's), adversarials that fool paired "
+        "with their natural images, 95% bootstrap intervals of the median log ratio (0 = no change)",
+        notes,
     )
-    labels = {"m1": "M1", "m2": "|M2|"}
-    parts = [
-        f"{r.condition} {labels[r.metric]} {r.median:.3g} vs natural {natural[r.metric]:.3g} (x{r.ratio_to_natural:.2f}, "
-        f"n={r.n}, Mann-Whitney p={r.p_greater:.2g})"
-        for r in adversarial.itertuples()
-    ]
-    return f"Finding ('adversarial examples are less stable: larger M1 and M2') {verdict}: medians " + "; ".join(parts)
 
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parse_args(NAME, __doc__.splitlines()[0], argv)
     p, setting = PRESETS[args.preset], setting_for(args)
     study = Study.from_args(args)
-    models = load_models(args, setting, p["test"])
+    models = load_models(args, setting, p["test"], rates=p["rates"])
     if not distributed.is_main():
         return pd.DataFrame()  # under torchrun, rank 0 alone runs the sweep
-    model, key = models.models[0.0], models.keys[0.0]
-    x, y = correctly_classified(model, models.test.x.to(args.device), models.test.y.to(args.device), p["n"])
-    delta = channels.make("gauss", p["sigma"], seed=args.seed).distortion(x).mean().item()
+    test_x, test_y = models.test.x.to(args.device), models.test.y.to(args.device)
+    naturals = {rate: correctly_classified(models.models[rate], test_x, test_y, p["n"]) for rate in p["rates"]}
+    delta = channels.make("gauss", p["sigma"], seed=args.seed).distortion(naturals[0.0][0]).mean().item()
 
     def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
-        kind = cell["kind"]
+        kind, model = cell["kind"], models.models[cell["train_compress"]]
+        x, y = naturals[cell["train_compress"]]
         made = examples(
             model, kind, x, y, eps=cell["eps"], sigma=p["sigma"], seed=cell["seed"], options=setting.options.get(kind)
         )
         rows = probe_rows(model, made, x, y, delta=delta, iters=p["iters"], seed=cell["seed"])
         return [{**row, "taylor_delta": delta, "data_source": models.test.source_kind} for row in rows]
 
-    base = {
-        "study": NAME,
-        "dataset": "cifar10",
-        "model": setting.model,
-        "model_key": key,
-        "sigma": p["sigma"],
-        "iters": p["iters"],
-        "seed": args.seed,
-        "n": len(x),
-    }
     kinds = [("natural", None), *(("pgd-linf", eps) for eps in p["eps"]), ("cw-l2", None), ("gauss", None)]
-    cells = [{**base, "kind": kind, "eps": eps, "condition": condition(kind, eps)} for kind, eps in kinds]
+    cells = [
+        {
+            "study": NAME,
+            "dataset": "cifar10",
+            "model": setting.model,
+            "model_key": models.keys[rate],
+            "train_compress": rate,
+            "sigma": p["sigma"],
+            "iters": p["iters"],
+            "seed": args.seed,
+            "n": len(naturals[rate][0]),
+            "kind": kind,
+            "eps": eps,
+            "condition": condition(kind, eps),
+        }
+        for rate in p["rates"]
+        for kind, eps in kinds
+    ]
     table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
     table = table.merge(pd.DataFrame(cells), on=list(cells[0]))
-    summary = compare(table)
 
-    labels = {"m1": "M1 = ||grad f_y||", "m2": "|M2| = |lambda_max|"}
-    shown = magnitudes(table[table.metric.isin(labels)]).assign(metric=lambda t: t.metric.map(labels))
+    labels = {"m1": "M1 = ||grad f||", "m2": "|M2| = |lambda_max|"}
+    counted = table[
+        (table.f == JUDGED)
+        & table.metric.isin(labels)
+        & (~table.kind.isin(ADVERSARIAL) | table.misclassified.astype(bool))
+    ]
+    shown = counted.assign(
+        value=counted.value.abs(),
+        metric=counted.metric.map(labels),
+        model=counted.train_compress.map(lambda r: f"{r:.0%}"),
+    )
     paths = plots.distributions(
         shown,
         x="condition",
         y="value",
+        hue="model",
         col="metric",
         log=True,
         xlabel="example",
         ylabel="value (log scale)",
-        title=f"{setting.model} on CIFAR-10 ({models.test.source_kind} data): instability around {len(x)} natural images "
-        f"(gauss sigma {p['sigma']})",
+        title=f"{setting.model} on CIFAR-10 ({models.test.source_kind} data): instability (f = cross-entropy at the "
+        f"original label), gauss sigma {p['sigma']}",
         stem=study.figure(),
     )
-    print(summary.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-    study.conclude(finding(summary), paths)
+    study.conclude(finding(table, args.seed), paths)
     return table
 
 
