@@ -116,3 +116,28 @@ def test_accuracy_vs_compression_interpolates_static_at_the_energy_models_fracti
     assert verdict(text) == word
     interpolated = 0.5 * 0.9 + 0.5 * half  # energy discards 30%: halfway between 0% (0) and 50% (0.6)
     assert estimates(text) == pytest.approx([half - 0.9, energy - interpolated], abs=1e-9)
+
+
+@pytest.mark.parametrize(("larger", "word"), [(300, "HOLDS"), (250, "INCONCLUSIVE"), (200, "DOES NOT HOLD")])
+def test_decision_based_is_a_sign_test_with_an_exact_binomial_interval(larger: int, word: str) -> None:
+    from scipy.stats import binomtest
+
+    shares = pd.DataFrame(
+        [
+            dict(
+                attack="boundary",
+                train_compress=0.5,
+                pairs=520,
+                ties=20 / 520,
+                larger=larger,
+                decided=500,
+                median=1.0,
+                median_reference=1.0,
+                larger_share=0.5,
+            )
+        ]
+    )
+    text = studies.module("decision_based").finding(shares)
+    assert verdict(text) == word
+    ci = binomtest(larger, 500).proportion_ci(method="exact")
+    assert f"[{ci.low:+.3f}, {ci.high:+.3f}]" in text and estimates(text) == [pytest.approx(larger / 500, abs=5e-4)]

@@ -89,4 +89,5 @@ def test_larger_share_pairs_examples_both_models_classify_right() -> None:
     assert share.pairs == 4  # the last example: the band-limited model gets it wrong
     assert share.ties == pytest.approx(0.25)  # neither fooled: both need more than any size found
     assert share.larger_share == pytest.approx((2 + 0.5) / 4)
+    assert (share.larger, share.decided) == (2, 3)  # the sign test leaves the tie out
     assert share.median_reference == pytest.approx(2.5)

@@ -253,5 +253,6 @@ def test_decision_based(tmp_path: Path) -> None:
     assert {"train_compress", "attack", "example", "clean_correct", "fooled", "options", "model_key"} <= set(
         table.columns
     )
-    assert set(table.metric) == {"min_l2"}
+    assert set(table.metric) == {"min_l2", "min_linf"}
+    assert set(table[table.attack == "additive-uniform"].metric) == {"min_linf"}
     assert table[table.fooled].value.notna().all() and table[~table.fooled].value.isna().all()

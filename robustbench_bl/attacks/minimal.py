@@ -14,8 +14,9 @@ from torch import Tensor, nn
 from robustbench_bl import attacks
 from robustbench_bl.validation import check_positive_int
 
-#: The decision-based attacks of the comparison (registry names), all measured in L2.
-ATTACKS = ("boundary", "hopskipjump", "additive-gaussian", "blended-uniform", "salt-and-pepper", "gaussian-blur")
+#: The second seed's decision-based attacks (registry names): additive uniform (Linf) and Gaussian
+#: noise, blended uniform noise, Gaussian blur, salt-and-pepper and the boundary attack (L2).
+ATTACKS = ("additive-uniform", "additive-gaussian", "blended-uniform", "gaussian-blur", "salt-and-pepper", "boundary")
 
 
 def epsilons(attack: attacks.Attack, x: Tensor, points: int) -> tuple[float, ...]:
@@ -68,7 +69,8 @@ def larger_share(table: pd.DataFrame, reference: float = 0.0) -> pd.DataFrame:
     the reference model classify right, the share on which it needs the larger perturbation.
 
     An example the attack did not fool needs more than any found size (infinity); ties (both not
-    fooled, say) count half, so 0.5 means no difference. Also: pairs, ties and both median sizes.
+    fooled, say) count half, so 0.5 means no difference. Also: pairs, ties, the sign test's counts
+    (`larger` of the `decided`, i.e. untied, pairs) and both median sizes.
     """
     sizes = table.assign(size=table.value.where(table.fooled.astype(bool), math.inf))
     keys = ["attack", "example"]
@@ -77,7 +79,8 @@ def larger_share(table: pd.DataFrame, reference: float = 0.0) -> pd.DataFrame:
     for (attack, rate), part in sizes[sizes.train_compress != reference].groupby(["attack", "train_compress"]):
         pair = part.merge(base, on=keys, suffixes=("", "_reference"))
         pair = pair[pair.clean_correct.astype(bool) & pair.clean_correct_reference.astype(bool)]
-        larger, ties = (pair["size"] > pair.size_reference).mean(), (pair["size"] == pair.size_reference).mean()
+        wins, tied = int((pair["size"] > pair.size_reference).sum()), int((pair["size"] == pair.size_reference).sum())
+        larger, ties = wins / max(len(pair), 1), tied / max(len(pair), 1)
         rows.append(
             {
                 "attack": attack,
@@ -85,6 +88,8 @@ def larger_share(table: pd.DataFrame, reference: float = 0.0) -> pd.DataFrame:
                 "pairs": len(pair),
                 "larger_share": larger + ties / 2,
                 "ties": ties,
+                "larger": wins,
+                "decided": len(pair) - tied,
                 "median": pair["size"].median(),
                 "median_reference": pair.size_reference.median(),
             }

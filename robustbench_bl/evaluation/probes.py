@@ -102,9 +102,7 @@ def hessian_operator(
     def hvp(v: Tensor) -> Tensor:
         if not grad.requires_grad:  # f is linear in x (a logit margin of a linear model): the Hessian is 0
             return torch.zeros_like(v)
-        (product,) = torch.autograd.grad(
-            grad, leaf, grad_outputs=v.view_as(leaf), retain_graph=True, allow_unused=True
-        )
+        (product,) = torch.autograd.grad(grad, leaf, grad_outputs=v.view_as(leaf), retain_graph=True, allow_unused=True)
         return torch.zeros_like(v) if product is None else product.flatten(1)
 
     return hvp, leaf
