@@ -20,6 +20,7 @@ from robustbench_bl.studies.channel_setup import (
     best_strengths,
     channel_at,
     default_strength,
+    extend,
     read_best,
     strengths,
     train_config,
@@ -77,6 +78,25 @@ def test_best_strength_maximizes_mean_robust_accuracy_and_prefers_less_distortio
     assert best.loc["gauss", "recovery_mean"] == pytest.approx(0.4 / 0.8)
     with pytest.raises(ValueError, match="identity"):
         best_strengths(_sweep_table().query("channel != 'identity'"))
+    # the edge is the lossy end of the range actually swept when it is given
+    assert best_strengths(_sweep_table(), {"gauss": 0.05}).set_index("channel").loc["gauss", "at_edge"]
+    assert not best_strengths(_sweep_table(), {"gauss": 0.1}).set_index("channel").loc["gauss", "at_edge"]
+
+
+@pytest.mark.parametrize(
+    ("name", "grid", "expected"),
+    [
+        ("gauss", [0.0, 0.05, 0.1], 0.15),  # one spacing further
+        ("fft", [0.0, 0.45, 0.9], 0.95),  # 1.0 is excluded (all discarded): halfway towards it
+        ("gauss", [0.0, 0.5, 0.9], 1.0),  # clipped to the bound
+        ("gauss", [0.0, 0.5, 1.0], None),  # at the bound: nothing further
+        ("cd", [8, 6, 4, 2], 1),  # lossier is fewer bits, an integer, clipped at 1
+        ("cd", [8, 4, 1], None),
+        ("jpeg", [100, 82, 64], 46),
+    ],
+)
+def test_extend_steps_one_spacing_past_the_lossy_end(name: str, grid: list[float], expected: float | None) -> None:
+    assert extend(name, grid) == expected
 
 
 def test_read_best_takes_the_sweep_for_this_model_else_the_default(tmp_path: Path) -> None:

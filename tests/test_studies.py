@@ -81,7 +81,11 @@ def test_channel_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     module = load_study("channel_sweep")
     out = tmp_path / "channel_sweep"
     table = run_smoke("channel_sweep", out)
-    cells = 1 + sum(len(strengths(name, module.PRESETS["smoke"]["points"])) for name in CHANNELS)
+    # every channel swept at its grid, plus one step further where the best sat at the lossy end
+    points = table[table.metric == "best_strength"].set_index("channel").points
+    swept = table[table.metric == "clean_accuracy"].groupby("channel").strength.nunique()
+    assert all(points[c] == swept[c] >= len(strengths(c, module.PRESETS["smoke"]["points"])) for c in CHANNELS)
+    cells = 1 + int(points.sum())
     per_cell = 1 + len(SWEEP_ATTACKS)  # clean, then robust per attack
     per_best = 1 + len(SWEEP_ATTACKS) + 1  # best_strength, recovery per attack and their mean
     assert len(table) == cells * per_cell + len(CHANNELS) * per_best

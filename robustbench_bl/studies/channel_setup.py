@@ -21,8 +21,10 @@ from robustbench_bl.studies.common import Trained, trained_models
 from robustbench_bl.training import TrainConfig, budget, recipe
 from robustbench_bl.validation import check_choice, check_positive_int
 
-#: The second seed's channels, in its order: FC, CD, SVD, Gaussian, Uniform, Laplace, JPEG.
+#: The second seed's channels, in its order: FC, CD, SVD, Gaussian, Uniform, Laplace; then JPEG,
+#: which the seed's figure does not have (and which the JPEG-decoded offline CIFAR-10 favours).
 CHANNELS = ("fft", "cd", "svd", "gauss", "uniform", "laplace", "jpeg")
+SEED_CHANNELS = CHANNELS[:6]
 #: The non-adaptive attacks of the sweep (registry names); C&W runs unbounded (it minimizes L2).
 SWEEP_ATTACKS = ("pgd-linf", "cw-l2")
 
@@ -41,8 +43,7 @@ class Setting:
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
-#: eps: RobustBench's 8/255 for the paper models; the quick LeNet keeps almost nothing at 8/255 (1.5% of
-#: 200 test images after PGD, 24% at 2/255), so smoke and quick attack at 2/255 to leave something to compare.
+#: eps: the standard 8/255 for quick and paper (the seed's budget); smoke attacks at 2/255.
 SETTINGS: dict[str, Setting] = {
     "smoke": Setting(
         "lenet",
@@ -58,7 +59,8 @@ SETTINGS: dict[str, Setting] = {
             "square-linf": {"n_queries": 20},
         },
     ),
-    "quick": Setting("lenet", 10000, 12, 2 / 255, 16),
+    # The seed's standard budgets: PGD-Linf 40 steps at 8/255, C&W-L2 100 steps unbounded.
+    "quick": Setting("lenet", 10000, 12, 8 / 255, 16, {"pgd-linf": {"steps": 40}}),
     "paper": Setting("resnet18", 50000, 350, 8 / 255, 100),
 }
 
@@ -93,6 +95,21 @@ def strengths(name: str, points: int) -> list[float]:
     return list(dict.fromkeys(round(v) if cls.integer else round(float(v), 4) for v in values))
 
 
+def extend(name: str, grid: Sequence[float]) -> float | None:
+    """The next strength one grid spacing lossier than the lossy end of `grid` (the channel's sweep
+    direction), within the channel's bounds (halfway to a bound the channel excludes); None when
+    the grid already ends at the bound."""
+    cls = channel_class(check_choice(name, "name", CHANNELS))
+    first, last = grid[0], grid[-1]
+    step = (last - first) / max(len(grid) - 1, 1)
+    low, high = min(cls.bounds), max(cls.bounds)
+    nxt = min(max(last + step, low), high)
+    if nxt == high and cls.open_high:  # an excluded bound: go halfway towards it
+        nxt = (last + high) / 2
+    nxt = round(nxt) if cls.integer else round(float(nxt), 4)
+    return None if nxt == last else nxt
+
+
 def default_strength(name: str) -> float:
     """The documented fallback when no sweep result exists: the midpoint of the channel's sweep range."""
     cls = channel_class(check_choice(name, "name", CHANNELS))
@@ -111,13 +128,14 @@ def votes_for(name: str, votes: int) -> int:
     return votes if channel_class(name).stochastic else 1
 
 
-def best_strengths(table: pd.DataFrame) -> pd.DataFrame:
+def best_strengths(table: pd.DataFrame, edges: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Per channel, the strength with the highest mean robust accuracy over the non-adaptive attacks
     (ties: the least distortion), its robust accuracy per attack and its recovery: robust accuracy of
     the defended model / clean accuracy of the bare model (the 'identity' rows of `table`).
 
-    Columns: channel, strength, distortion, at_edge (the best is the lossy end of the channel's sweep
-    range, so a wider range might do better), robust_<attack>, recovery_<attack>, recovery_mean.
+    Columns: channel, strength, distortion, at_edge (the best is the lossy end of the swept range,
+    `edges[channel]`, by default the channel's sweep range: a wider range might do better),
+    robust_<attack>, recovery_<attack>, recovery_mean.
     """
     bare = table[(table.channel == "identity") & (table.metric == "clean_accuracy")]
     if bare.empty:
@@ -131,7 +149,8 @@ def best_strengths(table: pd.DataFrame) -> pd.DataFrame:
     per["distortion"] = robust.groupby(["channel", "strength"]).distortion.mean()
     best = per.reset_index().sort_values(["mean", "distortion"], ascending=[False, True]).groupby("channel").head(1)
     out = best[["channel", "strength", "distortion"]].copy()
-    out["at_edge"] = [strength == channel_class(name).sweep[1] for name, strength in zip(out.channel, out.strength)]
+    edge = {name: channel_class(name).sweep[1] for name in out.channel} | dict(edges or {})
+    out["at_edge"] = [strength == edge[name] for name, strength in zip(out.channel, out.strength)]
     for name in names:
         out[f"robust_{name}"] = best[name]
         out[f"recovery_{name}"] = best[name] / bare.value.iloc[0]
