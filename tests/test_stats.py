@@ -130,3 +130,16 @@ def test_stratified_bootstrap_averages_strata_of_different_sizes() -> None:
     assert stats.stratified_bootstrap([large], lambda s: s[0]["a"] - s[0]["b"]) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="strata"):
         stats.stratified_bootstrap([], lambda s: s)
+
+
+def test_packed_outcomes_survive_a_csv_round_trip(tmp_path) -> None:
+    """All-wrong outcomes pack to zeros only; without a non-digit prefix pandas would read a number."""
+    import pandas as pd
+
+    bits = np.zeros(20, dtype=bool)
+    pd.DataFrame({"correct": [stats.pack(bits), stats.pack(~bits)]}).to_csv(tmp_path / "t.csv", index=False)
+    back = pd.read_csv(tmp_path / "t.csv").correct
+    assert np.array_equal(stats.unpack(back[0], 20), bits) and np.array_equal(stats.unpack(back[1], 20), ~bits)
+    assert np.array_equal(stats.unpack("0f", 8), np.r_[np.zeros(4), np.ones(4)].astype(bool))  # unprefixed
+    with pytest.raises(TypeError, match="hex_string"):
+        stats.unpack(0.0, 8)

@@ -115,7 +115,10 @@ def test_adaptive_vs_nonadaptive(tmp_path: Path) -> None:
     # no channel sweep beside --out: every channel takes its documented default strength
     table = run_smoke("adaptive_vs_nonadaptive", tmp_path / "adaptive_vs_nonadaptive")
     cells = 1 + len(CHANNELS) * len(module.ATTACKERS)
-    assert len(table) == cells * 8  # evaluate's rows at one epsilon: clean, seconds, robust, success, 4 sizes
+    grid = module.PRESETS["smoke"]["grid"]
+    # per cell: clean, seconds, then per budget robust, success and 4 sizes, then the minimal-size medians
+    per_cell = table.groupby(["channel", "attacker"]).size()
+    assert len(per_cell) == cells and per_cell.between(2 + 6 * len(grid), 2 + 6 * len(grid) + 2).all()
     assert {
         "channel",
         "strength",
@@ -125,12 +128,19 @@ def test_adaptive_vs_nonadaptive(tmp_path: Path) -> None:
         "gradient_path",
         "transfer_from",
         "votes",
+        "correct",
     } <= set(table.columns)
     robust = table[table.metric == "robust_accuracy"]
-    assert len(robust) == cells and robust.value.between(0, 1).all()
+    assert len(robust) == cells * len(grid) and robust.value.between(0, 1).all()
+    for row in robust.itertuples():  # the packed per-image outcomes are the robust accuracy
+        assert stats.unpack(row.correct, row.n).mean() == pytest.approx(row.value)
+    curve = robust.sort_values("epsilon").groupby(["channel", "attacker"]).value
+    assert (curve.diff().dropna() <= 1e-12).all()  # a larger budget never leaves more right
     assert set(robust[robust.channel != "identity"].strength_source) == {"default"}
     transfer = robust[robust.attacker == module.TRANSFER]
     assert transfer.transfer_from.str.startswith("laplace:").all() and (transfer.threat == "eot").all()
+    sizes = table[table.metric == "min_linf_median"]
+    assert (sizes.value <= max(grid) * sizes.eps + 1e-6).all() and (sizes.ci_low <= sizes.value).all()
 
 
 def test_leaderboard(tmp_path: Path) -> None:

@@ -17,14 +17,21 @@ import torch
 
 
 def pack(correct: torch.Tensor | np.ndarray) -> str:
-    """A boolean vector (one entry per test example) as a hex string, for a tidy result row."""
+    """A boolean vector (one entry per test example) as 'x' + a hex string, for a tidy result row
+    (the 'x' keeps an all-digit string from being read back as a number by pandas)."""
     bits = np.asarray(correct.cpu() if isinstance(correct, torch.Tensor) else correct, dtype=bool)
-    return np.packbits(bits).tobytes().hex()
+    return "x" + np.packbits(bits).tobytes().hex()
 
 
 def unpack(hex_string: str, n: int) -> np.ndarray:
-    """Inverse of `pack` for a vector of length n."""
-    return np.unpackbits(np.frombuffer(bytes.fromhex(hex_string), dtype=np.uint8))[:n].astype(bool)
+    """Inverse of `pack` for a vector of length n (also reads strings packed without the 'x')."""
+    if not isinstance(hex_string, str):
+        raise TypeError(
+            f"hex_string must be a packed string from stats.pack, got {type(hex_string).__name__} "
+            "(read the CSV with dtype={'correct': str} if it was written without the 'x' prefix)"
+        )
+    data = bytes.fromhex(hex_string.removeprefix("x"))
+    return np.unpackbits(np.frombuffer(data, dtype=np.uint8))[:n].astype(bool)
 
 
 def paired_bootstrap(
