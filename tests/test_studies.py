@@ -38,7 +38,7 @@ def run_smoke(name: str, out: Path, *extra: str) -> pd.DataFrame:
     undocumented = {c for c in table.columns if f"`{c}`" not in RESULTS_DOC and not c.startswith(("kept:", "version_"))}
     undocumented |= {m for m in table.metric.unique() if f"`{m}`" not in RESULTS_DOC}
     assert sorted(undocumented) == []
-    assert (out / "finding.txt").read_text().startswith("Finding") or name == "leaderboard"
+    assert (out / "finding.txt").read_text().startswith("Finding")
     check_png(out / f"{name}.png")
     assert (out / f"{name}.pdf").stat().st_size > 0
     return table

@@ -3,6 +3,7 @@ backward, the activation memory that band-limiting shrinks), optionally in fp16 
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import time
@@ -115,7 +116,13 @@ def relative_costs(
     ours, theirs = pairs[0]
     kind = ours["memory_kind"]
     return [
-        {"metric": "epoch_seconds", "value": seconds, "relative": ratio, "memory_kind": kind},
+        {
+            "metric": "epoch_seconds",
+            "value": seconds,
+            "relative": ratio,
+            "pair_ratios": json.dumps([round(m["epoch_seconds"] / b["epoch_seconds"], 6) for m, b in pairs]),
+            "memory_kind": kind,
+        },
         {
             "metric": "memory_bytes",
             "value": ours["memory_bytes"],
