@@ -66,7 +66,7 @@ def paired_bootstrap(
 
 def stratified_bootstrap(
     strata: Sequence[Mapping[Any, np.ndarray]],
-    statistic: Callable[[list[Mapping[Any, np.ndarray]]], np.ndarray],
+    statistic: Callable[[Sequence[Mapping[Any, np.ndarray]]], np.ndarray],
     resamples: int = 2000,
     seed: int = 0,
     level: float = 0.95,
@@ -94,7 +94,7 @@ def stratified_bootstrap(
 
 def bootstrap(
     values: np.ndarray,
-    statistic: Callable[[np.ndarray], Any] = np.median,
+    statistic: Callable[..., Any] = np.median,
     resamples: int = 2000,
     seed: int = 0,
     level: float = 0.95,

@@ -72,7 +72,7 @@ def finding(table: pd.DataFrame, seed: int = 0) -> str:
         static = sorted((fraction[k], k) for k in outcomes if k[0] == "static" and k[2] == s)
         plain, half = ("static", 0.0, s), ("static", 0.5, s)
         if plain in outcomes and half in outcomes:
-            est, lo, hi = stats.paired_bootstrap(outcomes, lambda a, h=half, z=plain: a[h] - a[z], seed=seed)
+            est, lo, hi = stats.paired_bootstrap(outcomes, lambda a: a[half] - a[plain], seed=seed)
             label = (
                 f"seed +{s}: static 50% ({fraction[half]:.0%} discarded, {outcomes[half].mean():.3f}) - 0% "
                 f"({outcomes[plain].mean():.3f})"
@@ -83,9 +83,7 @@ def finding(table: pd.DataFrame, seed: int = 0) -> str:
                 continue
             (f0, k0), (f1, k1) = next((a, b) for a, b in itertools.pairwise(static) if a[0] <= fraction[k] <= b[0])
             w = (fraction[k] - f0) / (f1 - f0) if f1 > f0 else 0.0
-            est, lo, hi = stats.paired_bootstrap(
-                outcomes, lambda a, k=k, k0=k0, k1=k1, w=w: a[k] - ((1 - w) * a[k0] + w * a[k1]), seed=seed
-            )
+            est, lo, hi = stats.paired_bootstrap(outcomes, lambda a: a[k] - ((1 - w) * a[k0] + w * a[k1]), seed=seed)
             label = (
                 f"seed +{s}: energy {k[1]:g} ({fraction[k]:.0%} discarded, {outcomes[k].mean():.3f}) - static "
                 f"interpolated at {fraction[k]:.0%} ({(1 - w) * outcomes[k0].mean() + w * outcomes[k1].mean():.3f})"

@@ -128,11 +128,11 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         current = table.merge(pd.DataFrame(cells), on=list(cells[0]))
         best = best_strengths(current, {name: g[-1] for name, g in grid.items()})
         wider = {name: extend(name, grid[name]) for name in best[best.at_edge].channel}
-        wider = {name: s for name, s in wider.items() if s is not None}
-        if not wider or round_ == p["widen"]:
+        if all(s is None for s in wider.values()) or round_ == p["widen"]:
             break
         for name, s in wider.items():
-            grid[name].append(s)
+            if s is not None:
+                grid[name].append(s)
     rows = best_rows(best)
     chosen = [{**base, "channel": name, "selection": "best", "points": len(grid[name])} for name in CHANNELS]
     table = run(chosen, lambda cell: rows[cell["channel"]], study.store, progress=False, desc=f"{NAME} best")

@@ -69,7 +69,7 @@ def finding(table: pd.DataFrame, seed: int = 0) -> str:
         others = [t for t in rates if t != model[0]]
         est, lo, hi = stats.paired_bootstrap(
             outcomes,
-            lambda a, m=model, o=others: a[m, m[0]] - np.max(np.stack([a[m, t] for t in o]), axis=0),
+            lambda a: a[model, model[0]] - np.max(np.stack([a[model, t] for t in others]), axis=0),
             seed=seed,
         )
         best = max(others, key=lambda t: outcomes[model, t].mean())
