@@ -141,3 +141,70 @@ def test_decision_based_is_a_sign_test_with_an_exact_binomial_interval(larger: i
     assert verdict(text) == word
     ci = binomtest(larger, 500).proportion_ci(method="exact")
     assert f"[{ci.low:+.3f}, {ci.high:+.3f}]" in text and estimates(text) == [pytest.approx(larger / 500, abs=5e-4)]
+
+
+@pytest.mark.parametrize(("robust", "word"), [(0.72, "HOLDS"), (0.60, "INCONCLUSIVE"), (0.40, "DOES NOT HOLD")])
+def test_channel_sweep_judges_recovery_with_an_exact_binomial_interval(robust: float, word: str) -> None:
+    from scipy.stats import binomtest
+
+    best = pd.DataFrame(
+        [
+            {"channel": c, "strength": 0.5, "distortion": 1.0, "at_edge": False, "robust_pgd-linf": robust}
+            for c in ("fft", "jpeg")
+        ]
+    )
+    text = studies.module("channel_sweep").finding(best, n=200, bare=0.8)
+    assert verdict(text) == word  # JPEG is a note, not a claim
+    ci = binomtest(round(robust * 200), 200).proportion_ci(method="exact")
+    assert estimates(text)[0] == pytest.approx(robust / 0.8, abs=5e-4)
+    assert f"[{ci.low / 0.8:+.3f}, {ci.high / 0.8:+.3f}]" in text.splitlines()[1]
+    assert "not judged (JPEG" in text
+
+
+def test_resources_judges_time_by_a_t_interval_over_pairs_and_memory_exactly() -> None:
+    import json
+
+    rows = [
+        dict(
+            impl="band-limited",
+            precision="fp32",
+            compress_rate=0.5,
+            metric="epoch_seconds",
+            relative=0.7,
+            pair_ratios=json.dumps([0.68, 0.7, 0.72]),
+            memory_kind="saved",
+        ),
+        dict(
+            impl="band-limited",
+            precision="fp32",
+            compress_rate=0.5,
+            metric="memory_bytes",
+            relative=1.1,
+            pair_ratios=None,
+            memory_kind="saved",
+        ),
+        dict(
+            impl="conv",
+            precision="fp32",
+            compress_rate=0.0,
+            metric="epoch_seconds",
+            relative=0.5,
+            pair_ratios=None,
+            memory_kind="saved",
+        ),
+        dict(
+            impl="conv",
+            precision="fp32",
+            compress_rate=0.0,
+            metric="memory_bytes",
+            relative=1.0,
+            pair_ratios=None,
+            memory_kind="saved",
+        ),
+    ]
+    text = studies.module("resources").finding(pd.DataFrame(rows))
+    assert verdict(text) == "DOES NOT HOLD"  # memory 1.1x does not fall
+    logs = np.log([0.68, 0.7, 0.72])
+    mean, lo, hi = stats.mean_interval(logs)
+    assert f"{-mean:+.3f} [{-hi:+.3f}, {-lo:+.3f}]" in text and "HOLDS" in text.splitlines()[1]
+    assert estimates(text)[1] == pytest.approx(-np.log(1.1), abs=5e-4)
