@@ -48,7 +48,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         options={"hopskipjump": {"steps": 1, "initial_gradient_eval_steps": 5, "max_gradient_eval_steps": 10}},
     ),
     "quick": dict(
-        test=200,
+        test=100,
         repeats=2,
         eot=8,
         rates=(0.0, 0.5, 0.85),
