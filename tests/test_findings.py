@@ -208,3 +208,25 @@ def test_resources_judges_time_by_a_t_interval_over_pairs_and_memory_exactly() -
     mean, lo, hi = stats.mean_interval(logs)
     assert f"{-mean:+.3f} [{-hi:+.3f}, {-lo:+.3f}]" in text and "HOLDS" in text.splitlines()[1]
     assert estimates(text)[1] == pytest.approx(-np.log(1.1), abs=5e-4)
+
+
+@pytest.mark.parametrize(("strongest", "word"), [(0.11, "HOLDS"), (0.30, "DOES NOT HOLD")])
+def test_adaptive_judges_the_strongest_adaptive_attacker_against_the_bare_model(strongest: float, word: str) -> None:
+    module = studies.module("adaptive_vs_nonadaptive")
+    shares = {("identity", "nonadaptive"): 0.10}
+    for name in ("fft", "jpeg"):  # JPEG keeps a wide window but is a note, not a claim
+        shares |= {(name, "nonadaptive"): 0.5, (name, "bpda"): 0.4, (name, "eot"): strongest, (name, "bpda+eot"): 0.45}
+        shares |= {(name, module.TRANSFER): 0.45}
+    shares["jpeg", "eot"] = 0.35
+    rows = [
+        dict(channel=c, attacker=a, metric="robust_accuracy", epsilon=8 / 255, n=N, value=v, correct=bits(v, 0))
+        for (c, a), v in shares.items()
+    ]
+    rows += [
+        dict(channel=c, attacker=a, metric="min_linf_median", epsilon=8 / 255, n=N, value=4 / 255, distortion=1.0)
+        for (c, a) in shares
+    ]
+    text = module.finding(pd.DataFrame(rows))
+    assert verdict(text) == word
+    assert estimates(text)[0] == pytest.approx(0.10 - strongest, abs=1e-9)  # fft: bare minus its strongest (eot)
+    assert "fft: bare 0.100 - eot" in text and "not judged (JPEG" in text
