@@ -230,3 +230,19 @@ def test_adaptive_judges_the_strongest_adaptive_attacker_against_the_bare_model(
     assert verdict(text) == word
     assert estimates(text)[0] == pytest.approx(0.10 - strongest, abs=1e-9)  # fft: bare minus its strongest (eot)
     assert "fft: bare 0.100 - eot" in text and "not judged (JPEG" in text
+
+
+@pytest.mark.parametrize(("end", "word"), [(0.4, "HOLDS"), (0.8, "DOES NOT HOLD")])
+def test_energy_dynamics_checks_the_direction_the_seed_states(end: float, word: str) -> None:
+    """conv2 starts at 0.6 discarded on every seed and ends at `end` (+- 0.01): a fall holds, a rise
+    does not; conv1 (fixed input images) is a note."""
+    rows = [
+        dict(energy=0.95, layer=layer, seed=s, epoch=e, value=v)
+        for s in range(3)
+        for e in range(3)
+        for layer, v in (("conv1", 0.7), ("conv2", 0.6 if e == 0 else end + 0.01 * (s - 1)))
+    ]
+    text = studies.module("energy_dynamics").finding(pd.DataFrame(rows))
+    assert verdict(text) == word
+    assert estimates(text) == [pytest.approx(0.6 - end, abs=1e-9)]
+    assert "conv1 (fixed input images, not judged)" in text
