@@ -23,8 +23,8 @@ import pandas as pd
 from robustbench_bl.evaluation import leaderboard
 from robustbench_bl.versions import versions
 
-#: Verdicts the studies print, most specific first ('HOLDS FOR 3 OF 6 ... PAIRS' before 'HOLDS').
-VERDICT = re.compile(r"DOES NOT HOLD|HOLDS FOR \d+ OF \d+ [^:]*PAIRS|INCONCLUSIVE|HOLDS")
+#: Verdicts the studies print (evaluation.stats.overall), 'DOES NOT HOLD' before 'HOLD'.
+VERDICT = re.compile(r"DOES NOT HOLD|INCONCLUSIVE|HOLDS")
 #: Cells longer than this (packed per-image outcomes, JSON blobs) are left out of the row tables.
 LONG_CELL = 120
 #: At most this many rows per table on the page; all of them stay in results.csv.

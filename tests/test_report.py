@@ -52,7 +52,9 @@ def fake_study(folder: Path, name: str, values: list[float], finding: str | None
 def results(tmp_path: Path) -> Path:
     root = tmp_path / "results"
     fake_study(root / "a", "alpha", [10.0, 9.0, 100.0, 0.5], "Finding ('x') DOES NOT HOLD: 0.1 [0.0, 0.2]\n  more")
-    fake_study(root / "b", "beta", [0.3, 0.2], "Finding ('y') HOLDS FOR 2 OF 3 (example, metric) PAIRS: ...")
+    fake_study(
+        root / "b", "beta", [0.3, 0.2], "Finding ('y') INCONCLUSIVE on 2 images:\n  a: +0.1 [-0.1, +0.2] DOES NOT HOLD"
+    )
     fake_study(root / "nested" / "c", "gamma", [0.1, 0.2], None)
     board = pd.DataFrame(
         {
@@ -84,7 +86,7 @@ def test_folders_are_the_root_or_every_study_below_it(results: Path, tmp_path: P
 def test_verdicts_come_from_the_findings_first_line(results: Path) -> None:
     loaded = {f.name: report.load(f) for f in report.study_folders(results)}
     assert loaded["a"].verdict == "DOES NOT HOLD"
-    assert loaded["b"].verdict == "HOLDS FOR 2 OF 3 (example, metric) PAIRS"
+    assert loaded["b"].verdict == "INCONCLUSIVE"  # the first line's verdict, not a claim's
     assert loaded["c"].verdict == "no finding"
     assert loaded["a"].name == "alpha" and len(loaded["a"].figures) == 1 and loaded["b"].board is not None
 
