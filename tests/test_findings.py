@@ -164,44 +164,14 @@ def test_channel_sweep_judges_recovery_with_an_exact_binomial_interval(robust: f
 def test_resources_judges_time_by_a_t_interval_over_pairs_and_memory_exactly() -> None:
     import json
 
+    columns = ("impl", "compress_rate", "metric", "relative", "pair_ratios")
     rows = [
-        dict(
-            impl="band-limited",
-            precision="fp32",
-            compress_rate=0.5,
-            metric="epoch_seconds",
-            relative=0.7,
-            pair_ratios=json.dumps([0.68, 0.7, 0.72]),
-            memory_kind="saved",
-        ),
-        dict(
-            impl="band-limited",
-            precision="fp32",
-            compress_rate=0.5,
-            metric="memory_bytes",
-            relative=1.1,
-            pair_ratios=None,
-            memory_kind="saved",
-        ),
-        dict(
-            impl="conv",
-            precision="fp32",
-            compress_rate=0.0,
-            metric="epoch_seconds",
-            relative=0.5,
-            pair_ratios=None,
-            memory_kind="saved",
-        ),
-        dict(
-            impl="conv",
-            precision="fp32",
-            compress_rate=0.0,
-            metric="memory_bytes",
-            relative=1.0,
-            pair_ratios=None,
-            memory_kind="saved",
-        ),
+        ("band-limited", 0.5, "epoch_seconds", 0.7, json.dumps([0.68, 0.7, 0.72])),
+        ("band-limited", 0.5, "memory_bytes", 1.1, None),
+        ("conv", 0.0, "epoch_seconds", 0.5, None),
+        ("conv", 0.0, "memory_bytes", 1.0, None),
     ]
+    rows = [dict(zip(columns, r), precision="fp32", memory_kind="saved") for r in rows]
     text = studies.module("resources").finding(pd.DataFrame(rows))
     assert verdict(text) == "DOES NOT HOLD"  # memory 1.1x does not fall
     logs = np.log([0.68, 0.7, 0.72])
