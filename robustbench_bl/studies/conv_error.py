@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from robustbench_bl import data, plots
 from robustbench_bl.cli import Study, command_line, parse_args
 from robustbench_bl.evaluation import stats
-from robustbench_bl.models.common import CIFAR10_MEAN, CIFAR10_STD
+from robustbench_bl.models.common import CIFAR10_MEAN, CIFAR10_STD, Normalize
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.spectral import band_limited_conv2d, compression
 
@@ -57,10 +57,8 @@ def top_mask(x: torch.Tensor, padding: int, keep: int) -> torch.Tensor:
     return mask.view_as(power)
 
 
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    """CIFAR-10 images as the network's first convolution sees them: (x - mean) / std per channel."""
-    shape = (1, -1, 1, 1)
-    return (x - x.new_tensor(CIFAR10_MEAN).view(shape)) / x.new_tensor(CIFAR10_STD).view(shape)
+#: CIFAR-10 images as the network's first convolution sees them: the models' own input layer.
+normalize = Normalize(CIFAR10_MEAN, CIFAR10_STD)
 
 
 def relative_error(y: torch.Tensor, reference: torch.Tensor) -> float:
