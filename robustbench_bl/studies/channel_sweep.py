@@ -121,10 +121,11 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         "n": len(x),
     }
     grid = {name: strengths(name, p["points"]) for name in CHANNELS}
+    executor = study.executor(args)  # one executor for every widening round
     for round_ in range(p["widen"] + 1):
         swept = [("identity", 0.0)] + [(name, s) for name in CHANNELS for s in grid[name]]
         cells = [{**base, "channel": name, "strength": s, "votes": votes_for(name, setting.votes)} for name, s in swept]
-        table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
+        table = run(cells, measure, study.store, executor=executor, progress=not args.quiet, desc=NAME)
         current = table.merge(pd.DataFrame(cells), on=list(cells[0]))
         best = best_strengths(current, {name: g[-1] for name, g in grid.items()})
         wider = {name: extend(name, grid[name]) for name in best[best.at_edge].channel}
