@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import torch
 
+from robustbench_bl.precision import PRECISIONS
+
 if TYPE_CHECKING:
     from robustbench_bl.runtime.results import ResultsStore
     from robustbench_bl.runtime.sweep import Executor
@@ -158,6 +160,13 @@ def parse_args(
         "--checkpoints", default=None, help="checkpoint folder (default $RBL_CHECKPOINTS or the user cache)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="the gradient attacker's arithmetic; auto: bfloat16 where the hardware has it natively, else float32 "
+        "(the judge is always float32)",
+    )
     parser.add_argument(
         "--executor",
         choices=EXECUTORS,

@@ -92,3 +92,16 @@ def test_recipe_rejects_bad_settings() -> None:
         FastRecipe(momentum=1.0)
     with pytest.raises(ValueError, match="batch_size"):
         train_fast(models.make("fastnet"), data.packaged_sample("test").at_most(100), FastRecipe(), progress=False)
+
+
+def test_the_learned_stem_trains_its_first_layer_from_a_random_init() -> None:
+    """The whitening-free control: the first convolution is not set from data and is trained."""
+    torch.manual_seed(0)
+    model = models.FastNet(widths=(8, 8, 8), stem="learned")
+    start = model.whiten.weight.detach().clone()
+    recipe = FastRecipe(epochs=1, batch_size=16, whiten_images=16, whiten_bias_epochs=0, lookahead_every=1)
+    train_fast(model, data.packaged_sample("train").at_most(32), recipe, device="cpu", progress=False)
+    assert model.whiten.weight.requires_grad and model.whiten.bias.requires_grad
+    assert not torch.equal(model.whiten.weight, start)
+    with pytest.raises(ValueError, match="stem"):
+        models.FastNet(stem="pca")

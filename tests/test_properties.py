@@ -235,7 +235,7 @@ def test_band_limited_conv_agrees_with_fconv_on_what_it_accepts(
 ) -> None:
     gen = torch.Generator().manual_seed(n * 1000 + c * 100 + o * 10 + k)
     c, o = c * max(groups, 1), o * max(groups, 1)  # per-group counts, so that valid groups divide both
-    x = torch.randn(n, c, *([size] * d), generator=gen).to(dtype)
+    x = torch.randn(n, c, *([size] * d), generator=gen).to(dtype).requires_grad_()  # attacks differentiate to x
     w = torch.randn(o, c // max(groups, 1), *([k] * d), generator=gen).to(dtype)
     b = torch.randn(o, generator=gen).to(dtype) if bias else None
     ours = band_limited_conv2d if d == 2 else band_limited_conv1d
@@ -259,8 +259,11 @@ def test_band_limited_conv_agrees_with_fconv_on_what_it_accepts(
         return
     assert expected is not None, "accepted arguments that F.conv refuses"
     assert got.shape == expected.shape and got.dtype == x.dtype
+    (grad,) = torch.autograd.grad(got.sum(), x)  # every accepted call differentiates to its input
     if rate == 0:
         torch.testing.assert_close(got.double(), expected, rtol=1e-3, atol=1e-3)
+        (expected_grad,) = torch.autograd.grad(expected.sum(), x)
+        torch.testing.assert_close(grad.double(), expected_grad.double(), rtol=1e-3, atol=1e-3)
 
 
 @given(

@@ -32,9 +32,14 @@ CARD_FIELDS = {
 }
 
 
-def test_the_zoo_ships_every_model_it_names() -> None:
-    assert zoo.names() == list(zoo.SPECS)
-    assert len(zoo.names()) >= 6
+#: The models of the first zoo, which the studies read; zoo v2's new names (25%, the whitening-free
+#: 'nw' family) ship as their trainings finish (see the README's zoo table).
+FIRST_ZOO = ["fastnet-0", "fastnet-50", "fastnet-85", "fastnet-e95", "fastnet-0-s1", "fastnet-50-s1"]
+
+
+def test_the_zoo_ships_the_models_the_studies_need() -> None:
+    assert zoo.names() == [n for n in zoo.SPECS if n in zoo.names()]  # in SPECS order, nothing unnamed
+    assert set(FIRST_ZOO) <= set(zoo.names())
 
 
 @pytest.mark.parametrize("name", zoo.names())

@@ -137,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
             transfer=args.transfer,
             options=options,
             progress=not args.quiet,
+            precision=args.precision,
         )
         return frame.assign(data_source=test.source_kind).to_dict("records")
 

@@ -35,6 +35,7 @@ def evaluate(
     options: Mapping[str, Any] | None = None,
     batch_size: int = 256,
     progress: bool = False,
+    precision: str = "auto",
 ) -> pd.DataFrame:
     """Tidy rows (metric, value, epsilon and every setting) for one attack under one threat model.
 
@@ -60,6 +61,7 @@ def evaluate(
         options=options,
         batch_size=batch_size,
         progress=progress,
+        precision=precision,
     )
     settings = {
         "attack": attack,
@@ -77,6 +79,7 @@ def evaluate(
         "options": json.dumps({**spec(attack).defaults, **(options or {})}, sort_keys=True, default=str),
         "distortion": out.distortion,
         "masked_fraction": out.masked_fraction,
+        "attacker_precision": out.precision,
         **flags(out, threat, defended.channel),
         **{f"version_{k}": v for k, v in versions().items()},
     }

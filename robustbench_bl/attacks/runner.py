@@ -13,7 +13,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from robustbench_bl.attacks.registry import DECISION, GRADIENT, make, spec
+from robustbench_bl import precision as precision_
+from robustbench_bl.attacks.registry import DECISION, GRADIENT, Attack, make, spec
 from robustbench_bl.attacks.threats import Threat, threat_model
 from robustbench_bl.channels import Channel
 from robustbench_bl.channels import make as make_channel
@@ -109,6 +110,7 @@ class Outcome(Judgement):
     gradient_path: str = ""
     masked_fraction: float = 0.0
     distortion: float = 0.0
+    precision: str = "float32"
 
 
 def check_epsilons(epsilons: object) -> tuple[float, ...]:
@@ -121,6 +123,15 @@ def check_epsilons(epsilons: object) -> tuple[float, ...]:
     if not values:
         raise ValueError("epsilons must hold at least one value")
     return tuple(sorted(set(values)))
+
+
+def attacker_precision(attack: Attack, precision: str, device: torch.device) -> str:
+    """The arithmetic `attack` runs in: `precision` resolved for fixed-budget gradient attacks, float32
+    for the rest. Score and decision attacks gain little, and minimization attacks (C&W, DeepFool)
+    return points on the attacked model's decision boundary, where a bfloat16 model's boundary is not
+    the float32 judge's."""
+    working = precision_.resolve(precision, device)
+    return working if attack.kind == GRADIENT and not attack.minimizes else "float32"
 
 
 def run(
@@ -137,8 +148,13 @@ def run(
     options: Mapping[str, Any] | None = None,
     batch_size: int = 256,
     progress: bool = False,
+    precision: str = "auto",
 ) -> Outcome:
     """Attack under `threat`, then judge every adversarial by the defended model's majority vote.
+
+    `precision` is the attacker's arithmetic (robustbench_bl.precision: 'auto' is bfloat16 where the
+    hardware has it natively) for fixed-budget gradient attacks (see `attacker_precision`). The judge always votes with the model as it is (float32): the attacker's
+    precision can weaken an attack, never make it look stronger.
 
     Seeded: the attack's random starts follow `seed`, the attacker's channel draws seed +
     ATTACKER_STREAM (so they never replay the judge's), the judge's draws `seed`.
@@ -164,6 +180,13 @@ def run(
         )
     crafted = make(attack, **(options or {}))
     device, dtype = placement(defended.model)
+    working = attacker_precision(crafted, precision, device)
+    attacker = Defended(
+        precision_.for_attacker(defended.model, working, device),
+        defended.channel,
+        defended.votes,
+        max_batch=defended.max_batch,
+    )
     x, y = (
         x.detach().to(device, dtype).contiguous(),
         y.to(device),
@@ -176,7 +199,7 @@ def run(
         check_labels(y, len(x), counts.shape[1], "y")
         masked = gradient_masking(defended, x, y)
         distortion = defended.channel.distortion(x, draws=1).mean().item()  # one draw: a mean over all of x
-        chosen = threat_model(defended, entry.kind == DECISION, threat, eot_samples, seed, transfer, batch_size)
+        chosen = threat_model(attacker, entry.kind == DECISION, threat, eot_samples, seed, transfer, batch_size)
         parts, seconds = [], 0.0
         chunks = range(0, len(x), batch_size)
         for start in tqdm(chunks, desc=f"{attack} [{threat}]", disable=not progress, unit="batch"):
@@ -197,6 +220,7 @@ def run(
         gradient_path=chosen.gradient_path,
         masked_fraction=masked,
         distortion=distortion,
+        precision=working,
     )
 
 
@@ -209,14 +233,18 @@ def craft_nonadaptive(
     seed: int,
     options: Mapping[str, Any] | None = None,
     batch_size: int = 256,
+    precision: str = "auto",
 ) -> Tensor:
     """Adversarials against the bare model, what a non-adaptive attacker sends to every defense.
 
     They do not depend on the channel, so a sweep crafts them once and judges every channel on them
     (`judge`) instead of re-running the attack per channel. `epsilon=None` keeps a minimization
-    attack (C&W) unbounded. Seeded like `attacks.run`, so the same seed crafts the same adversarials.
+    attack (C&W) unbounded. Seeded like `attacks.run`, so the same seed crafts the same adversarials;
+    `precision` as in `run` (gradient attacks only).
     """
     crafted = make(attack, **(options or {}))
+    device = placement(model)[0]
+    model = precision_.for_attacker(model, attacker_precision(crafted, precision, device), device)
     chunks = []
     with eval_mode(model), torch.random.fork_rng():
         torch.manual_seed(seed)

@@ -98,6 +98,7 @@ def benchmark(
     data_root: str | os.PathLike[str] | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     progress: bool = False,
+    precision: str = "auto",
 ) -> BenchmarkResult:
     """Clean and worst-case robust accuracy of Defended(model, channel, votes) with 95% intervals.
 
@@ -107,6 +108,7 @@ def benchmark(
     suite fools the vote. Stochastic defenses are evaluated `repeats` times (seeds seed..seed+r);
     `robust_accuracy` is the mean over repeats, `robust_accuracy_every_repeat` counts examples
     robust in all of them. `options` overrides attack settings by name (e.g. {'pgd-linf': {'steps': 10}}).
+    `precision` is the gradient attacker's arithmetic (see `attacks.run`); the judge stays float32.
     """
     norm = check_choice(norm, "norm", NORMS)
     eps = check_range(eps, "eps", 0.0, math.inf, high_inclusive=False)
@@ -127,7 +129,17 @@ def benchmark(
         outcomes = []
         for name, opts in suite:
             outcome = attacks.run(
-                defended, name, x, y, threat, [eps], eot_samples, seed + r, options=opts, progress=progress
+                defended,
+                name,
+                x,
+                y,
+                threat,
+                [eps],
+                eot_samples,
+                seed + r,
+                options=opts,
+                progress=progress,
+                precision=precision,
             )
             outcomes.append(outcome)
             frames.append(
@@ -137,6 +149,7 @@ def benchmark(
                     norm=norm,
                     threat=threat.name,
                     gradient_path=outcome.gradient_path,
+                    attacker_precision=outcome.precision,
                     repeat=r,
                     channel=attacks.channel_label(defended.channel),
                     votes=votes,

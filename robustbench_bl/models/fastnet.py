@@ -1,9 +1,10 @@
-"""FastNet: a residual-free CIFAR network that trains in minutes per epoch on a CPU (zoo: 86.7%).
+"""FastNet: a residual-free CIFAR network that trains in minutes per epoch on a CPU.
 
 Written here after Keller Jordan's published "airbench" design (2024): a frozen 2x2 patch-whitening
 convolution, three conv-pool-BN-GELU blocks, a global max-pool and a scaled linear head. Widths
-are 64/128/128 here (airbench: 64/256/256), which halves the cost for a
-2-core CPU. Every convolution is a plain nn.Conv2d, so `spectral.bandlimit` converts it.
+default to airbench's 64/256/256 (the first zoo used 64/128/128). `stem='learned'` replaces the frozen
+whitening by an ordinary trained convolution of the same shape: the whitening-free control. Every
+convolution is a plain nn.Conv2d, so `spectral.bandlimit` converts it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from robustbench_bl.models.common import Normalize, default_stats
+from robustbench_bl.validation import check_choice
 
 
 def _batch_norm(width: int) -> nn.BatchNorm2d:
@@ -44,24 +46,36 @@ class ConvBlock(nn.Module):
         return self.act(self.norm2(self.conv2(x)))
 
 
-class FastNet(nn.Module):
-    """Normalize -> 2x2 whitening conv (frozen, set from data) -> 3 blocks -> max-pool -> linear / 9.
+#: The first layer: 'whiten' (frozen, set from data, airbench's) or 'learned' (trained from a random init).
+STEMS = ("whiten", "learned")
 
-    32x32 inputs give maps of 31, 15, 7 and 3 pixels. `whiten` holds 2 * in_channels * 4 filters:
-    the eigenvectors of the 2x2 patch covariance scaled to unit variance, and their negatives
-    (`training.init_whitening` sets them from training images).
+
+class FastNet(nn.Module):
+    """Normalize -> 2x2 stem conv -> 3 blocks -> max-pool -> linear / 9.
+
+    32x32 inputs give maps of 31, 15, 7 and 3 pixels. The stem (`whiten`) holds 2 * in_channels * 4
+    filters. With stem='whiten' they are the eigenvectors of the 2x2 patch covariance scaled to unit
+    variance, and their negatives (`training.fast.init_whitening` sets them from training images),
+    and stay frozen; with stem='learned' they train like every other filter.
     """
 
     logit_scale = 1.0 / 9.0
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 3, widths: Sequence[int] = (64, 128, 128)) -> None:
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        widths: Sequence[int] = (64, 256, 256),
+        stem: str = "whiten",
+    ) -> None:
         super().__init__()
         mean, std = default_stats(in_channels)
         self.widths = tuple(widths)
+        self.stem = check_choice(stem, "stem", STEMS)
         self.normalize = Normalize(mean, std)
         whiten_width = 2 * in_channels * 4
         self.whiten = nn.Conv2d(in_channels, whiten_width, 2, padding=0, bias=True)
-        self.whiten.weight.requires_grad_(False)
+        self.whiten.weight.requires_grad_(stem == "learned")
         self.act = nn.GELU()
         blocks, width = [], whiten_width
         for out in widths:

@@ -71,6 +71,18 @@ def _band(x: torch.Tensor, geoms: Sequence[AxisGeometry], compress_rate: float, 
     return tuple(tuple(i.tolist()) for i in compression.band_indices(mask))
 
 
+def _full_precision(backward):
+    """A Function's backward with autocast off: its DFT GEMMs run in the dtype forward used, even
+    when a caller runs backward inside an autocast region."""
+
+    @functools.wraps(backward)
+    def wrapped(ctx, grad):
+        with torch.autocast(grad.device.type, enabled=False):
+            return backward(ctx, grad)
+
+    return wrapped
+
+
 class _InputSpectrum(torch.autograd.Function):
     """X: the kept band of the input's spectrum, frequency-first (K_1, B, N*C). Linear; its backward
     (the transform's adjoint) is made of torch ops, so it is differentiable again. Saves nothing."""
@@ -82,6 +94,7 @@ class _InputSpectrum(torch.autograd.Function):
         return plan.input_spectrum(x.reshape(n * c, *x.shape[2:])).view(plan.kept[0], -1, n * c)
 
     @staticmethod
+    @_full_precision
     def backward(ctx, grad_spec):
         plan, shape = ctx.meta
         return plan.input_grad(grad_spec.reshape(*plan.kept, shape[0] * shape[1])).view(shape), None
@@ -111,6 +124,7 @@ class _BandLimitedConv(torch.autograd.Function):
         return y.view(n, o, *y.shape[1:])
 
     @staticmethod
+    @_full_precision
     def backward(ctx, grad_y):
         x_spec, weight = ctx.saved_tensors
         plan, backend, groups, x_shape, w_shape = ctx.meta
@@ -125,7 +139,7 @@ class _BandLimitedConv(torch.autograd.Function):
             grad_x_spec = _stitched(
                 backend.grad_input_product(g_spec[rows].view(-1, n, o), w_rows.view(-1, cg, o), groups)
                 for rows, w_rows in plan.filter_chunks(_filters_last(weight))
-            ).view(plan.kept[0], -1, n * c)
+            ).reshape(plan.kept[0], -1, n * c)  # grouped products come back strided (one channel per group)
         if ctx.needs_input_grad[1]:
             for rows in plan.row_chunks(cg * o):
                 gw_rows = backend.grad_weight_product(x_spec[rows].view(-1, n, c), g_spec[rows].view(-1, n, o), groups)
@@ -155,7 +169,9 @@ def _check_inputs(x: object, weight: object, bias: object, d: int, groups: int) 
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         if t.dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
+            raise TypeError(
+                f"{name} must be float32 or float64 (bfloat16 and float16 only inside torch.autocast), got {t.dtype}"
+            )
         if t.dim() != d + 2:
             what = LAYOUTS[d] if name == "input" else f"out_channels x in_channels/groups x kernel ({d + 2} dims)"
             raise ValueError(f"{name} must be {what} (rank {d + 2}), got shape {tuple(t.shape)}")
@@ -230,6 +246,26 @@ def band_limited_conv(
     transform: 'dft' (partial DFT matrices), 'fft' (pruned FFTs) or 'auto' (the cheaper for the
     shape, see transforms.choose_route); all give the same result up to rounding.
     """
+    lowered = _autocast_dtype(x)
+    if lowered is not None:
+        # Under autocast the spectra stay float32/complex64 (torch has no bf16 FFT or complex bf16 GEMM on
+        # CPUs); inputs are widened, the output takes the autocast dtype as F.conv's would.
+        assert isinstance(x, torch.Tensor)  # _autocast_dtype is None for anything else
+        with torch.autocast(x.device.type, enabled=False):
+            y, kept = band_limited_conv(
+                x.float(),
+                weight.float() if isinstance(weight, torch.Tensor) else weight,
+                bias.float() if isinstance(bias, torch.Tensor) else bias,
+                stride,
+                padding,
+                dilation,
+                groups,
+                compress_rate,
+                energy,
+                backend,
+                transform,
+            )
+        return y.to(lowered), kept
     d = weight.dim() - 2 if isinstance(weight, torch.Tensor) else 0
     if d not in (1, 2, 3):
         raise ValueError(
@@ -252,6 +288,13 @@ def band_limited_conv(
     if bias is not None:
         y = y + bias.view(-1, *([1] * d))
     return y, _kept_fraction(geoms, bands)
+
+
+def _autocast_dtype(x: object) -> torch.dtype | None:
+    """The autocast dtype when `x` is a tensor of a device where autocast is on (else None)."""
+    if not isinstance(x, torch.Tensor) or not torch.is_autocast_enabled(x.device.type):
+        return None
+    return torch.get_autocast_dtype(x.device.type)
 
 
 _TAPS = {1: "kL", 2: "kH x kW", 3: "kD x kH x kW"}

@@ -149,9 +149,11 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
             seed=cell["seed"],
             transfer=proxy if transfer else None,
             options=setting.options.get(ATTACK),
+            precision=args.precision,
         )
         settings = {
             "threat": threat.name,
+            "attacker_precision": out.precision,
             "gradient_path": out.gradient_path,
             "transfer_from": proxy if transfer else None,
             "distortion": out.distortion,

@@ -101,7 +101,16 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         if not crafted:
             crafted.update(
                 {
-                    name: craft_nonadaptive(model, name, x, y, epsilons[name], args.seed, setting.options.get(name))
+                    name: craft_nonadaptive(
+                        model,
+                        name,
+                        x,
+                        y,
+                        epsilons[name],
+                        args.seed,
+                        setting.options.get(name),
+                        precision=args.precision,
+                    )
                     for name in SWEEP_ATTACKS
                 }
             )

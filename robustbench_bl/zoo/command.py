@@ -2,7 +2,7 @@
 
 rbl zoo list                      (or python -m robustbench_bl.zoo list)
 rbl zoo card fastnet-50
-rbl zoo train [NAME ...] [--data DIR] [--out DIR] [--work DIR]
+rbl zoo train [NAME ...] [--data DIR] [--out DIR] [--work DIR] [--precision auto|float32|bfloat16]
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from robustbench_bl import data, zoo
+from robustbench_bl import data, precision, zoo
 from robustbench_bl.cli import ArgumentParser, command_line, device, writable_folder
 
 
@@ -30,6 +30,12 @@ def _parser() -> ArgumentParser:
     train.add_argument("--out", default=str(zoo.WEIGHTS_DIR), help="where weights and cards go (default: the package)")
     train.add_argument("--work", default=None, help="folder of the per-epoch resume checkpoints (default: the cache)")
     train.add_argument("--device", type=device, default="auto", help="'auto', 'cpu', 'cuda', ...")
+    train.add_argument(
+        "--precision",
+        choices=precision.PRECISIONS,
+        default="auto",
+        help="the forward's arithmetic; auto: bfloat16 where the hardware has it natively (float32 weights either way)",
+    )
     return parser
 
 
@@ -60,7 +66,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     for name in args.names or list(zoo.SPECS):
-        record = zoo.train(name, data_root=args.data, work_dir=args.work, out_dir=Path(args.out), device=args.device)
+        record = zoo.train(
+            name,
+            data_root=args.data,
+            work_dir=args.work,
+            out_dir=Path(args.out),
+            device=args.device,
+            precision=args.precision,
+        )
         print(
             f"{name}: full test {record['accuracy'].get('full_test', {}).get('accuracy')}, "
             f"sample {record['accuracy']['sample_test']['accuracy']}, {record['train_seconds']:.0f} s",

@@ -1,0 +1,81 @@
+"""The network's working precision for attacking and training: float32, or bfloat16 autocast where the
+hardware computes it natively. Judging (every reported accuracy, whether an example is fooled) never
+goes through here: it stays in the model's own float32.
+
+'auto' picks bfloat16 only where it is fast: a CUDA GPU with bf16 support, or a CPU with native
+bf16 dot products (the `avx512_bf16` or `amx_bf16` flags of /proc/cpuinfo). On a CPU without them
+(AVX2 only) oneDNN emulates bf16 and a FastNet attack step runs ~10x *slower* than in float32
+(benchmarks/precision.py), so 'auto' stays in float32 there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from robustbench_bl.validation import check_choice
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+#: CPU flags (Linux /proc/cpuinfo) that mean bf16 matrix products run in hardware.
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_flags() -> frozenset[str]:
+    """The first CPU's feature flags, or none where /proc/cpuinfo is absent (macOS, Windows)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    return frozenset(line.partition(":")[2].split())
+
+
+def native_bf16(device: torch.device | str) -> bool:
+    """Whether `device` computes bfloat16 matrix products natively (so autocast to bf16 pays off)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return any(flag in _cpu_flags() for flag in NATIVE_BF16_FLAGS)
+    return False
+
+
+def resolve(precision: str, device: torch.device | str) -> str:
+    """'float32' or 'bfloat16' for `precision` in PRECISIONS on `device` ('auto': see the module doc)."""
+    precision = check_choice(precision, "precision", PRECISIONS)
+    if precision == "auto":
+        return "bfloat16" if native_bf16(device) else "float32"
+    return precision
+
+
+@contextlib.contextmanager
+def autocast(precision: str, device: torch.device | str) -> Iterator[None]:
+    """Run the enclosed forward in `precision` ('bfloat16': torch.autocast; 'float32': as it is)."""
+    device = torch.device(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=resolve(precision, device) == "bfloat16"):
+        yield
+
+
+class Autocast(nn.Module):
+    """`model` whose forward runs under bfloat16 autocast and returns float32 scores: what an attacker
+    differentiates to go faster. Parameters stay the model's own (float32), shared, not copied."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            out = self.model(x)
+        return out.float()
+
+
+def for_attacker(model: nn.Module, precision: str, device: torch.device | str) -> nn.Module:
+    """`model` itself in float32, or wrapped in Autocast for bfloat16 (after resolving 'auto')."""
+    return Autocast(model) if resolve(precision, device) == "bfloat16" else model
