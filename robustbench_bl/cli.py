@@ -7,6 +7,7 @@ stays quick."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
@@ -22,6 +23,7 @@ import torch
 from robustbench_bl.precision import PRECISIONS
 
 if TYPE_CHECKING:
+    from robustbench_bl.evaluation.stats import Finding
     from robustbench_bl.runtime.results import ResultsStore
     from robustbench_bl.runtime.sweep import Executor
 
@@ -238,14 +240,15 @@ class Study:
 
         return ResultsStore(self.out / "results.jsonl")
 
-    def conclude(self, finding: str, figures: Sequence[Path] = ()) -> None:
-        """Print the study's finding, keep it as `finding.txt` beside its results (for `rbl report`)
-        and say which files the study wrote."""
+    def conclude(self, finding: Finding, figures: Sequence[Path] = ()) -> None:
+        """Print the study's finding, keep it beside its results as `finding.json` (the fields `rbl
+        report` and the tests read) and `finding.txt` (the text a person reads), and say which files
+        the study wrote."""
         print(finding)
-        (self.out / "finding.txt").write_text(finding + "\n", encoding="utf-8")
-        print(
-            f"wrote {self.store.path.with_suffix('.csv')}, {self.out / 'finding.txt'}, {', '.join(map(str, figures))}"
-        )
+        (self.out / "finding.txt").write_text(f"{finding}\n", encoding="utf-8")
+        (self.out / "finding.json").write_text(json.dumps(finding.to_json(), indent=2) + "\n", encoding="utf-8")
+        written = [self.store.path.with_suffix(".csv"), self.out / "finding.json", self.out / "finding.txt", *figures]
+        print(f"wrote {', '.join(map(str, written))}")
 
     def figure(self, stem: str | None = None) -> Path:
         """Stem (no suffix) of a figure in the output folder."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -12,6 +14,9 @@ matplotlib.use("Agg")  # figures are files; never open a window
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+
+if TYPE_CHECKING:
+    from robustbench_bl.evaluation.stats import Finding
 
 
 def save(fig: plt.Figure, stem: str | os.PathLike[str]) -> list[Path]:
@@ -183,3 +188,35 @@ def distributions(
     if title:
         grid.figure.suptitle(title, y=1.03)
     return save(grid.figure, stem)
+
+
+#: Verdict colours shared by the forest plot and the report's badges.
+VERDICT_COLOURS = {"HOLDS": "#2a7d2a", "DOES NOT HOLD": "#b22222", "INCONCLUSIVE": "#cc8800"}
+
+
+def forest(finding: Finding) -> bytes:
+    """A forest plot of a finding's claims as PNG bytes: each claim's estimate and 95% interval,
+    coloured by its verdict, against its own threshold (the black tick; the paper predicts the effect
+    on the side the arrow points to)."""
+    claims = finding.claims
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(claims) + 1.0))
+    for row, claim in enumerate(claims):
+        colour = VERDICT_COLOURS[claim.verdict.value]
+        ax.plot([claim.low, claim.high], [row, row], color=colour, linewidth=2.5)
+        ax.plot([claim.estimate], [row], "o", color=colour, markersize=6)
+        ax.plot([claim.threshold], [row], "|", color="black", markersize=16, markeredgewidth=2)
+        arrow = ">" if claim.direction == "above" else "<"
+        ax.plot([claim.threshold], [row + 0.28], arrow, color="black", markersize=5)
+    ax.set_yticks(range(len(claims)), [_short(c.label) for c in claims], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("effect (estimate and 95% interval); tick: the claim's threshold", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _short(label: str, width: int = 60) -> str:
+    """A claim label cut to `width` characters for an axis."""
+    return label if len(label) <= width else label[: width - 1] + "…"

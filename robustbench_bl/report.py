@@ -1,5 +1,5 @@
-"""One self-contained HTML page for a results folder: each study's verdict and finding, its
-figures, a sortable table of its rows, the settings and versions that produced them, and a
+"""One self-contained HTML page for a results folder: each study's verdict and finding (read from
+`finding.json`: a table of its claims and a forest plot of their intervals), its figures, a sortable table of its rows, the settings and versions that produced them, and a
 ranked board for leaderboard results (`rbl report DIR`).
 
 A study folder is any folder holding `results.csv` (what every study's --out gets); a folder of
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from robustbench_bl import plots
 from robustbench_bl.evaluation import leaderboard
+from robustbench_bl.evaluation.stats import Finding
 from robustbench_bl.versions import versions
 
-#: Verdicts the studies print (evaluation.stats.overall), 'DOES NOT HOLD' before 'HOLD'.
-VERDICT = re.compile(r"DOES NOT HOLD|INCONCLUSIVE|HOLDS")
 #: Cells longer than this (packed per-image outcomes, JSON blobs) are left out of the row tables.
 LONG_CELL = 120
 #: At most this many rows per table on the page; all of them stay in results.csv.
@@ -38,17 +38,14 @@ class StudyResults:
     name: str
     folder: Path
     rows: pd.DataFrame
-    finding: str | None
+    finding: Finding | None
     figures: tuple[Path, ...]
     board: pd.DataFrame | None
 
     @property
     def verdict(self) -> str:
-        """The verdict of the first line of the finding ('no finding' when none was written)."""
-        if self.finding is None:
-            return "no finding"
-        match = VERDICT.search(self.finding.splitlines()[0])
-        return match.group(0) if match else "see finding"
+        """The finding's verdict ('no finding' when the study wrote none)."""
+        return "no finding" if self.finding is None else self.finding.verdict.value
 
 
 def study_folders(root: str | Path) -> list[Path]:
@@ -74,9 +71,18 @@ def load(folder: Path) -> StudyResults:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise ValueError(f"{folder} holds a damaged CSV file ({err}); rerun the study to rewrite it") from None
     name = str(rows["study"].iloc[0]) if "study" in rows.columns and len(rows) else folder.name
-    finding_path = folder / "finding.txt"
-    finding = finding_path.read_text(encoding="utf-8").strip() if finding_path.is_file() else None
-    return StudyResults(name, folder, rows, finding, tuple(sorted(folder.glob("*.png"))), board)
+    return StudyResults(name, folder, rows, read_finding(folder), tuple(sorted(folder.glob("*.png"))), board)
+
+
+def read_finding(folder: Path) -> Finding | None:
+    """The Finding in folder/finding.json, None when there is none; a damaged file is a ValueError naming it."""
+    path = folder / "finding.json"
+    if not path.is_file():
+        return None
+    try:
+        return Finding.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"{path} is damaged ({type(err).__name__}: {err}); rerun the study to rewrite it") from None
 
 
 def _cell(value: object) -> tuple[str, str]:
@@ -124,6 +130,30 @@ def _figure(path: Path) -> str:
     return f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(path.name)}</figcaption></figure>'
 
 
+def finding_html(finding: Finding) -> str:
+    """A finding as the claim, a table of its claims (estimate, interval, threshold, the paper's
+    number, a coloured verdict), a forest plot of the intervals, and its notes."""
+    rows = []
+    for c in finding.claims:
+        side = ">" if c.direction == "above" else "<"
+        rows.append(
+            f"<tr><td class='label'>{html.escape(c.label)}</td><td>{c.estimate:+.3f}</td>"
+            f"<td>[{c.low:+.3f}, {c.high:+.3f}]</td><td>{html.escape(side)} {c.threshold:+.3f}</td>"
+            f"<td class='label'>{html.escape(c.paper)}</td>"
+            f'<td><span class="verdict {_verdict_class(c.verdict.value)}">{c.verdict.value}</span></td></tr>'
+        )
+    plot = base64.b64encode(plots.forest(finding)).decode("ascii")
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in finding.notes)
+    return (
+        f'<p class="claim">Claim: {html.escape(finding.claim)} <span class="context">({html.escape(finding.context)})</span></p>'
+        '<div class="scroll"><table class="claims"><thead><tr><th>claim</th><th>estimate</th><th>95% interval</th>'
+        f"<th>needs</th><th>paper</th><th>verdict</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+        f'<figure><img alt="forest plot of the claims" src="data:image/png;base64,{plot}">'
+        "<figcaption>each claim's estimate and 95% interval against its threshold (tick)</figcaption></figure>"
+        + (f"<ul class='notes'>{notes}</ul>" if notes else "")
+    )
+
+
 def _verdict_class(verdict: str) -> str:
     return {"HOLDS": "holds", "DOES NOT HOLD": "fails", "INCONCLUSIVE": "open"}.get(verdict, "partial")
 
@@ -141,9 +171,9 @@ def section(study: StudyResults) -> str:
         f'<section id="{html.escape(study.name)}"><h2>{html.escape(study.name)} '
         f'<span class="verdict {_verdict_class(study.verdict)}">{html.escape(study.verdict)}</span></h2>',
         f'<p class="folder">{html.escape(str(study.folder))}: {len(study.rows)} rows</p>',
-        f'<pre class="finding">{html.escape(study.finding)}</pre>'
-        if study.finding
-        else "<p>No finding.txt: the study did not finish, or predates it.</p>",
+        finding_html(study.finding)
+        if study.finding is not None
+        else "<p>No finding.json: the study did not finish, or predates it.</p>",
         *(_figure(p) for p in study.figures),
         board_table(study.board) if study.board is not None else "",
         f"<details><summary>settings shared by every row ({len(settings)})</summary>{table(settings_frame)}</details>",
@@ -161,7 +191,8 @@ body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0
 nav ul{columns:2;list-style:none;padding:0} section{border-top:1px solid #ccc;margin-top:2em}
 .verdict{font-size:.7em;padding:.15em .5em;border-radius:.3em;color:#fff;background:#777;vertical-align:middle}
 .verdict.holds{background:#2a7d2a}.verdict.fails{background:#b22}.verdict.open{background:#c80}.verdict.partial{background:#36a}
-pre.finding{white-space:pre-wrap;background:#f6f6f6;padding:.8em;border-radius:.3em}
+p.claim{font-weight:bold} p.claim .context{font-weight:normal;color:#555}
+table.claims td.label{text-align:left;white-space:normal;max-width:32em} ul.notes{font-size:.85em;color:#444}
 figure{margin:1em 0} figure img{max-width:100%;border:1px solid #ddd}
 .scroll{overflow:auto;max-height:40em;margin:.3em 0 1em} table{border-collapse:collapse;font-size:.8em}
 th,td{border:1px solid #ddd;padding:.2em .5em;text-align:right;white-space:nowrap}

@@ -4,8 +4,6 @@ the threshold, and its estimates equal the hand-computed differences."""
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,12 +21,12 @@ def bits(share: float, seed: int) -> str:
     return stats.pack(np.random.default_rng(seed).permutation(right))
 
 
-def verdict(text: str) -> str:
-    return re.match(r"Finding \('[^']*'\) (HOLDS|DOES NOT HOLD|INCONCLUSIVE)", text).group(1)
+def verdict(finding: stats.Finding) -> str:
+    return finding.verdict.value
 
 
-def estimates(text: str) -> list[float]:
-    return [float(m) for m in re.findall(r": ([+-]\d\.\d+) \[", text)]
+def estimates(finding: stats.Finding) -> list[float]:
+    return [c.estimate for c in finding.claims]
 
 
 def mismatch_table(accuracy: dict[tuple[float, float], float]) -> pd.DataFrame:
@@ -81,7 +79,7 @@ def test_noise_robustness_judges_accuracy_at_the_high_noise_levels(high: float, 
     assert verdict(text) == word
     # the two claims (gauss, uniform; normalized) are the accuracy difference at std 1 and 2
     assert estimates(text)[:2] == pytest.approx([high - 0.1] * 2, abs=1e-9)
-    assert "plain stopped at 1 epoch(s) (clean 0.800)" in text
+    assert "plain stopped at 1 epoch(s) (clean 0.800)" in str(text)
 
 
 def accuracy_table(half: float, energy: float) -> pd.DataFrame:
@@ -140,7 +138,9 @@ def test_decision_based_is_a_sign_test_with_an_exact_binomial_interval(larger: i
     text = studies.module("decision_based").finding(shares)
     assert verdict(text) == word
     ci = binomtest(larger, 500).proportion_ci(method="exact")
-    assert f"[{ci.low:+.3f}, {ci.high:+.3f}]" in text and estimates(text) == [pytest.approx(larger / 500, abs=5e-4)]
+    assert f"[{ci.low:+.3f}, {ci.high:+.3f}]" in str(text) and estimates(text) == [
+        pytest.approx(larger / 500, abs=5e-4)
+    ]
 
 
 @pytest.mark.parametrize(("robust", "word"), [(0.72, "HOLDS"), (0.60, "INCONCLUSIVE"), (0.40, "DOES NOT HOLD")])
@@ -157,8 +157,8 @@ def test_channel_sweep_judges_recovery_with_an_exact_binomial_interval(robust: f
     assert verdict(text) == word  # JPEG is a note, not a claim
     ci = binomtest(round(robust * 200), 200).proportion_ci(method="exact")
     assert estimates(text)[0] == pytest.approx(robust / 0.8, abs=5e-4)
-    assert f"[{ci.low / 0.8:+.3f}, {ci.high / 0.8:+.3f}]" in text.splitlines()[1]
-    assert "not judged (JPEG" in text
+    assert f"[{ci.low / 0.8:+.3f}, {ci.high / 0.8:+.3f}]" in str(text).splitlines()[1]
+    assert "not judged (JPEG" in str(text)
 
 
 def test_resources_judges_time_by_a_t_interval_over_pairs_and_memory_exactly() -> None:
@@ -176,7 +176,7 @@ def test_resources_judges_time_by_a_t_interval_over_pairs_and_memory_exactly() -
     assert verdict(text) == "DOES NOT HOLD"  # memory 1.1x does not fall
     logs = np.log([0.68, 0.7, 0.72])
     mean, lo, hi = stats.mean_interval(logs)
-    assert f"{-mean:+.3f} [{-hi:+.3f}, {-lo:+.3f}]" in text and "HOLDS" in text.splitlines()[1]
+    assert f"{-mean:+.3f} [{-hi:+.3f}, {-lo:+.3f}]" in str(text) and "HOLDS" in str(text).splitlines()[1]
     assert estimates(text)[1] == pytest.approx(-np.log(1.1), abs=5e-4)
 
 
@@ -199,7 +199,7 @@ def test_adaptive_judges_the_strongest_adaptive_attacker_against_the_bare_model(
     text = module.finding(pd.DataFrame(rows))
     assert verdict(text) == word
     assert estimates(text)[0] == pytest.approx(0.10 - strongest, abs=1e-9)  # fft: bare minus its strongest (eot)
-    assert "fft: bare 0.100 - eot" in text and "not judged (JPEG" in text
+    assert "fft: bare 0.100 - eot" in str(text) and "not judged (JPEG" in str(text)
 
 
 @pytest.mark.parametrize(("end", "word"), [(0.4, "HOLDS"), (0.8, "DOES NOT HOLD")])
@@ -215,4 +215,4 @@ def test_energy_dynamics_checks_the_direction_the_seed_states(end: float, word: 
     text = studies.module("energy_dynamics").finding(pd.DataFrame(rows))
     assert verdict(text) == word
     assert estimates(text) == [pytest.approx(0.6 - end, abs=1e-9)]
-    assert "conv1 (fixed input images, not judged)" in text
+    assert "conv1 (fixed input images, not judged)" in str(text)

@@ -124,6 +124,6 @@ def test_log_ratios_pair_each_fooling_adversarial_with_its_natural_image() -> No
 
 @pytest.mark.parametrize(("m1", "word"), [((3.0, 6.0, 12.0), "HOLDS"), ((0.5, 1.0, 2.0), "DOES NOT HOLD")])
 def test_finding_judges_the_paired_log_ratio(m1: tuple[float, ...], word: str) -> None:
-    text = finding(synthetic(m1, (True, True, True)))
+    text = str(finding(synthetic(m1, (True, True, True))))
     assert text.startswith(f"Finding ('adversarial examples are less stable: larger M1 and M2') {word}")
     assert "cw-l2, M1 of f=ce-original" in text.splitlines()[1]

@@ -31,18 +31,19 @@ def test_unknown_precision_is_refused_by_name() -> None:
         precision.resolve("fp8", "cpu")
 
 
-def test_autocast_wrapper_runs_the_model_in_bfloat16_and_returns_float32() -> None:
+def test_the_attacker_view_runs_the_model_in_bfloat16_and_returns_float32() -> None:
     seen = []
 
-    class Probe(nn.Linear):
+    class Probe(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            seen.append(torch.is_autocast_enabled("cpu"))
-            return super().forward(x)
+            seen.append((torch.is_autocast_enabled("cpu"), x.is_contiguous(memory_format=torch.channels_last)))
+            return x.flatten(1) @ torch.ones(x[0].numel(), 3, dtype=x.dtype)
 
-    inner = Probe(4, 3)
-    out = precision.Autocast(inner)(torch.rand(2, 4))
-    assert seen == [True] and out.dtype == torch.float32
-    assert precision.for_attacker(inner, "float32", "cpu") is inner
+    out = precision.for_attacker(Probe(), "bfloat16", "cpu")(torch.rand(2, 3, 4, 4))
+    assert out.dtype == torch.float32
+    plain = precision.for_attacker(Probe(), "float32", "cpu")(torch.rand(2, 3, 4, 4, dtype=torch.float64))
+    assert plain.dtype == torch.float64  # float32 mode changes nothing but the layout
+    assert seen == [(True, True), (False, True)]
 
 
 def _relative(actual: torch.Tensor, expected: torch.Tensor) -> float:

@@ -4,6 +4,7 @@ errors, every figure decodes, sorting orders numbers as numbers and reverses on 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from robustbench_bl import plots, report, studies
 from robustbench_bl.__main__ import main as rbl
 from robustbench_bl.cli import command_line
+from robustbench_bl.evaluation import stats
 
 CHROMIUM = next(
     (
@@ -27,8 +29,8 @@ CHROMIUM = next(
 REQUIRE_BROWSER = os.environ.get("RBL_REQUIRE_BROWSER") == "1"
 
 
-def fake_study(folder: Path, name: str, values: list[float], finding: str | None) -> Path:
-    """A study folder as the studies write it: results.csv, a figure, finding.txt."""
+def fake_study(folder: Path, name: str, values: list[float], finding: stats.Finding | None) -> Path:
+    """A study folder as the studies write it: results.csv, a figure, finding.json."""
     folder.mkdir(parents=True)
     rows = pd.DataFrame(
         {
@@ -44,17 +46,18 @@ def fake_study(folder: Path, name: str, values: list[float], finding: str | None
     rows.to_csv(folder / "results.csv", index=False)
     plots.lines(rows, x="level", y="value", xlabel="level", ylabel="accuracy", title=name, stem=folder / name)
     if finding is not None:
-        (folder / "finding.txt").write_text(finding)
+        (folder / "finding.json").write_text(json.dumps(finding.to_json()))
     return folder
 
 
 @pytest.fixture
 def results(tmp_path: Path) -> Path:
     root = tmp_path / "results"
-    fake_study(root / "a", "alpha", [10.0, 9.0, 100.0, 0.5], "Finding ('x') DOES NOT HOLD: 0.1 [0.0, 0.2]\n  more")
-    fake_study(
-        root / "b", "beta", [0.3, 0.2], "Finding ('y') INCONCLUSIVE on 2 images:\n  a: +0.1 [-0.1, +0.2] DOES NOT HOLD"
-    )
+    fails = stats.Claim("x <bigger>", -0.1, -0.2, -0.05, paper="paper: 5%")
+    fake_study(root / "a", "alpha", [10.0, 9.0, 100.0, 0.5], stats.finding("x", [fails], "on 4 images", ["more"]))
+    open_ = stats.Claim("a", 0.1, -0.1, 0.2)
+    holds = stats.Claim("b", -0.3, -0.4, -0.2, threshold=-0.1, direction="below")
+    fake_study(root / "b", "beta", [0.3, 0.2], stats.finding("y", [open_, holds], "on 2 images"))
     fake_study(root / "nested" / "c", "gamma", [0.1, 0.2], None)
     board = pd.DataFrame(
         {
@@ -83,10 +86,11 @@ def test_folders_are_the_root_or_every_study_below_it(results: Path, tmp_path: P
         report.study_folders(tmp_path / "missing")
 
 
-def test_verdicts_come_from_the_findings_first_line(results: Path) -> None:
+def test_verdicts_come_from_the_finding_json(results: Path) -> None:
     loaded = {f.name: report.load(f) for f in report.study_folders(results)}
     assert loaded["a"].verdict == "DOES NOT HOLD"
-    assert loaded["b"].verdict == "INCONCLUSIVE"  # the first line's verdict, not a claim's
+    assert loaded["b"].verdict == "INCONCLUSIVE"  # the finding's verdict, not a claim's
+    assert [c.verdict for c in loaded["b"].finding.claims] == ["INCONCLUSIVE", "HOLDS"]
     assert loaded["c"].verdict == "no finding"
     assert loaded["a"].name == "alpha" and len(loaded["a"].figures) == 1 and loaded["b"].board is not None
 
@@ -101,6 +105,23 @@ def test_constant_and_long_columns_leave_the_row_table(results: Path) -> None:
 def test_board_shows_percent_with_intervals(results: Path) -> None:
     page = report.board_table(report.load(results / "b").board)
     assert "31.0 [22.0, 41.0]" in page and "90.0 [85.0, 95.0]" in page and "clean_ci_low" not in page
+
+
+def test_a_finding_shows_as_a_table_of_claims_with_a_forest_plot(results: Path) -> None:
+    page = report.section(report.load(results / "a"))
+    assert "<td class='label'>x &lt;bigger&gt;</td><td>-0.100</td><td>[-0.200, -0.050]</td><td>&gt; +0.000</td>" in page
+    assert '<span class="verdict fails">DOES NOT HOLD</span>' in page and "paper: 5%" in page
+    assert page.count("data:image/png;base64,") == 2  # the study's figure and the forest plot
+    assert "<li>more</li>" in page
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"\xff\xfe binary", b'{"claim": "x"}', b'{"claim": "x", "context": "", "claims": []}']
+)
+def test_damaged_finding_json_is_a_clear_error_naming_the_file(results: Path, content: bytes) -> None:
+    (results / "a" / "finding.json").write_bytes(content)
+    with pytest.raises(ValueError, match=r"finding\.json is damaged"):
+        report.load(results / "a")
 
 
 def test_damaged_csv_is_a_clear_error(results: Path) -> None:
@@ -151,9 +172,13 @@ def test_page_in_a_real_browser(results: Path, tmp_path: Path) -> None:
         page.wait_for_load_state("load")
         assert errors == []
         sizes = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
-        assert len(sizes) == 4 and all(done and w > 100 and h > 100 for done, w, h in sizes)
+        # a figure per study and a forest plot per finding (alpha, beta, conv_error; gamma has none)
+        assert len(sizes) == 7 and all(done and w > 100 and h > 50 for done, w, h in sizes)
         assert page.locator("section").count() == 4
-        assert page.locator("#conv_error .verdict").inner_text() in ("HOLDS", "DOES NOT HOLD")
+        assert page.locator("#conv_error h2 .verdict").inner_text() in ("HOLDS", "DOES NOT HOLD")
+        claims = page.locator("#beta table.claims tbody tr")
+        assert claims.count() == 2 and claims.nth(1).locator(".verdict").inner_text() == "HOLDS"
+        assert page.locator("#beta table.claims .verdict.holds").count() == 1  # coloured by verdict
 
         table = page.locator("#alpha table.sortable").last
         column = table.locator("th", has_text="value")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -96,11 +98,27 @@ def test_overall_verdict_and_finding_text() -> None:
     assert stats.overall([good, good]) == "HOLDS"
     assert stats.overall([good, open_]) == "INCONCLUSIVE"
     assert stats.overall([good, open_, bad]) == "DOES NOT HOLD"
-    text = stats.finding("claim", [good, open_], "on 10 images", ["note"])
+    finding = stats.finding("claim", [good, open_], "on 10 images", ["note"])
+    text = str(finding)
     assert text.splitlines()[0] == "Finding ('claim') INCONCLUSIVE on 10 images:"
     assert text.splitlines()[1:] == [f"  {good}", f"  {open_}", "  note"]
+    assert stats.Finding.from_json(json.loads(json.dumps(finding.to_json()))) == finding
+    assert finding.to_json()["claims"][1]["verdict"] == "INCONCLUSIVE"
     with pytest.raises(ValueError, match="claims"):
         stats.overall([])
+    with pytest.raises(ValueError, match="claims"):
+        stats.finding("claim", [], "on 0 images")
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "word"), [(-0.3, -0.2, "HOLDS"), (-0.2, 0.1, "INCONCLUSIVE"), (0.05, 0.2, "DOES NOT HOLD")]
+)
+def test_a_claim_predicted_below_its_threshold(low: float, high: float, word: str) -> None:
+    """The paper's direction: 'energy loses to static' is an effect predicted below zero."""
+    claim = stats.Claim("energy - static", (low + high) / 2, low, high, direction="below")
+    assert claim.verdict == word and "needs < +0.000" in str(claim)
+    with pytest.raises(ValueError, match="direction"):
+        stats.Claim("x", 0, 0, 0, direction="sideways")
 
 
 def test_mean_interval_is_students_t_by_hand() -> None:

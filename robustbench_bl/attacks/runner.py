@@ -181,12 +181,6 @@ def run(
     crafted = make(attack, **(options or {}))
     device, dtype = placement(defended.model)
     working = attacker_precision(crafted, precision, device)
-    attacker = Defended(
-        precision_.for_attacker(defended.model, working, device),
-        defended.channel,
-        defended.votes,
-        max_batch=defended.max_batch,
-    )
     x, y = (
         x.detach().to(device, dtype).contiguous(),
         y.to(device),
@@ -199,6 +193,8 @@ def run(
         check_labels(y, len(x), counts.shape[1], "y")
         masked = gradient_masking(defended, x, y)
         distortion = defended.channel.distortion(x, draws=1).mean().item()  # one draw: a mean over all of x
+        view = precision_.for_attacker(defended.model, working, device)
+        attacker = Defended(view, defended.channel, defended.votes, max_batch=defended.max_batch)
         chosen = threat_model(attacker, entry.kind == DECISION, threat, eot_samples, seed, transfer, batch_size)
         parts, seconds = [], 0.0
         chunks = range(0, len(x), batch_size)

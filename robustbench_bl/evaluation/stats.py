@@ -1,6 +1,7 @@
 """Intervals and verdicts of the studies: paired bootstrap over test examples, exact binomial
 intervals, bootstrap intervals of medians, per-example outcomes packed into result rows, and the
-`Claim` every study finding is made of (HOLDS / DOES NOT HOLD / INCONCLUSIVE against a threshold).
+`Claim` every study `Finding` is made of (a `Verdict`: HOLDS / DOES NOT HOLD / INCONCLUSIVE against a
+threshold, in the direction the paper predicts).
 
 Every measurement of a study uses the same test images, so resampling the images once and
 recomputing every statistic on that resample keeps the pairing between models and conditions.
@@ -9,7 +10,8 @@ recomputing every statistic on that resample keeps the pairing between models an
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -134,20 +136,37 @@ def binomial_interval(successes: int, n: int, level: float = 0.95) -> tuple[floa
     return successes / n, float(ci.low), float(ci.high)
 
 
-def verdict(low: float, high: float, threshold: float = 0.0) -> str:
-    """HOLDS when the whole interval of an effect predicted to exceed `threshold` lies above it,
-    DOES NOT HOLD when it lies wholly below, else (it straddles the threshold) INCONCLUSIVE."""
-    if low > threshold:
-        return "HOLDS"
-    if high < threshold:
-        return "DOES NOT HOLD"
-    return "INCONCLUSIVE"
+class Verdict(str, Enum):
+    """A claim's (or a finding's) verdict against its threshold at 95%."""
+
+    HOLDS = "HOLDS"
+    DOES_NOT_HOLD = "DOES NOT HOLD"
+    INCONCLUSIVE = "INCONCLUSIVE"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: The two directions a paper can predict an effect in, relative to the claim's threshold.
+DIRECTIONS = ("above", "below")
+
+
+def verdict(low: float, high: float, threshold: float = 0.0, direction: str = "above") -> Verdict:
+    """HOLDS when the whole interval of an effect predicted to lie `direction` ('above' or 'below')
+    `threshold` lies there, DOES NOT HOLD when it lies wholly on the other side, else (it straddles
+    the threshold) INCONCLUSIVE."""
+    above, below = (low > threshold, high < threshold) if direction == "above" else (high < threshold, low > threshold)
+    if above:
+        return Verdict.HOLDS
+    if below:
+        return Verdict.DOES_NOT_HOLD
+    return Verdict.INCONCLUSIVE
 
 
 @dataclass(frozen=True)
 class Claim:
-    """One judged comparison of a study: an effect that the seed predicts to exceed `threshold`,
-    its estimate with a 95% interval, and the seed's reference beside it."""
+    """One judged comparison of a study: an effect that the paper predicts to lie `direction` of
+    `threshold`, its estimate with a 95% interval, and the paper's reference beside it."""
 
     label: str
     estimate: float
@@ -155,29 +174,75 @@ class Claim:
     high: float
     threshold: float = 0.0
     paper: str = ""
+    direction: str = "above"
+
+    def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
 
     @property
-    def verdict(self) -> str:
-        return verdict(self.low, self.high, self.threshold)
+    def verdict(self) -> Verdict:
+        return verdict(self.low, self.high, self.threshold, self.direction)
 
     def __str__(self) -> str:
         paper = f" (paper: {self.paper})" if self.paper else ""
+        needs = ">" if self.direction == "above" else "<"
         return (
-            f"{self.label}: {self.estimate:+.3f} [{self.low:+.3f}, {self.high:+.3f}], needs > {self.threshold:+.3f}: "
-            f"{self.verdict}{paper}"
+            f"{self.label}: {self.estimate:+.3f} [{self.low:+.3f}, {self.high:+.3f}], needs {needs} "
+            f"{self.threshold:+.3f}: {self.verdict}{paper}"
         )
 
 
-def overall(claims: Iterable[Claim]) -> str:
+def overall(claims: Iterable[Claim]) -> Verdict:
     """DOES NOT HOLD if any claim does not hold, HOLDS if all hold, else INCONCLUSIVE."""
     words = {c.verdict for c in claims}
     if not words:
         raise ValueError("claims must hold at least one Claim")
-    return "DOES NOT HOLD" if "DOES NOT HOLD" in words else "HOLDS" if words == {"HOLDS"} else "INCONCLUSIVE"
+    if Verdict.DOES_NOT_HOLD in words:
+        return Verdict.DOES_NOT_HOLD
+    return Verdict.HOLDS if words == {Verdict.HOLDS} else Verdict.INCONCLUSIVE
 
 
-def finding(claim: str, claims: Iterable[Claim], context: str, notes: Iterable[str] = ()) -> str:
-    """A study's finding: 'Finding ('claim') VERDICT context:' then one line per claim and note."""
-    claims = list(claims)
-    lines = [str(c) for c in claims] + list(notes)
-    return f"Finding ({claim!r}) {overall(claims)} {context}:\n  " + "\n  ".join(lines)
+@dataclass(frozen=True)
+class Finding:
+    """A study's finding as data: the claim it tests (in the paper's words and direction), its judged
+    `claims`, the context (images, intervals) and notes. `str` is the text a person reads,
+    `to_json` / `from_json` the file `rbl report` and the tests read."""
+
+    claim: str
+    claims: tuple[Claim, ...]
+    context: str
+    notes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.claims:
+            raise ValueError("claims must hold at least one Claim")
+
+    @property
+    def verdict(self) -> Verdict:
+        return overall(self.claims)
+
+    def __str__(self) -> str:
+        lines = [str(c) for c in self.claims] + list(self.notes)
+        return f"Finding ({self.claim!r}) {self.verdict} {self.context}:\n  " + "\n  ".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """The finding as JSON-ready fields, every claim with its verdict."""
+        return {
+            "claim": self.claim,
+            "verdict": self.verdict.value,
+            "context": self.context,
+            "claims": [{**asdict(c), "verdict": c.verdict.value} for c in self.claims],
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> Finding:
+        """The Finding of `to_json`'s fields (verdicts are recomputed, not trusted)."""
+        claims = tuple(Claim(**{k: v for k, v in c.items() if k != "verdict"}) for c in record["claims"])
+        return cls(record["claim"], claims, record["context"], tuple(record.get("notes", ())))
+
+
+def finding(claim: str, claims: Iterable[Claim], context: str, notes: Iterable[str] = ()) -> Finding:
+    """A study's Finding; printed, it reads 'Finding ('claim') VERDICT context:' then a line per claim and note."""
+    return Finding(claim, tuple(claims), context, tuple(notes))

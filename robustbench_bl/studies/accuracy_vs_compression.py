@@ -61,7 +61,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def finding(table: pd.DataFrame, seed: int = 0) -> str:
+def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
     """Per seed: accuracy at 50% static minus at 0% against the allowed loss, and each energy-based
     model minus static accuracy interpolated at the fraction it discards; paired-bootstrap intervals."""
     n = int(table.n.iloc[0])

@@ -61,7 +61,7 @@ TOLERANCE = 0.05
 PAPER = "second seed ch. 3: adaptive attacks (BPDA, EOT) close the window again, no number"
 
 
-def finding(table: pd.DataFrame, seed: int = 0) -> str:
+def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
     """Per channel: the bare model's robust accuracy minus the defended one's under the strongest
     adaptive attacker at the largest budget, with a 95% paired-bootstrap interval (needs > -TOLERANCE);
     the non-adaptive window and the median minimal perturbations as notes."""

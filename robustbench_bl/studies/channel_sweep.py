@@ -58,7 +58,7 @@ RECOVERED = 0.75
 PAPER = "second seed Fig. 3.1: all channels recover ~0.85 of clean accuracy"
 
 
-def finding(best: pd.DataFrame, n: int, bare: float) -> str:
+def finding(best: pd.DataFrame, n: int, bare: float) -> stats.Finding:
     """Per seed channel and attack: recovery at the best strength (defended robust accuracy / the bare
     model's clean accuracy `bare`) with the exact binomial interval of the robust accuracy over the n
     images, scaled by `bare`; JPEG and the channels left at the edge of their range as notes."""

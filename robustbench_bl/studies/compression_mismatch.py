@@ -54,7 +54,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def finding(table: pd.DataFrame, seed: int = 0) -> str:
+def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
     """Per trained model, accuracy at its own rate minus its best accuracy at any other test rate,
     with a 95% paired-bootstrap interval over the test images (ties are INCONCLUSIVE, not a pass)."""
     n = int(table.n.iloc[0])

@@ -97,7 +97,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def finding(table: pd.DataFrame, seed: int = 0) -> str:
+def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
     """Per-image paired differences with 95% bootstrap intervals of their mean: error at 85% minus at
     50% per scheme (grows), and lead minus top at 50% and 85% (top below lead)."""
     errors = table.pivot_table(index="image", columns=["scheme", "compress_rate"], values="value")

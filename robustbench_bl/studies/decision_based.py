@@ -56,7 +56,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 PAPER = "second seed 2.3.3: band-limited models need larger perturbations, no number"
 
 
-def finding(shares: pd.DataFrame) -> str:
+def finding(shares: pd.DataFrame) -> stats.Finding:
     """Per band-limited model and attack: the share of untied pairs on which it needs the larger
     perturbation, with an exact binomial 95% interval, against one half."""
     claims = []

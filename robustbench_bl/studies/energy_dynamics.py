@@ -40,7 +40,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 PAPER = "first seed Fig. 4: compression falls during training, no number"
 
 
-def finding(table: pd.DataFrame) -> str:
+def finding(table: pd.DataFrame) -> stats.Finding:
     """Per energy and learned-input layer (every layer after the first), the fall of its discarded
     fraction from initialization to the last epoch, with a t interval over training seeds."""
     claims, notes = [], []

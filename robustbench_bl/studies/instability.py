@@ -154,7 +154,7 @@ PAPER = "second seed 3.2.2: M1 and M2 larger around adversarial examples, no num
 LABELS = {"m1": "M1", "m2": "|M2|"}
 
 
-def finding(table: pd.DataFrame, seed: int = 0) -> str:
+def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
     """Per model, attack and metric (M1, |M2|): the median per-example log ratio adversarial / natural
     for the seed's f, with a 95% bootstrap interval; the other f and the noisy copies as notes."""
     claims, notes = [], []

@@ -67,7 +67,7 @@ TOLERANCE = 0.05
 PAPER = "second seed ch. 3: adaptive attacks close the window of every lossy channel, no number"
 
 
-def finding(board: pd.DataFrame) -> str:
+def finding(board: pd.DataFrame) -> stats.Finding:
     """The seed's claim under the strong protocol: the undefended plain model's robust accuracy minus
     the best defended entry's (needs > -TOLERANCE), with the conservative interval from both 95%
     intervals; the top row and which rows beat the undefended model beyond the intervals as notes."""

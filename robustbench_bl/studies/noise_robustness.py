@@ -105,7 +105,7 @@ def _high(acc: Mapping[Any, np.ndarray], noise: str, variant: str, model: Model,
     return np.mean([acc[noise, variant, model, level] for level in levels], axis=0)
 
 
-def finding(table: pd.DataFrame, seed: int = 0) -> str:
+def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
     """Per noise and variant, the accuracy of each band-limited model minus a plain model's, averaged
     over the high noise levels, with 95% paired-bootstrap intervals: against the plain model of the
     same seed (the claim), against the early-stopped plain controls, and seed against seed."""

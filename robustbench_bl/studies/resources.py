@@ -42,7 +42,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 PAPER = "first seed Fig. 13, Table 2: 0.7x time and 0.6x memory at 50% (GPU)"
 
 
-def finding(table: pd.DataFrame) -> str:
+def finding(table: pd.DataFrame) -> stats.Finding:
     """Per rate > 0 (fp32): time per epoch relative to 0% with a 95% t interval over the side-by-side
     pairs (on the log ratio), and memory relative to 0% (bytes are exact: no interval); each must be
     below 1. Plain nn.Conv2d as a note."""

@@ -85,7 +85,7 @@ def ranking(table: pd.DataFrame, train_rate: float = 0.0) -> tuple[pd.DataFrame,
     return scores, average_ranks(scores), stat, p, nemenyi_cd(scores.shape[1], scores.shape[0])
 
 
-def finding(table: pd.DataFrame, seed: int = 0) -> str:
+def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
     """The equivalence claim (trained and tested at each rate > 0 against 0%), per data set numbers,
     and the Friedman / Nemenyi ranking of test compression rates for the models trained at 0%."""
     strata, names = [], []
