@@ -11,12 +11,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from scipy.stats import beta, binomtest, norm
+from scipy.stats import binomtest, norm
 from torch import Tensor, nn
 
 from ._foolbox import import_foolbox
 from .channels import Channel, GaussianNoise, Identity
 from .channels.base import SeededGenerators
+from .evaluation.stats import binomial_lower
 from .models.common import placement, run_model
 from .validation import check_images, check_positive_int, check_range
 
@@ -100,7 +101,7 @@ class Defended(nn.Module):
         alpha = check_range(alpha, "alpha", 0.0, 1.0, low_inclusive=False, high_inclusive=False)
         guess = majority(self._counts(x, n0))
         hits = self._counts(x, n).gather(1, guess[:, None]).squeeze(1)
-        p_lower = torch.tensor(pa_lower_bound(hits.cpu().tolist(), n, alpha), dtype=torch.float64)
+        p_lower = torch.tensor([binomial_lower(h, n, alpha) for h in hits.cpu().tolist()], dtype=torch.float64)
         certified = p_lower >= 0.5
         radii = self.channel.strength * torch.from_numpy(norm.ppf(p_lower.numpy()))
         labels = torch.where(certified.to(guess.device), guess, -1)
@@ -143,8 +144,3 @@ class Defended(nn.Module):
 def majority(counts: Tensor) -> Tensor:
     """The most voted class per row of `counts` (N x classes); ties go to the lowest index."""
     return counts.argmax(1)  # argmax returns the first maximum
-
-
-def pa_lower_bound(hits: list[int], n: int, alpha: float) -> list[float]:
-    """One-sided (1 - alpha) Clopper-Pearson lower bounds on p from `hits` successes out of `n`."""
-    return [0.0 if k == 0 else float(beta.ppf(alpha, k, n - k + 1)) for k in hits]

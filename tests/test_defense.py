@@ -12,7 +12,8 @@ from torch import nn
 from robustbench_bl import Defended
 from robustbench_bl._foolbox import import_foolbox
 from robustbench_bl.channels import FFTCompression, GaussianNoise, Identity, UniformNoise
-from robustbench_bl.defense import majority, pa_lower_bound
+from robustbench_bl.defense import majority
+from robustbench_bl.evaluation.stats import binomial_lower
 
 CLASSES = 4
 
@@ -133,7 +134,7 @@ def test_certify_abstains_on_a_coin_flip():
 
 
 @pytest.mark.parametrize(("hits", "n"), [(90, 100), (17, 20), (1, 30)])
-def test_pa_lower_bound_solves_the_binomial_tail_equation(hits, n):
+def test_binomial_lower_bound_solves_the_binomial_tail_equation(hits, n):
     # Clopper-Pearson: the lower bound p solves P[Bin(n, p) >= hits] = alpha; solve it by bisection.
     alpha = 0.01
 
@@ -144,8 +145,8 @@ def test_pa_lower_bound_solves_the_binomial_tail_equation(hits, n):
     for _ in range(60):
         mid = (low + high) / 2
         low, high = (mid, high) if upper_tail(mid) < alpha else (low, mid)
-    assert pa_lower_bound([hits], n, alpha)[0] == pytest.approx(low, abs=1e-9)
-    assert pa_lower_bound([0], n, alpha) == [0.0]
+    assert binomial_lower(hits, n, alpha) == pytest.approx(low, abs=1e-9)
+    assert binomial_lower(0, n, alpha) == 0.0
 
 
 def test_same_seed_same_scores_different_seed_different_scores():

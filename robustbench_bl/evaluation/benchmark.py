@@ -18,7 +18,6 @@ from typing import Any
 
 import pandas as pd
 import torch
-from scipy.stats import beta
 from torch import nn
 
 from robustbench_bl import attacks
@@ -26,6 +25,7 @@ from robustbench_bl import data as datasets
 from robustbench_bl.channels import Channel
 from robustbench_bl.channels import make as make_channel
 from robustbench_bl.defense import Defended
+from robustbench_bl.evaluation import stats
 from robustbench_bl.validation import check_choice, check_positive_int, check_range
 from robustbench_bl.versions import versions
 
@@ -72,15 +72,6 @@ def threat_for(defended: Defended, x: torch.Tensor, y: torch.Tensor) -> attacks.
     """bpda where the channel masks gradients, eot where it is random, both when both, else whitebox."""
     masked = attacks.gradient_masking(defended, x, y) > 0
     return attacks.Threat(adaptive=True, bpda=masked, eot=defended.channel.stochastic)
-
-
-def clopper_pearson(successes: float, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Exact binomial interval; `successes` may be fractional (a mean over repeats of per-example
-    outcomes in [0, 1], whose variance is at most the binomial one, so the interval stays valid)."""
-    tail = (1 - level) / 2
-    low = 0.0 if successes <= 0 else float(beta.ppf(tail, successes, n - successes + 1))
-    high = 1.0 if successes >= n else float(beta.ppf(1 - tail, successes + 1, n - successes))
-    return low, high
 
 
 def benchmark(
@@ -184,8 +175,8 @@ def _row(
 ) -> dict[str, Any]:
     """The protocol's result row: settings, the suite as run, accuracies with intervals, flags."""
     n = len(clean)
-    clean_ci = clopper_pearson(clean.sum().item(), n)
-    robust_ci = clopper_pearson(robust.sum().item(), n)
+    clean_ci = stats.binomial_interval(clean.sum().item(), n)[1:]
+    robust_ci = stats.binomial_interval(robust.sum().item(), n)[1:]
     gradient_threat = f"[{threat}, eot_samples={eot_samples}]" if threat.eot else f"[{threat}]"
     described = [
         f"{name}{'[vote]' if attacks.spec(name).kind == attacks.DECISION else gradient_threat}{opts if opts else ''}"

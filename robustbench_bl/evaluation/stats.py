@@ -126,14 +126,28 @@ def mean_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float
     return mean, mean - half, mean + half
 
 
-def binomial_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float, float]:
-    """(share, low, high): the exact (Clopper-Pearson) interval of a binomial proportion."""
-    from scipy.stats import binomtest
+def binomial_interval(successes: float, n: int, level: float = 0.95) -> tuple[float, float, float]:
+    """(share, low, high): the exact two-sided (Clopper-Pearson) interval of a binomial proportion.
 
+    `successes` may be fractional (a mean over repeats of per-example outcomes in [0, 1], whose
+    variance is at most the binomial one, so the interval stays valid)."""
     if n <= 0 or not 0 <= successes <= n:
         raise ValueError(f"successes and n must satisfy 0 <= successes <= n and n > 0, got {successes} of {n}")
-    ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=level, method="exact")
-    return successes / n, float(ci.low), float(ci.high)
+    tail = (1 - level) / 2
+    return successes / n, binomial_lower(successes, n, tail), _binomial_upper(successes, n, tail)
+
+
+def binomial_lower(successes: float, n: int, alpha: float) -> float:
+    """The one-sided (1 - alpha) Clopper-Pearson lower bound on p: the p with P[Bin(n, p) >= successes] = alpha."""
+    from scipy.stats import beta
+
+    return 0.0 if successes <= 0 else float(beta.ppf(alpha, successes, n - successes + 1))
+
+
+def _binomial_upper(successes: float, n: int, alpha: float) -> float:
+    from scipy.stats import beta
+
+    return 1.0 if successes >= n else float(beta.ppf(1 - alpha, successes + 1, n - successes))
 
 
 class Verdict(str, Enum):
