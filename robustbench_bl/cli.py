@@ -135,7 +135,7 @@ def parse_args(
         "--preset",
         choices=PRESETS,
         default="quick",
-        help="smoke: seconds; quick (default): <= 10 min on a 2-core CPU; paper: the seeds' settings, for a GPU",
+        help="smoke: seconds; quick (default): <= 10 min on a 2-core CPU; paper: the papers' settings, for a GPU",
     )
     parser.add_argument(
         "--data",

@@ -1,5 +1,5 @@
 """The studies' verdicts on hand-built result tables: each finding says HOLDS when the data support
-the seed's claim, DOES NOT HOLD when they contradict it, INCONCLUSIVE when the interval straddles
+the paper's claim, DOES NOT HOLD when they contradict it, INCONCLUSIVE when the interval straddles
 the threshold, and its estimates equal the hand-computed differences."""
 
 from __future__ import annotations

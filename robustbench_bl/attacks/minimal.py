@@ -1,5 +1,5 @@
 """Per-example minimal perturbations found by decision-based attacks, compared between models
-(second seed, section 2.3.3: does a band-limited model need larger perturbations than a full-spectrum one?)."""
+(second paper, section 2.3.3: does a band-limited model need larger perturbations than a full-spectrum one?)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from robustbench_bl import attacks
 from robustbench_bl.validation import check_positive_int
 
-#: The second seed's decision-based attacks (registry names): additive uniform (Linf) and Gaussian
+#: The second paper's decision-based attacks (registry names): additive uniform (Linf) and Gaussian
 #: noise, blended uniform noise, Gaussian blur, salt-and-pepper and the boundary attack (L2).
 ATTACKS = ("additive-uniform", "additive-gaussian", "blended-uniform", "gaussian-blur", "salt-and-pepper", "boundary")
 

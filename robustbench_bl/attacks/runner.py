@@ -158,7 +158,7 @@ def run(
 
     Seeded: the attack's random starts follow `seed`, the attacker's channel draws seed +
     ATTACKER_STREAM (so they never replay the judge's), the judge's draws `seed`.
-    `transfer` crafts the attack against that channel (the second seed's generic attacker uses
+    `transfer` crafts the attack against that channel (the second paper's generic attacker uses
     'laplace:<scale>') and judges it on the defended model's own channel.
     """
     defended = as_defended(model_or_defended)

@@ -1,7 +1,7 @@
 """Instability probes around an input: the gradient norm M1 and the top input-Hessian eigenvalue M2.
 
 Both are of f_y(x) for one of several objectives (`OBJECTIVES`): the softmax confidence of class y
-(the default), the cross-entropy at y (the second seed's code, with y the original or the
+(the default), the cross-entropy at y (the second paper's code, with y the original or the
 adversarial label) or the logit margin of y; y is the predicted class unless given. The second
 seed finds them larger around adversarial examples than around natural ones. M2 uses Hessian-vector
 products (double backward) and batched Lanczos; the Hessian itself is never formed.

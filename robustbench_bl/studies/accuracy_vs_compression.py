@@ -1,4 +1,4 @@
-"""Accuracy against compression, static against energy-based band-limiting (first seed, Table 1, Fig. 3).
+"""Accuracy against compression, static against energy-based band-limiting (first paper, Table 1, Fig. 3).
 
 Trains the same CNN with static compression (a fixed fraction of coefficients discarded in
 every layer) and with energy-based compression (the smallest band keeping a fraction of the
@@ -33,8 +33,8 @@ from robustbench_bl.training import TrainConfig, budget, predict, recipe
 NAME = "accuracy_vs_compression"
 #: Allowed accuracy loss at 50% static compression for the finding to count as holding.
 GRACEFUL = 0.02
-PAPER_GRACEFUL = "first seed Table 1: a few points lost at 50% (ResNet-18, full CIFAR-10, 350 epochs)"
-PAPER_ENERGY = "first seed Fig. 3: energy-based above static at equal compression, no number"
+PAPER_GRACEFUL = "first paper Table 1: a few points lost at 50% (ResNet-18, full CIFAR-10, 350 epochs)"
+PAPER_ENERGY = "first paper Fig. 3: energy-based above static at equal compression, no number"
 
 PRESETS: dict[str, dict[str, Any]] = {
     # rates / energies: (band parameter, training seed offset)

@@ -1,4 +1,4 @@
-"""Adaptive against non-adaptive attacks on the tuned channels (second seed, ch. 3).
+"""Adaptive against non-adaptive attacks on the tuned channels (second paper, ch. 3).
 
 Each channel at its best strength from the channel sweep (or the midpoint of its sweep range when
 no sweep was run) faces PGD-Linf (40 steps) over a grid of budgets up to the standard 8/255 under
@@ -33,7 +33,7 @@ from robustbench_bl.runtime import distributed
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.studies.channel_setup import (
     CHANNELS,
-    SEED_CHANNELS,
+    PAPER_CHANNELS,
     add_sweep_option,
     channel_at,
     load_models,
@@ -58,7 +58,7 @@ ATTACKERS = ("nonadaptive", *ADAPTIVE, TRANSFER)
 #: The window counts as closed when the strongest adaptive attack leaves at most the bare model's
 #: robust accuracy plus this much.
 TOLERANCE = 0.05
-PAPER = "second seed ch. 3: adaptive attacks (BPDA, EOT) close the window again, no number"
+PAPER = "second paper ch. 3: adaptive attacks (BPDA, EOT) close the window again, no number"
 
 
 def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
@@ -81,7 +81,7 @@ def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
             f"(non-adaptive {outcomes[name, 'nonadaptive'].mean():.3f}, transfer {outcomes[name, TRANSFER].mean():.3f})"
         )
         claim = stats.Claim(label, est, lo, hi, threshold=-TOLERANCE, paper=PAPER)
-        if name in SEED_CHANNELS:
+        if name in PAPER_CHANNELS:
             claims.append(claim)
         else:
             notes.append(f"not judged (JPEG, not a seed channel; the data are JPEG-decoded): {claim}")

@@ -21,10 +21,10 @@ from robustbench_bl.studies.common import Trained, trained_models
 from robustbench_bl.training import TrainConfig, budget, recipe
 from robustbench_bl.validation import check_choice, check_positive_int
 
-#: The second seed's channels, in its order: FC, CD, SVD, Gaussian, Uniform, Laplace; then JPEG,
-#: which the seed's figure does not have (and which the JPEG-decoded offline CIFAR-10 favours).
+#: The second paper's channels, in its order: FC, CD, SVD, Gaussian, Uniform, Laplace; then JPEG,
+#: which the paper's figure does not have (and which the JPEG-decoded offline CIFAR-10 favours).
 CHANNELS = ("fft", "cd", "svd", "gauss", "uniform", "laplace", "jpeg")
-SEED_CHANNELS = CHANNELS[:6]
+PAPER_CHANNELS = CHANNELS[:6]
 #: The non-adaptive attacks of the sweep (registry names); C&W runs unbounded (it minimizes L2).
 SWEEP_ATTACKS = ("pgd-linf", "cw-l2")
 
@@ -43,7 +43,7 @@ class Setting:
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
-#: eps: the standard 8/255 for quick and paper (the seed's budget); smoke attacks at 2/255.
+#: eps: the standard 8/255 for quick and paper (the paper's budget); smoke attacks at 2/255.
 SETTINGS: dict[str, Setting] = {
     "smoke": Setting(
         "lenet",
@@ -59,7 +59,7 @@ SETTINGS: dict[str, Setting] = {
             "square-linf": {"n_queries": 20},
         },
     ),
-    # The seed's standard budgets: PGD-Linf 40 steps at 8/255, C&W-L2 100 steps unbounded.
+    # The paper's standard budgets: PGD-Linf 40 steps at 8/255, C&W-L2 100 steps unbounded.
     "quick": Setting("lenet", 10000, 12, 8 / 255, 16, {"pgd-linf": {"steps": 40}}),
     "paper": Setting("resnet18", 50000, 350, 8 / 255, 100),
 }

@@ -1,12 +1,12 @@
-"""Channel sweep (second seed, Fig. 3.1): lossy input channels against non-adaptive attacks.
+"""Channel sweep (second paper, Fig. 3.1): lossy input channels against non-adaptive attacks.
 
-For each of the seed's channels (FC = fft, CD = cd, SVD, Gaussian, Uniform, Laplace noise; JPEG
+For each of the paper's channels (FC = fft, CD = cd, SVD, Gaussian, Uniform, Laplace noise; JPEG
 beside them, not in the verdict) across its strengths: the channel's distortion against the
 defended model's accuracy on clean inputs and after PGD-Linf (40 steps, 8/255) and C&W-L2 (100
 steps, unbounded) crafted on the bare model; the noise channels take a majority vote. A channel
 whose best strength sits at the lossy end of its swept range is swept further, one step at a time,
 until the best lies inside (or the channel's bound is reached). Finding to check, per channel and
-attack: the defended classifier recovers most of the bare model's clean accuracy (the seed: ~85%),
+attack: the defended classifier recovers most of the bare model's clean accuracy (the paper: ~85%),
 judged as recovery above RECOVERED with an exact binomial 95% interval. JPEG: the offline CIFAR-10
 copy was itself decoded from JPEG q75, so JPEG near that quality measures the data, not a defense.
 Each channel's best strength is stored for the adaptive-attack and leaderboard studies.
@@ -33,7 +33,7 @@ from robustbench_bl.runtime import distributed
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.studies.channel_setup import (
     CHANNELS,
-    SEED_CHANNELS,
+    PAPER_CHANNELS,
     SWEEP_ATTACKS,
     best_rows,
     best_strengths,
@@ -53,9 +53,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": dict(test=2000, points=6, widen=8),
     "paper": dict(test=10000, points=10, widen=10),
 }
-#: The recovery a channel must exceed: the seed's ~0.85, less 10 points of slack.
+#: The recovery a channel must exceed: the paper's ~0.85, less 10 points of slack.
 RECOVERED = 0.75
-PAPER = "second seed Fig. 3.1: all channels recover ~0.85 of clean accuracy"
+PAPER = "second paper Fig. 3.1: all channels recover ~0.85 of clean accuracy"
 
 
 def finding(best: pd.DataFrame, n: int, bare: float) -> stats.Finding:
@@ -69,7 +69,7 @@ def finding(best: pd.DataFrame, n: int, bare: float) -> stats.Finding:
             _, lo, hi = stats.binomial_interval(round(robust * n), n)
             label = f"{r['channel']} at {r['strength']:g} (distortion {r['distortion']:.3f}), {attack}: recovery"
             claim = stats.Claim(label, robust / bare, lo / bare, hi / bare, threshold=RECOVERED, paper=PAPER)
-            if r["channel"] in SEED_CHANNELS:
+            if r["channel"] in PAPER_CHANNELS:
                 claims.append(claim)
             else:
                 notes.append(f"not judged (JPEG, see the docstring): {claim}")

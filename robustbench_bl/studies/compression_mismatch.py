@@ -1,4 +1,4 @@
-"""Train against test compression of band-limited models (first seed, Fig. 5).
+"""Train against test compression of band-limited models (first paper, Fig. 5).
 
 Takes the same CNN trained at several compression rates (the zoo's FastNets, two training seeds
 at 0% and 50%), then tests each at every rate by changing the band of its layers on a copy
@@ -29,7 +29,7 @@ from robustbench_bl.studies.common import discarded_per_layer, trained_models
 from robustbench_bl.training import budget, predict, recipe
 
 NAME = "compression_mismatch"
-PAPER = "first seed Fig. 5: the diagonal is best, no number"
+PAPER = "first paper Fig. 5: the diagonal is best, no number"
 
 PRESETS: dict[str, dict[str, Any]] = {
     # models: (train compression rate, training seed offset)

@@ -1,4 +1,4 @@
-"""Relative error of one compressed convolution against F.conv2d (first seed, Fig. 24).
+"""Relative error of one compressed convolution against F.conv2d (first paper, Fig. 24).
 
 A CIFAR-10 image, normalized as the network sees it (per-channel mean and std; raw [0, 1] pixels
 put most energy at DC and make every error ~10x smaller), convolved with a random 5x5 filter
@@ -88,7 +88,7 @@ def conv_errors(
 NAME = "conv_error"
 RATES = tuple(round(0.05 * i, 2) for i in range(20))  # 0 to 95%
 
-PAPER = "first seed Fig. 24: rises with compression, top below lead; curves only, no number"
+PAPER = "first paper Fig. 24: rises with compression, top below lead; curves only, no number"
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(images=2, rates=(0.0, 0.5, 0.85)),

@@ -1,7 +1,7 @@
-"""Decision-based attacks on band-limited models (second seed, section 2.3.3): who needs the larger perturbation.
+"""Decision-based attacks on band-limited models (second paper, section 2.3.3): who needs the larger perturbation.
 
 The same CNN trained with full-spectrum convolutions and band-limited at 50% and 85% compression is
-attacked by the second seed's decision-based attacks (Foolbox: additive uniform and Gaussian noise,
+attacked by the second paper's decision-based attacks (Foolbox: additive uniform and Gaussian noise,
 blended uniform noise, Gaussian blur, salt-and-pepper, boundary), which only query labels, at the
 registry's query budgets (boundary 1,000 steps, 100 noise repeats, 1,000 blend directions, ...).
 Per example, the smallest perturbation each attack finds (Linf for additive uniform, else L2); on
@@ -47,13 +47,13 @@ PRESETS: dict[str, dict[str, Any]] = {
             "gaussian-blur": {"steps": 10},
         },
     ),
-    # 500 images at the registry's budgets (the seed's attacks as Foolbox ships them).
+    # 500 images at the registry's budgets (the paper's attacks as Foolbox ships them).
     "quick": dict(test=500, rates=(0.0, 0.5, 0.85), points=16, options={}),
     "paper": dict(test=2000, rates=(0.0, 0.5, 0.85), points=32, options={"boundary": {"steps": 5000}}),
 }
 
 
-PAPER = "second seed 2.3.3: band-limited models need larger perturbations, no number"
+PAPER = "second paper 2.3.3: band-limited models need larger perturbations, no number"
 
 
 def finding(shares: pd.DataFrame) -> stats.Finding:

@@ -1,9 +1,9 @@
-"""Physical compression of each layer per epoch at a fixed energy level (first seed, Fig. 4).
+"""Physical compression of each layer per epoch at a fixed energy level (first paper, Fig. 4).
 
 Trains a CNN with energy-based band-limiting and, after every epoch (epoch 0: at
 initialization), records the fraction of coefficients each layer discards on a fixed batch of
 test images, over several training seeds. Training is the measurement here, so the results store
-(not the checkpoint store) keeps it. Finding to check (the direction the seed states): the
+(not the checkpoint store) keeps it. Finding to check (the direction the paper states): the
 compression of the layers whose input is learned (all but the first, which sees the fixed images)
 falls during training, judged by the fall from initialization to the end with a 95% t interval
 over training seeds. LeNet in the quick preset: the measurement is a whole training run per seed.
@@ -37,7 +37,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-PAPER = "first seed Fig. 4: compression falls during training, no number"
+PAPER = "first paper Fig. 4: compression falls during training, no number"
 
 
 def finding(table: pd.DataFrame) -> stats.Finding:

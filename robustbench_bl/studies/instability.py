@@ -1,14 +1,14 @@
-"""Instability of adversarial examples (second seed, section 3.2.2): M1 and M2 by kind of example.
+"""Instability of adversarial examples (second paper, section 3.2.2): M1 and M2 by kind of example.
 
 On natural test images each model classifies right, their adversarials crafted on that model
 (PGD-Linf at fixed budgets; C&W-L2, unbounded, which finds minimal-distortion adversarials) and
 Gaussian-noisy copies: M1 = ||grad_x f(x)||_2 and M2 = lambda_max(Hessian_x f(x)) for several
 definitions of f (`FS`): the predicted-class confidence, the cross-entropy at the original label
-(the seed's code) and at the adversarial (predicted) label, and the logit margin of the predicted
+(the paper's code) and at the adversarial (predicted) label, and the logit margin of the predicted
 class. Models: the plain CNN and the same CNN band-limited at 50% (second derivatives flow through
 band-limited layers). Finding to check, per model and per attack (each adversarial paired with its
 own natural image, fooling adversarials only): the median per-example log ratio adversarial /
-natural of M1 and of |M2| for the seed's f (cross-entropy at the original label) is above 0, with
+natural of M1 and of |M2| for the paper's f (cross-entropy at the original label) is above 0, with
 a 95% bootstrap interval; the other definitions of f follow.
 
     python studies/instability.py                 # quick preset (default), <= 15 min on a CPU
@@ -88,7 +88,7 @@ FS = (
     ("ce-adversarial", "ce", "predicted"),
     ("margin", "margin", "predicted"),
 )
-#: The seed's f, on which the verdict is judged.
+#: The paper's f, on which the verdict is judged.
 JUDGED = "ce-original"
 
 
@@ -150,13 +150,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": dict(test=600, n=200, iters=30, eps=(2 / 255, 8 / 255), sigma=0.03, rates=(0.0, 0.5)),
     "paper": dict(test=2000, n=1000, iters=100, eps=(2 / 255, 8 / 255), sigma=0.03, rates=(0.0, 0.5)),
 }
-PAPER = "second seed 3.2.2: M1 and M2 larger around adversarial examples, no number"
+PAPER = "second paper 3.2.2: M1 and M2 larger around adversarial examples, no number"
 LABELS = {"m1": "M1", "m2": "|M2|"}
 
 
 def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
     """Per model, attack and metric (M1, |M2|): the median per-example log ratio adversarial / natural
-    for the seed's f, with a 95% bootstrap interval; the other f and the noisy copies as notes."""
+    for the paper's f, with a 95% bootstrap interval; the other f and the noisy copies as notes."""
     claims, notes = [], []
     for (key, rate), _ in table.groupby(["model_key", "train_compress"]):
         for name in dict.fromkeys(table[table.kind != "natural"].condition):
@@ -176,7 +176,7 @@ def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
     return stats.finding(
         "adversarial examples are less stable: larger M1 and M2",
         claims,
-        "per model and attack, f = cross-entropy at the original label (the seed's), adversarials that fool paired "
+        "per model and attack, f = cross-entropy at the original label (the paper's), adversarials that fool paired "
         "with their natural images, 95% bootstrap intervals of the median log ratio (0 = no change)",
         notes,
     )

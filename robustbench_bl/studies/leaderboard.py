@@ -62,13 +62,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 KEYS = ("model", "train_compress", "channel", "votes")
 
 
-#: The best defense may beat the undefended model by at most this much for the seed's claim to hold.
+#: The best defense may beat the undefended model by at most this much for the paper's claim to hold.
 TOLERANCE = 0.05
-PAPER = "second seed ch. 3: adaptive attacks close the window of every lossy channel, no number"
+PAPER = "second paper ch. 3: adaptive attacks close the window of every lossy channel, no number"
 
 
 def finding(board: pd.DataFrame) -> stats.Finding:
-    """The seed's claim under the strong protocol: the undefended plain model's robust accuracy minus
+    """The paper's claim under the strong protocol: the undefended plain model's robust accuracy minus
     the best defended entry's (needs > -TOLERANCE), with the conservative interval from both 95%
     intervals; the top row and which rows beat the undefended model beyond the intervals as notes."""
     bare_rows = (board.train_compress == 0) & board.channel.str.startswith("identity")

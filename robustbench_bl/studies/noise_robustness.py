@@ -1,8 +1,8 @@
-"""Noise robustness of band-limited models (first seed, Fig. 28; second seed, Fig. 2.5).
+"""Noise robustness of band-limited models (first paper, Fig. 28; second paper, Fig. 2.5).
 
 Takes the same CNN trained at several compression rates of its band-limited convolutions (the
 zoo's FastNets by default, LeNets with --preset smoke) and measures test accuracy under Gaussian
-and uniform noise of increasing level, in the seeds' units: noise added after normalization (its
+and uniform noise of increasing level, in the papers' units: noise added after normalization (its
 standard deviation in units of the model's per-channel input std) and not clipped; the clipped
 pixel variant (the same draws, then clipped to [0, 1]) is measured beside it. Finding to check:
 the more band-limited the model, the more accuracy it keeps under noise, judged by the paired
@@ -37,9 +37,9 @@ NAME = "noise_robustness"
 EVAL = 500  # images on which each model's discarded fractions are reported
 #: Noise levels at or above this share of the largest level are the "high-noise levels" judged.
 HIGH = 0.5
-#: The ways noise reaches the model: the seeds' (normalized units, unclipped) and clipped pixels.
+#: The ways noise reaches the model: the papers' (normalized units, unclipped) and clipped pixels.
 VARIANTS = ("normalized", "clipped")
-PAPER = "first seed Fig. 28: 85% > 50% > 0% in figures, no number"
+PAPER = "first paper Fig. 28: 85% > 50% > 0% in figures, no number"
 
 PRESETS: dict[str, dict[str, Any]] = {
     # models: (train compression rate, training seed offset, epochs); plain models with fewer epochs
@@ -55,7 +55,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The shipped zoo FastNets (no training): 0 / 50 / 85% at seed 0, 0 / 50% at seed 1, and the
     # plain models stopped after 1 and 2 epochs, on 3,000 class-balanced offline test images with
     # RBL_DATA / --data, else on the packaged 1,000-image sample. Noise std 0..2 in normalized
-    # units, as in the seeds (2 is 0.49-0.52 in [0, 1] pixels with the models' CIFAR-10 std).
+    # units, as in the papers (2 is 0.49-0.52 in [0, 1] pixels with the models' CIFAR-10 std).
     "quick": dict(
         model="fastnet",
         train=50000,
@@ -160,7 +160,7 @@ def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
         "more band-limited, more robust to noise",
         claims,
         f"on {n} test images: accuracy of the band-limited model minus the plain model's (same seed), mean over the "
-        f"high noise levels (std >= {HIGH:g} x the largest, normalized units, unclipped as in the seeds); 95% "
+        f"high noise levels (std >= {HIGH:g} x the largest, normalized units, unclipped as in the papers); 95% "
         "paired-bootstrap intervals; the clipped-pixel variant, the early-stopped controls and seed-to-seed "
         "differences follow",
         notes,

@@ -1,4 +1,4 @@
-"""Time per epoch and memory against compression (first seed, Fig. 13 and Table 2).
+"""Time per epoch and memory against compression (first paper, Fig. 13 and Table 2).
 
 Trains a freshly initialized band-limited CNN for one epoch at each compression rate (weights do
 not change the cost, so no checkpoints), alternating with the same model at 0% so that time is
@@ -39,7 +39,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-PAPER = "first seed Fig. 13, Table 2: 0.7x time and 0.6x memory at 50% (GPU)"
+PAPER = "first paper Fig. 13, Table 2: 0.7x time and 0.6x memory at 50% (GPU)"
 
 
 def finding(table: pd.DataFrame) -> stats.Finding:

@@ -1,12 +1,12 @@
 """Band-limited FCN on UCR time series: train against test compression, Friedman and Nemenyi
-ranking across data sets (first seed, Figs. 22, 23 and 27).
+ranking across data sets (first paper, Figs. 22, 23 and 27).
 
 Trains the FCN (Wang et al. 2017) with band-limited 1D convolutions at several compression
 rates and training seeds on each of the six bundled UCR data sets and tests each model at every
 rate (band changed on a copy). Finding to check, as an equivalence: a model trained and tested at
 50% loses at most MARGIN accuracy against 0%, i.e. the 95% interval of the mean difference (over
 data sets and seeds; stratified paired bootstrap over each data set's test series) lies above
--MARGIN. As in the seed's Friedman figures, the test compression rates of the models trained at
+-MARGIN. As in the paper's Friedman figures, the test compression rates of the models trained at
 0% are ranked per data set (Friedman test, Nemenyi critical difference CD).
 
     python studies/ucr.py                 # quick preset (default), <= 15 min on a CPU
@@ -34,7 +34,7 @@ from robustbench_bl.training import CheckpointStore, predict, recipe
 NAME = "ucr"
 #: The accuracy a model trained and tested at 50% may lose against 0% for the finding to hold.
 MARGIN = 0.02
-PAPER = "first seed Figs. 22, 23, 27: up to 50% not significantly worse than 0% (ranks, no number)"
+PAPER = "first paper Figs. 22, 23, 27: up to 50% not significantly worse than 0% (ranks, no number)"
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(

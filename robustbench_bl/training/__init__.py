@@ -267,7 +267,7 @@ def predict(
 ) -> torch.Tensor:
     """Predicted labels of `model` on `x`, batched in eval mode (the model's own mode is restored
     after); on the model's device and in its dtype unless `device` is given. `unclipped=True`
-    accepts images outside [0, 1] (noise added in normalized units and not clipped, as the seeds do)."""
+    accepts images outside [0, 1] (noise added in normalized units and not clipped, as the papers do)."""
     return _predict(model, x, batch_size, device, unclipped)[0]
 
 
