@@ -9,6 +9,7 @@ from torch import nn
 
 from robustbench_bl import data, models
 from robustbench_bl.spectral import BandLimitedConv1d, BandLimitedConv2d, BandLimitedConv3d, bandlimit
+from robustbench_bl.spectral.layers import recording_bands
 
 TWINS = [
     (nn.Conv1d, BandLimitedConv1d, (2, 4, 13)),
@@ -27,7 +28,7 @@ def test_layer_equals_conv_and_shares_state_dict(conv_cls, bl_cls, shape, paddin
     layer.load_state_dict(conv.state_dict())  # nn.Conv -> band-limited
     x = torch.randn(shape)
     torch.testing.assert_close(layer(x), conv(x), rtol=1e-4, atol=1e-5)
-    assert layer.fraction_kept == 1.0
+    assert layer.kept_fraction(x) == 1.0
     back = conv_cls(4, 6, 3, padding=padding, groups=2, padding_mode=padding_mode)
     back.load_state_dict(layer.state_dict())  # band-limited -> nn.Conv
     assert layer.state_dict().keys() == conv.state_dict().keys() == {"weight", "bias"}
@@ -45,18 +46,47 @@ def test_from_conv_keeps_hyperparameters_and_weights(conv_cls, bl_cls, shape):
     assert "transform='fft'" in repr(bl_cls.from_conv(conv, transform="fft"))
 
 
-def test_layer_reports_fraction_kept_and_changes_band():
+def test_layer_reports_its_kept_fraction_without_state_and_changes_band():
     layer = BandLimitedConv2d(3, 4, 3, padding=1, compress_rate=0.5)
-    assert layer.fraction_kept is None
     x = torch.rand(2, 3, 32, 32)
+    before = dict(vars(layer))
     y_half = layer(x)
-    assert 0.45 <= layer.fraction_kept <= 0.6
+    assert dict(vars(layer)).keys() == before.keys()  # forward writes no module state
+    assert 0.45 <= layer.kept_fraction(x) <= 0.6
     layer.set_band(compress_rate=0.85)
     y_low = layer(x)
-    assert layer.fraction_kept < 0.2
+    assert layer.kept_fraction(x) < 0.2
     layer.set_band(energy=1.0)
-    assert layer.fraction_kept < 0.2 and layer(x).shape == y_half.shape == y_low.shape
-    assert layer.fraction_kept == 1.0 and "energy=1.0" in repr(layer)
+    assert layer(x).shape == y_half.shape == y_low.shape
+    assert layer.kept_fraction(x) == 1.0 and "energy=1.0" in repr(layer)
+    layer.set_band(energy=0.9)
+    smooth = torch.linspace(0, 1, 32).expand(2, 3, 32, 32)  # a ramp: its energy sits at low frequencies
+    assert layer.kept_fraction(smooth) < layer.kept_fraction(torch.randn(2, 3, 32, 32))
+
+
+def test_recording_bands_sees_every_forward_of_every_band_limited_layer():
+    model = nn.Sequential(BandLimitedConv2d(3, 4, 3, padding=1, compress_rate=0.5), nn.Conv2d(4, 4, 1))
+    x = torch.rand(2, 3, 16, 16)
+    with recording_bands(model) as record:
+        model(x)
+        model(x)
+    assert record == {"0": [model[0].kept_fraction(x)] * 2}
+    model(x)
+    assert len(record["0"]) == 2  # the hooks are gone after the block
+
+
+def test_the_layer_is_nn_conv_forward_so_weight_parametrizations_apply():
+    """torch's forward passes self.weight to _conv_forward: a parametrization (here a zeroing one) takes effect."""
+    from torch.nn.utils import parametrize
+
+    layer = BandLimitedConv2d(3, 4, 3, padding=1, compress_rate=0.5, bias=False)
+
+    class Zero(nn.Module):
+        def forward(self, w: torch.Tensor) -> torch.Tensor:
+            return torch.zeros_like(w)
+
+    parametrize.register_parametrization(layer, "weight", Zero())
+    assert layer(torch.rand(1, 3, 8, 8)).abs().max() == 0
 
 
 @pytest.mark.parametrize(

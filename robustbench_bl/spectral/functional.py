@@ -297,6 +297,23 @@ def _autocast_dtype(x: object) -> torch.dtype | None:
     return torch.get_autocast_dtype(x.device.type)
 
 
+def kept_fraction(
+    x: torch.Tensor,
+    kernel: tuple[int, ...],
+    stride: Size = 1,
+    padding: Size | str = 0,
+    dilation: Size = 1,
+    compress_rate: float | None = 0.0,
+    energy: float | None = None,
+) -> float:
+    """The fraction of the one-sided spectrum a band-limited convolution with these settings keeps on
+    input `x` (static bands: from the shapes alone; energy bands: from x's spectrum), without convolving."""
+    rate, energy = check_band(compress_rate, energy)
+    geoms = _geometry(tuple(x.shape[2:]), tuple(kernel), stride, padding, dilation)
+    bands = _static_band(tuple(g.n for g in geoms), rate) if energy is None else _band(x.float(), geoms, rate, energy)
+    return _kept_fraction(geoms, bands)
+
+
 _TAPS = {1: "kL", 2: "kH x kW", 3: "kD x kH x kW"}
 
 

@@ -1,17 +1,22 @@
 """BandLimitedConv1d / 2d / 3d: drop-in nn.Conv1d / 2d / 3d computed on a band.
 
-They subclass the torch layers, so arguments, parameters, initialization and state_dict keys
-are nn.Conv's; only forward changes. `fraction_kept` reports the band of the last forward.
+They subclass the torch layers, so arguments, parameters, initialization, state_dict keys and
+`forward` are nn.Conv's; only `_conv_forward` (the convolution itself, as in torch) changes.
+`kept_fraction(x)` says how much of the spectrum the layer keeps on an input; `recording_bands`
+records it for every forward of a model's band-limited layers.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from robustbench_bl.spectral.backends import get_backend
-from robustbench_bl.spectral.functional import band_limited_conv, check_band
+from robustbench_bl.spectral.functional import band_limited_conv, check_band, kept_fraction
 from robustbench_bl.spectral.transforms import ROUTES
 from robustbench_bl.validation import check_choice
 
@@ -23,7 +28,6 @@ class _BandLimited(nn.modules.conv._ConvNd):
     energy: float | None
     backend: str
     transform: str
-    fraction_kept: float | None
 
     def __init__(
         self,
@@ -59,22 +63,25 @@ class _BandLimited(nn.modules.conv._ConvNd):
         get_backend(backend)  # fail at construction, not at the first forward
         self.backend = backend
         self.transform = check_choice(transform, "transform", ROUTES)
-        self.fraction_kept = None
         self.set_band(compress_rate, energy)
 
     def set_band(self, compress_rate: float | None = 0.0, energy: float | None = None) -> None:
         """Change the band (e.g. test at another compression than trained at); same rules as __init__."""
         self.compress_rate, self.energy = check_band(compress_rate, energy)
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        padding: str | tuple[int, ...] | int = self.padding
+    def _padded(self, input: torch.Tensor) -> tuple[torch.Tensor, str | tuple[int, ...]]:
+        """(input, padding) as torch's conv layers pass them on: explicitly padded for a padding_mode
+        other than 'zeros' (then no further padding), else as given."""
         if self.padding_mode != "zeros":
-            input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            padding = 0
-        y, self.fraction_kept = band_limited_conv(
+            return F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode), 0  # type: ignore[return-value]
+        return input, self.padding
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        input, padding = self._padded(input)
+        return band_limited_conv(
             input,
-            self.weight,
-            self.bias,
+            weight,
+            bias,
             self.stride,
             padding,
             self.dilation,
@@ -83,8 +90,16 @@ class _BandLimited(nn.modules.conv._ConvNd):
             self.energy,
             self.backend,
             self.transform,
+        )[0]
+
+    @torch.no_grad()
+    def kept_fraction(self, input: torch.Tensor) -> float:
+        """The fraction of the one-sided spectrum this layer keeps on `input` (static: fixed by the
+        shapes; energy: chosen from the input's spectrum)."""
+        input, padding = self._padded(input)
+        return kept_fraction(
+            input, self.kernel_size, self.stride, padding, self.dilation, self.compress_rate, self.energy
         )
-        return y
 
     def extra_repr(self) -> str:
         band = f"energy={self.energy}" if self.energy is not None else f"compress_rate={self.compress_rate}"
@@ -142,3 +157,21 @@ class BandLimitedConv3d(_BandLimited, nn.Conv3d):
 
 #: Every band-limited layer class, for isinstance checks.
 BAND_LIMITED = (BandLimitedConv1d, BandLimitedConv2d, BandLimitedConv3d)
+
+
+@contextlib.contextmanager
+def recording_bands(model: nn.Module) -> Iterator[dict[str, list[float]]]:
+    """Within the block, every forward of a band-limited layer of `model` appends the fraction of the
+    spectrum it keeps to the yielded {layer name: [fractions]} (plain convolutions are not listed)."""
+    record: dict[str, list[float]] = {}
+    handles = []
+    for name, layer in model.named_modules():
+        if isinstance(layer, BAND_LIMITED):
+            record[name] = []
+            hook = lambda module, inputs, out=record[name]: out.append(module.kept_fraction(inputs[0]))
+            handles.append(layer.register_forward_pre_hook(hook))
+    try:
+        yield record
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -10,7 +10,7 @@ from torch import nn
 
 from robustbench_bl.models.common import eval_mode, placement
 from robustbench_bl.spectral import bandlimit
-from robustbench_bl.spectral.layers import BAND_LIMITED
+from robustbench_bl.spectral.layers import recording_bands
 
 
 def with_band(model: nn.Module, compress_rate: float | None = None, energy: float | None = None) -> nn.Module:
@@ -25,13 +25,9 @@ def layer_fractions(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     Energy-based bands depend on the input, so this runs one forward pass; the model's training
     mode is restored afterwards.
     """
-    with eval_mode(model):
+    with eval_mode(model), recording_bands(model) as record:
         model(x.to(placement(model)[0]))
-    return {
-        name: layer.fraction_kept
-        for name, layer in model.named_modules()
-        if isinstance(layer, BAND_LIMITED) and layer.fraction_kept is not None
-    }
+    return {name: fractions[-1] for name, fractions in record.items() if fractions}
 
 
 def discarded(fractions: dict[str, float]) -> float:

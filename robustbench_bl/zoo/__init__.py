@@ -20,6 +20,7 @@ from torch import nn
 from robustbench_bl import data as datasets
 from robustbench_bl.models.common import eval_mode, placement
 from robustbench_bl.models.fastnet import FastNet
+from robustbench_bl.spectral.layers import recording_bands
 from robustbench_bl.training import _sha256 as sha256
 from robustbench_bl.training import resolve_device
 from robustbench_bl.training.fast import FastRecipe, train_fast
@@ -162,10 +163,10 @@ def _measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, flip: bool) -> 
     correct = correct_flip = 0
     for i in range(0, len(x), EVAL_BATCH):
         xb, yb = x[i : i + EVAL_BATCH].to(dev), y[i : i + EVAL_BATCH]
-        logits = model(xb)
-        for n, m in convs.items():
-            kept = getattr(m, "fraction_kept", None)
-            discarded[n].append(0.0 if kept is None else 1.0 - kept)
+        with recording_bands(model) as record:
+            logits = model(xb)
+        for n in convs:
+            discarded[n].append(1.0 - record[n][-1] if record.get(n) else 0.0)
         correct += int((logits.argmax(1).cpu() == yb).sum())
         if flip:
             correct_flip += int(((logits + model(xb.flip(-1))).argmax(1).cpu() == yb).sum())
