@@ -38,15 +38,132 @@ STEP_OPTIONS = (
 )
 
 
+class Attack:
+    """One registered attack, ready to run: `attack(module, x, y, epsilons)` returns one batch of
+    adversarials per epsilon (the clean input where it found none). One adapter per library
+    (`FoolboxAttack`, `TorchattacksAttack`, `PGDAttack`) fills in how it runs."""
+
+    #: Options the adapter accepts beyond the library's own checks (None: the library checks them).
+    accepted: tuple[str, ...] | None = None
+
+    def __init__(self, name: str, **options: Any) -> None:
+        self.name = name
+        self.spec = spec(name)
+        self.options = {**self.spec.defaults, **check_options(name, options)}
+        unknown = set(self.options) - set(self.accepted) if self.accepted is not None else set()
+        if unknown:
+            raise ValueError(
+                f"options for attack {name!r} are invalid: unknown {sorted(unknown)}; accepted: {', '.join(self.accepted or ())}"
+            )
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    @property
+    def minimizes(self) -> bool:
+        """Whether the attack searches the smallest adversarial itself (an epsilon only clips it)."""
+        return False
+
+    @property
+    def norm(self) -> str:
+        """'L2' or 'Linf' (or 'L<p>'): the norm in which the attack measures perturbations."""
+        assert self.spec.norm is not None, f"attack {self.name!r} must name its norm in the registry"
+        return self.spec.norm
+
+    def __call__(
+        self, module: nn.Module, x: Tensor, y: Tensor, epsilons: Sequence[float | None], seed: int = 0
+    ) -> list[Tensor]:
+        """Adversarials per epsilon; `seed` seeds the torchattacks attacks (the others draw from
+        torch's RNG, seeded by `run`). The one entry point of every adapter (see `craft`)."""
+        return self.craft(module, x, y, epsilons, seed)
+
+    def craft(
+        self, module: nn.Module, x: Tensor, y: Tensor, epsilons: Sequence[float | None], seed: int
+    ) -> list[Tensor]:
+        """What `__call__` runs: by default `bounded` once per epsilon (None is refused)."""
+        bounded = [eps for eps in epsilons if eps is not None]
+        if len(bounded) < len(epsilons):
+            raise ValueError(
+                f"epsilons of attack {self.name!r} must be numbers; None (unbounded) is for minimization attacks"
+            )
+        return [self.bounded(module, x, y, eps, seed) for eps in bounded]
+
+    def bounded(self, module: nn.Module, x: Tensor, y: Tensor, eps: float, seed: int) -> Tensor:
+        """Adversarials within `eps` (adapters with fixed budgets implement this)."""
+        raise NotImplementedError(f"{type(self).__name__} runs whole epsilon lists")
+
+
+class PGDAttack(Attack):
+    """The package's best-iterate PGD (random starts from torch's RNG, which the caller seeds)."""
+
+    accepted = ("steps", "step_size", "losses")
+
+    def bounded(self, module: nn.Module, x: Tensor, y: Tensor, eps: float, seed: int) -> Tensor:
+        return pgd(module, x, y, eps, self.norm, **self.options)
+
+
+class TorchattacksAttack(Attack):
+    """An attack of torchattacks (APGD, Square), seeded by `seed`."""
+
+    def bounded(self, module: nn.Module, x: Tensor, y: Tensor, eps: float, seed: int) -> Tensor:
+        if eps == 0:
+            return x.clone()
+        import torchattacks
+
+        cls = getattr(torchattacks, self.spec.name)
+        try:
+            attack = cls(module, norm=self.norm, eps=eps, seed=seed, **self.options)
+        except TypeError as err:
+            raise ValueError(
+                f"options for attack {self.name!r} (torchattacks.{self.spec.name}) are invalid: {err}"
+            ) from None
+        return attack(x.contiguous(), y).detach()
+
+
+class FoolboxAttack(Attack):
+    """An attack of Foolbox 3, built once (`foolbox_attack`); boundary walkers start from blended noise."""
+
+    def __init__(self, name: str, **options: Any) -> None:
+        super().__init__(name, **options)
+        fb = import_foolbox()
+        kwargs = dict(self.options)
+        if name in _NEEDS_DISTANCE:
+            kwargs.setdefault("distance", fb.distances.l2)
+        try:
+            self.foolbox_attack: Any = getattr(fb.attacks, self.spec.name)(**kwargs)
+        except TypeError as err:
+            raise ValueError(f"options for attack {name!r} ({self.spec.name}) are invalid: {err}") from None
+
+    @property
+    def minimizes(self) -> bool:
+        return isinstance(self.foolbox_attack, import_foolbox().attacks.base.MinimizationAttack)
+
+    @property
+    def norm(self) -> str:
+        p = self.foolbox_attack.distance.p
+        return "Linf" if math.isinf(p) else f"L{p:g}"
+
+    def craft(
+        self, module: nn.Module, x: Tensor, y: Tensor, epsilons: Sequence[float | None], seed: int
+    ) -> list[Tensor]:
+        fb = import_foolbox()
+        fmodel = fb.PyTorchModel(module, bounds=(0, 1), device=x.device)
+        if self.spec.starts:
+            return _from_starting_points(self.foolbox_attack, fmodel, x, y, epsilons)
+        _, clipped, _ = self.foolbox_attack(fmodel, x, fb.criteria.Misclassification(y), epsilons=list(epsilons))
+        return [c.detach() for c in clipped]
+
+
 @dataclass(frozen=True)
 class AttackSpec:
-    """A registered attack: where it comes from (`library`: 'foolbox', 'torchattacks' or
-    'robustbench_bl') and its class or function there, our defaults, whether it needs gradients,
-    scores or decisions (`kind`), the option that sets its step or query budget (None if none),
-    its norm where the library does not say (`norm`), and whether it walks from adversarial
-    starting points (see `_from_starting_points`)."""
+    """A registered attack: the adapter that runs it (`adapter`: one class per library) and its
+    class or function there (`name`), our defaults, whether it needs gradients, scores or decisions
+    (`kind`), the option that sets its step or query budget (None if none), its norm where the
+    library does not say (`norm`), and whether it walks from adversarial starting points (see
+    `_from_starting_points`)."""
 
-    library: str
+    adapter: type[Attack]
     name: str
     defaults: Mapping[str, Any] = field(default_factory=dict)
     kind: str = GRADIENT
@@ -54,36 +171,42 @@ class AttackSpec:
     starts: bool = False
     norm: str | None = None
 
+    @property
+    def library(self) -> str:
+        """Where the attack comes from, for rows and docs."""
+        return {FoolboxAttack: "foolbox", TorchattacksAttack: "torchattacks"}.get(self.adapter, "robustbench_bl")
 
+
+_FB, _TA = FoolboxAttack, TorchattacksAttack
 #: The package's PGD: 100 steps of eps/4 (halved at 1/2 and 3/4), a CE run then a margin run,
 #: best iterate kept. APGD and Square as AutoAttack runs them (100 steps, 5,000 queries).
 REGISTRY: dict[str, AttackSpec] = {
-    "fgsm": AttackSpec("foolbox", "LinfFastGradientAttack", budget=None),
-    "pgd-linf": AttackSpec("robustbench_bl", "pgd", {"steps": 100}, norm="Linf"),
-    "pgd-l2": AttackSpec("robustbench_bl", "pgd", {"steps": 100}, norm="L2"),
-    "apgd-ce-linf": AttackSpec("torchattacks", "APGD", {"steps": 100, "loss": "ce"}, norm="Linf"),
-    "apgd-dlr-linf": AttackSpec("torchattacks", "APGD", {"steps": 100, "loss": "dlr"}, norm="Linf"),
-    "apgd-ce-l2": AttackSpec("torchattacks", "APGD", {"steps": 100, "loss": "ce"}, norm="L2"),
-    "apgd-dlr-l2": AttackSpec("torchattacks", "APGD", {"steps": 100, "loss": "dlr"}, norm="L2"),
-    "square-linf": AttackSpec("torchattacks", "Square", {"n_queries": 5000}, SCORE, "n_queries", norm="Linf"),
-    "square-l2": AttackSpec("torchattacks", "Square", {"n_queries": 5000}, SCORE, "n_queries", norm="L2"),
-    "cw-l2": AttackSpec("foolbox", "L2CarliniWagnerAttack", {"steps": 100, "binary_search_steps": 5}),
-    "deepfool-linf": AttackSpec("foolbox", "LinfDeepFoolAttack", {"steps": 50}),
-    "boundary": AttackSpec("foolbox", "BoundaryAttack", {"steps": 1000}, DECISION, starts=True),
+    "fgsm": AttackSpec(_FB, "LinfFastGradientAttack", budget=None),
+    "pgd-linf": AttackSpec(PGDAttack, "pgd", {"steps": 100}, norm="Linf"),
+    "pgd-l2": AttackSpec(PGDAttack, "pgd", {"steps": 100}, norm="L2"),
+    "apgd-ce-linf": AttackSpec(_TA, "APGD", {"steps": 100, "loss": "ce"}, norm="Linf"),
+    "apgd-dlr-linf": AttackSpec(_TA, "APGD", {"steps": 100, "loss": "dlr"}, norm="Linf"),
+    "apgd-ce-l2": AttackSpec(_TA, "APGD", {"steps": 100, "loss": "ce"}, norm="L2"),
+    "apgd-dlr-l2": AttackSpec(_TA, "APGD", {"steps": 100, "loss": "dlr"}, norm="L2"),
+    "square-linf": AttackSpec(_TA, "Square", {"n_queries": 5000}, SCORE, "n_queries", norm="Linf"),
+    "square-l2": AttackSpec(_TA, "Square", {"n_queries": 5000}, SCORE, "n_queries", norm="L2"),
+    "cw-l2": AttackSpec(_FB, "L2CarliniWagnerAttack", {"steps": 100, "binary_search_steps": 5}),
+    "deepfool-linf": AttackSpec(_FB, "LinfDeepFoolAttack", {"steps": 50}),
+    "boundary": AttackSpec(_FB, "BoundaryAttack", {"steps": 1000}, DECISION, starts=True),
     "hopskipjump": AttackSpec(
-        "foolbox", "HopSkipJumpAttack", {"steps": 16, "max_gradient_eval_steps": 1000}, DECISION, starts=True
+        _FB, "HopSkipJumpAttack", {"steps": 16, "max_gradient_eval_steps": 1000}, DECISION, starts=True
     ),
     "additive-uniform": AttackSpec(
-        "foolbox", "LinfRepeatedAdditiveUniformNoiseAttack", {"repeats": 100}, DECISION, "repeats"
+        _FB, "LinfRepeatedAdditiveUniformNoiseAttack", {"repeats": 100}, DECISION, "repeats"
     ),
     "additive-gaussian": AttackSpec(
-        "foolbox", "L2RepeatedAdditiveGaussianNoiseAttack", {"repeats": 100}, DECISION, "repeats"
+        _FB, "L2RepeatedAdditiveGaussianNoiseAttack", {"repeats": 100}, DECISION, "repeats"
     ),
     "blended-uniform": AttackSpec(
-        "foolbox", "LinearSearchBlendedUniformNoiseAttack", {"directions": 1000, "steps": 100}, DECISION
+        _FB, "LinearSearchBlendedUniformNoiseAttack", {"directions": 1000, "steps": 100}, DECISION
     ),
-    "salt-and-pepper": AttackSpec("foolbox", "SaltAndPepperNoiseAttack", {"steps": 200}, DECISION),
-    "gaussian-blur": AttackSpec("foolbox", "GaussianBlurAttack", {"steps": 100}, DECISION),
+    "salt-and-pepper": AttackSpec(_FB, "SaltAndPepperNoiseAttack", {"steps": 200}, DECISION),
+    "gaussian-blur": AttackSpec(_FB, "GaussianBlurAttack", {"steps": 100}, DECISION),
 }
 #: Foolbox attacks that take their distance as an argument; ours measure in L2.
 _NEEDS_DISTANCE = ("blended-uniform", "gaussian-blur")
@@ -111,93 +234,10 @@ def check_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     return dict(options)
 
 
-class Attack:
-    """One registered attack, ready to run: `attack(module, x, y, epsilons)` returns one batch of
-    adversarials per epsilon (the clean input where it found none), whatever library it is from."""
-
-    def __init__(self, name: str, **options: Any) -> None:
-        self.name = name
-        self.spec = spec(name)
-        self.options = {**self.spec.defaults, **check_options(name, options)}
-        self._foolbox: Any = self._make_foolbox() if self.spec.library == "foolbox" else None
-        if self.spec.library == "robustbench_bl":
-            unknown = set(self.options) - {"steps", "step_size", "losses"}
-            if unknown:
-                raise ValueError(
-                    f"options for attack {name!r} are invalid: unknown {sorted(unknown)}; accepted: steps, step_size, losses"
-                )
-
-    def _make_foolbox(self) -> Any:
-        fb = import_foolbox()
-        cls = getattr(fb.attacks, self.spec.name)
-        kwargs = dict(self.options)
-        if self.name in _NEEDS_DISTANCE:
-            kwargs.setdefault("distance", fb.distances.l2)
-        try:
-            return cls(**kwargs)
-        except TypeError as err:
-            raise ValueError(f"options for attack {self.name!r} ({self.spec.name}) are invalid: {err}") from None
-
-    @property
-    def kind(self) -> str:
-        return self.spec.kind
-
-    @property
-    def minimizes(self) -> bool:
-        """Whether the attack searches the smallest adversarial itself (an epsilon only clips it)."""
-        return self._foolbox is not None and isinstance(self._foolbox, import_foolbox().attacks.base.MinimizationAttack)
-
-    @property
-    def norm(self) -> str:
-        """'L2' or 'Linf' (or 'L<p>'): the norm in which the attack measures perturbations."""
-        if self.spec.norm is not None:
-            return self.spec.norm
-        p = self._foolbox.distance.p
-        return "Linf" if math.isinf(p) else f"L{p:g}"
-
-    def __call__(
-        self, module: nn.Module, x: Tensor, y: Tensor, epsilons: Sequence[float | None], seed: int = 0
-    ) -> list[Tensor]:
-        """Adversarials per epsilon; `seed` seeds the torchattacks attacks (the others draw from
-        torch's RNG, seeded by `run`)."""
-        if self.spec.library == "foolbox":
-            return self._run_foolbox(module, x, y, epsilons)
-        bounded = [eps for eps in epsilons if eps is not None]
-        if len(bounded) < len(epsilons):
-            raise ValueError(
-                f"epsilons of attack {self.name!r} must be numbers; None (unbounded) is for minimization attacks"
-            )
-        if self.spec.library == "robustbench_bl":  # random starts from torch's RNG, which the caller seeds
-            return [pgd(module, x, y, eps, self.norm, **self.options) for eps in bounded]
-        return [self._run_torchattacks(module, x, y, eps, seed) for eps in bounded]
-
-    def _run_foolbox(self, module: nn.Module, x: Tensor, y: Tensor, epsilons: Sequence[float | None]) -> list[Tensor]:
-        fb = import_foolbox()
-        fmodel = fb.PyTorchModel(module, bounds=(0, 1), device=x.device)
-        if self.spec.starts:
-            return _from_starting_points(self._foolbox, fmodel, x, y, epsilons)
-        _, clipped, _ = self._foolbox(fmodel, x, fb.criteria.Misclassification(y), epsilons=list(epsilons))
-        return [c.detach() for c in clipped]
-
-    def _run_torchattacks(self, module: nn.Module, x: Tensor, y: Tensor, eps: float, seed: int) -> Tensor:
-        if eps == 0:
-            return x.clone()
-        import torchattacks
-
-        cls = getattr(torchattacks, self.spec.name)
-        try:
-            attack = cls(module, norm=self.norm, eps=eps, seed=seed, **self.options)
-        except TypeError as err:
-            raise ValueError(
-                f"options for attack {self.name!r} (torchattacks.{self.spec.name}) are invalid: {err}"
-            ) from None
-        return attack(x.contiguous(), y).detach()
-
-
 def make(name: str, **options: Any) -> Attack:
     """An attack by name with our defaults, overridden by `options` (e.g. steps=10); budgets and
     step sizes are checked here, so a no-op attack is an error rather than a robust accuracy."""
-    return Attack(name, **options)
+    return spec(name).adapter(name, **options)
 
 
 def _from_starting_points(
@@ -217,7 +257,7 @@ def _from_starting_points(
     right = (fmodel(x).argmax(-1) == y).nonzero().squeeze(1)
     if len(right) == 0:
         return clipped
-    init = make("blended-uniform", directions=100, steps=50)._foolbox
+    init = FoolboxAttack("blended-uniform", directions=100, steps=50).foolbox_attack
     starts, _, found = init(fmodel, x[right], fb.criteria.Misclassification(y[right]), epsilons=None)
     while found.any():
         index = found.nonzero().squeeze(1)

@@ -3,9 +3,10 @@ flags, and `flag_obfuscation` over a table of attacks."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -21,23 +22,10 @@ from robustbench_bl.defense import Defended
 from robustbench_bl.versions import versions
 
 
-def evaluate(
-    model_or_defended: nn.Module,
-    attack: str,
-    x: Tensor,
-    y: Tensor,
-    threat: Threat | str = "nonadaptive",
-    epsilons: float | Sequence[float] = (8 / 255,),
-    eot_samples: int = 8,
-    seed: int = 0,
-    *,
-    transfer: Channel | str | None = None,
-    options: Mapping[str, Any] | None = None,
-    batch_size: int = 256,
-    progress: bool = False,
-    precision: str = "auto",
-) -> pd.DataFrame:
-    """Tidy rows (metric, value, epsilon and every setting) for one attack under one threat model.
+def evaluate(model_or_defended: nn.Module, attack: str, *args: Any, **kwargs: Any) -> pd.DataFrame:
+    """Tidy rows (metric, value, epsilon and every setting) for one attack under one threat model:
+    `run` with the same arguments (x, y, threat, epsilons, eot_samples, seed, transfer, options,
+    batch_size, progress, precision), its outcome as rows.
 
     Metrics: clean_accuracy and attack_seconds (epsilon NaN); per epsilon robust_accuracy (the
     defended vote stays right; never above clean), success_rate (among clean-correct examples),
@@ -45,24 +33,18 @@ def evaluate(
     bpda, a stochastic defense attacked without eot (see `flags`; the sentences are in `warnings`).
     """
     defended = as_defended(model_or_defended)
-    threat = Threat.parse(threat)
+    try:
+        request = inspect.signature(run).bind(defended, attack, *args, **kwargs)
+    except TypeError as err:
+        raise TypeError(f"evaluate takes attacks.run's arguments: {err}") from None
+    request.apply_defaults()
+    given = request.arguments
+    threat = Threat.parse(given["threat"])
+    transfer = given["transfer"]
     if isinstance(transfer, str):
-        transfer = make_channel(transfer)
-    out = run(
-        defended,
-        attack,
-        x,
-        y,
-        threat,
-        epsilons,
-        eot_samples,
-        seed,
-        transfer=transfer,
-        options=options,
-        batch_size=batch_size,
-        progress=progress,
-        precision=precision,
-    )
+        transfer = given["transfer"] = make_channel(transfer)
+    out = run(*request.args, **request.kwargs)
+    eot_samples, seed, options = given["eot_samples"], given["seed"], given["options"]
     settings = {
         "attack": attack,
         "attack_kind": out.kind,
