@@ -34,10 +34,11 @@ from robustbench_bl.channels import Channel
 from robustbench_bl.channels import make as make_channel
 from robustbench_bl.cli import ArgumentParser, command_line, positive_int
 from robustbench_bl.evaluation.benchmark import threat_for
+from robustbench_bl.runtime.checkpoints import CheckpointStore
 from robustbench_bl.runtime.results import ResultsStore
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.studies.channel_setup import CHANNELS, default_strength
-from robustbench_bl.training import CheckpointStore, TrainConfig, budget
+from robustbench_bl.training import TrainConfig, budget
 
 #: Budgets of the protocol's gradient-free attacks, reduced to fit a CPU (stated in the table).
 OPTIONS = {"square-linf": {"n_queries": 500}, "hopskipjump": {"steps": 4, "max_gradient_eval_steps": 100}}

@@ -192,7 +192,7 @@ def parse_args(
         elif args.data is not None:
             raise ValueError(f"--data is not used by {name}, which reads its data from elsewhere")
         writable_folder(args.out, "--out")
-        from robustbench_bl.training import CheckpointStore
+        from robustbench_bl.runtime.checkpoints import CheckpointStore
 
         writable_folder(
             args.checkpoints or CheckpointStore.default_root(),

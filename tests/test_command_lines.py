@@ -130,7 +130,7 @@ def test_too_many_test_images_fail_before_training(
     def no_training(*args: object, **kwargs: object) -> None:
         raise Loaded
 
-    monkeypatch.setattr("robustbench_bl.training.CheckpointStore.get_or_train", no_training)
+    monkeypatch.setattr("robustbench_bl.runtime.checkpoints.CheckpointStore.get_or_train", no_training)
     code, err = run(scripts["attack"].main, ["--n", "5000", "--out", str(tmp_path)], capsys)
     assert code == 2 and err.count("\n") == 1 and "limit must be <= the 1000 examples available" in err
 

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from robustbench_bl.runtime.checkpoints import CheckpointStore
 from robustbench_bl.runtime.results import ResultsStore
 from robustbench_bl.runtime.sweep import SweepError, grid, make_executor, run
-from robustbench_bl.training import CheckpointStore, TrainConfig, load_train_data
+from robustbench_bl.training import TrainConfig, load_train_data
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.xdist_group("ray")  # one local Ray instance per test worker
@@ -126,7 +127,8 @@ def test_killed_ray_driver_resumes_without_duplicates(tmp_path: Path) -> None:
 DDP_SCRIPT = textwrap.dedent(
     """
     import sys
-    from robustbench_bl.training import CheckpointStore, TrainConfig
+    from robustbench_bl.runtime.checkpoints import CheckpointStore
+    from robustbench_bl.training import TrainConfig
     config = TrainConfig(**eval(sys.argv[2]))
     CheckpointStore(sys.argv[1]).get_or_train(config, device="cpu", progress=False)
     """

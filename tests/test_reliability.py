@@ -18,6 +18,7 @@ import robustbench_bl as rbl
 from robustbench_bl import attacks, channels, data, models
 from robustbench_bl.evaluation import probes
 from robustbench_bl.runtime import sweep
+from robustbench_bl.runtime.checkpoints import CheckpointStore
 from robustbench_bl.runtime.results import ResultsStore
 from robustbench_bl.spectral import (
     BandLimitedConv1d,
@@ -26,7 +27,7 @@ from robustbench_bl.spectral import (
     band_limited_conv2d,
     bandlimit,
 )
-from robustbench_bl.training import CheckpointStore, TrainConfig, evaluate, predict
+from robustbench_bl.training import TrainConfig, evaluate, predict
 
 EMPTY = torch.rand(0, 3, 32, 32)
 

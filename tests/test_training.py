@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from robustbench_bl import data, training
-from robustbench_bl.training import CheckpointStore, TrainConfig
+from robustbench_bl.runtime import files
+from robustbench_bl.runtime.checkpoints import CheckpointStore
+from robustbench_bl.training import TrainConfig
 
 SMALL = TrainConfig(model="lenet", epochs=2, limit=100, batch_size=50, lr=0.01)
 
@@ -99,7 +101,7 @@ def test_loading_never_unpickles_code(tmp_path: Path) -> None:
     torch.save({"weight": _Exploit()}, weights)
     # re-record the hash so that only weights_only stands between the file and code execution
     record = json.loads(meta.read_text())
-    record["sha256"] = training._sha256(weights)
+    record["sha256"] = files.sha256(weights)
     meta.write_text(json.dumps(record))
     marker = Path("/tmp/rbl-exploit-ran")
     marker.unlink(missing_ok=True)

@@ -20,8 +20,9 @@ import pandas as pd
 
 from robustbench_bl import Defended, attacks, channels, data, models
 from robustbench_bl.cli import ArgumentParser, Study, command_line, parse_args, positive_int
+from robustbench_bl.runtime.checkpoints import CheckpointStore
 from robustbench_bl.runtime.sweep import run
-from robustbench_bl.training import CheckpointStore, budget, recipe
+from robustbench_bl.training import budget, recipe
 
 NAME = "attacks"
 #: Training of the attacked model when it is not stored yet, per --preset.

@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from robustbench_bl import data, zoo
+from robustbench_bl.runtime.checkpoints import CheckpointStore
 from robustbench_bl.studies.bands import layer_fractions
-from robustbench_bl.training import CheckpointStore, TrainConfig
+from robustbench_bl.training import TrainConfig
 
 K = TypeVar("K", bound=Hashable)
 

@@ -27,9 +27,10 @@ from robustbench_bl.cli import Study, command_line, parse_args
 from robustbench_bl.evaluation import stats
 from robustbench_bl.evaluation.critical_difference import average_ranks, cliques, friedman, nemenyi_cd
 from robustbench_bl.runtime import distributed
+from robustbench_bl.runtime.checkpoints import CheckpointStore
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.studies.bands import with_band
-from robustbench_bl.training import CheckpointStore, predict, recipe
+from robustbench_bl.training import predict, recipe
 
 NAME = "ucr"
 #: The accuracy a model trained and tested at 50% may lose against 0% for the finding to hold.

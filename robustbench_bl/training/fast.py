@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 from robustbench_bl import data as datasets
 from robustbench_bl import precision as precision_
 from robustbench_bl.models.fastnet import FastNet
-from robustbench_bl.training import _atomic_write, augment_batch, check_inputs, resolve_device
+from robustbench_bl.runtime.files import atomic_write
+from robustbench_bl.training import augment_batch, check_inputs, resolve_device
 from robustbench_bl.validation import check_positive_int, check_range
 
 
@@ -239,7 +240,7 @@ def train_fast(
                 epoch=epoch,
                 recipe=asdict(recipe),
             )
-            _atomic_write(path, lambda p: torch.save(state, p))
+            atomic_write(path, lambda p: torch.save(state, p))
         if max_steps is not None and (epoch + 1) * steps_per_epoch >= max_steps:
             break
     lookahead.update(model, 1.0)  # finish on the averaged weights

@@ -20,8 +20,8 @@ from torch import nn
 from robustbench_bl import data as datasets
 from robustbench_bl.models.common import eval_mode, placement
 from robustbench_bl.models.fastnet import FastNet
+from robustbench_bl.runtime.files import sha256
 from robustbench_bl.spectral.layers import recording_bands
-from robustbench_bl.training import _sha256 as sha256
 from robustbench_bl.training import resolve_device
 from robustbench_bl.training.fast import FastRecipe, train_fast
 from robustbench_bl.validation import check_choice, read_json_record
