@@ -11,6 +11,7 @@ a no-op (the clean input back), every one of these checks fails: the mutation te
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import pytest
@@ -129,8 +130,8 @@ def check_blur() -> None:
 
 
 CHECKS: dict[str, Callable[[], None]] = {
-    **{name: (lambda name=name: check_bounded(name)) for name in (*GRADIENT, *GRADIENT_FREE)},
-    **{f"{name} (minimal)": (lambda name=name: check_minimal(name)) for name in MINIMAL},
+    **{name: functools.partial(check_bounded, name) for name in (*GRADIENT, *GRADIENT_FREE)},
+    **{f"{name} (minimal)": functools.partial(check_minimal, name) for name in MINIMAL},
     "gaussian-blur": check_blur,
 }
 

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -47,6 +48,7 @@ def _run(cmd: list) -> None:
 @functools.cache
 def _nvcc_arches() -> tuple[str, list[str]]:
     """(nvcc's release, the virtual architectures it can target)."""
+    assert NVCC is not None  # the tests that call this skip without nvcc
     version = re.search(r"release [\d.]+", subprocess.run([NVCC, "--version"], capture_output=True, text=True).stdout)
     arches = subprocess.run([NVCC, "--list-gpu-arch"], capture_output=True, text=True).stdout.split()
     return version.group(0) if version else "unknown release", arches
@@ -92,7 +94,8 @@ def launch(tmp_path_factory: pytest.TempPathFactory) -> cupy_backend.Launch:
     lib = ctypes.CDLL(str(library))
 
     def run(kernel: str, blocks: int, threads: int, args: tuple) -> None:
-        types, values = [ctypes.c_uint, ctypes.c_uint], [blocks, threads]
+        types: list[Any] = [ctypes.c_uint, ctypes.c_uint]
+        values: list[Any] = [blocks, threads]
         for a in args:
             if isinstance(a, torch.Tensor):
                 assert a.device.type == "cpu" and a.is_contiguous() and not a.is_conj(), "kernels need plain memory"
@@ -102,6 +105,7 @@ def launch(tmp_path_factory: pytest.TempPathFactory) -> cupy_backend.Launch:
                 types.append(ctypes.c_int)
                 values.append(a)
         address = ctypes.c_void_p.in_dll(lib, f"emu_launch_{kernel}").value
+        assert address is not None, f"emu_launch_{kernel} is missing from the emulation library"
         ctypes.CFUNCTYPE(None, *types)(address)(*values)
 
     return run

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def flaky(cell: dict) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def ray_instance() -> None:
+def ray_instance() -> Iterator[None]:
     os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
@@ -136,8 +137,8 @@ DDP_SCRIPT = textwrap.dedent(
 
 
 def test_ddp_two_processes_match_single_process(tmp_path: Path) -> None:
-    settings = dict(model="lenet", epochs=2, batch_size=16, lr=0.05, limit=70, augment=True, seed=3)
-    config = TrainConfig(**settings)
+    config = TrainConfig(model="lenet", epochs=2, batch_size=16, lr=0.05, limit=70, augment=True, seed=3)
+    settings = {k: getattr(config, k) for k in ("model", "epochs", "batch_size", "lr", "limit", "augment", "seed")}
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)
     command = [

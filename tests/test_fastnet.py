@@ -15,9 +15,12 @@ from robustbench_bl import data, models
 from robustbench_bl.spectral import BandLimitedConv2d, bandlimit
 from robustbench_bl.training.fast import FastRecipe, init_whitening, lr_factor, train_fast
 
+#: Narrow widths keep the recipe tests fast; the architecture is the same at any width.
+SMALL = (16, 32, 32)
+
 
 def test_fastnet_maps_images_to_logits_with_plain_convolutions() -> None:
-    model = models.make("fastnet").eval()
+    model = models.FastNet(widths=SMALL).eval()
     assert model(torch.rand(3, 3, 32, 32)).shape == (3, 10)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert len(convs) == 7 and all(type(m) is nn.Conv2d for m in convs)
@@ -25,8 +28,8 @@ def test_fastnet_maps_images_to_logits_with_plain_convolutions() -> None:
 
 def test_bandlimit_converts_every_fastnet_conv_and_equals_it_at_rate_zero() -> None:
     torch.manual_seed(0)
-    plain = models.make("fastnet").eval()
-    limited = bandlimit(models.make("fastnet"), compress_rate=0.0)
+    plain = models.FastNet(widths=SMALL).eval()
+    limited = bandlimit(models.FastNet(widths=SMALL), compress_rate=0.0)
     limited.load_state_dict(plain.state_dict())
     limited.eval()
     assert sum(isinstance(m, BandLimitedConv2d) for m in limited.modules()) == 7
@@ -37,7 +40,7 @@ def test_bandlimit_converts_every_fastnet_conv_and_equals_it_at_rate_zero() -> N
 def test_whitening_decorrelates_two_by_two_patches() -> None:
     """Filters v / sqrt(l + eps) give outputs with second moments l / (l + eps), l from numpy."""
     x = data.packaged_sample("train").x[:300]
-    model = models.make("fastnet")
+    model = models.FastNet(widths=SMALL)
     eps = 5e-4
     init_whitening(model, x, eps)
     z = model.normalize(x).double()
@@ -64,9 +67,9 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:
     train = data.packaged_sample("train").at_most(512)
     recipe = FastRecipe(epochs=2, batch_size=256, whiten_images=100, whiten_bias_epochs=1, lookahead_every=1)
 
-    def fresh() -> nn.Module:
+    def fresh() -> models.FastNet:
         torch.manual_seed(0)
-        return bandlimit(models.make("fastnet"), compress_rate=0.5)
+        return bandlimit(models.FastNet(widths=SMALL), compress_rate=0.5)
 
     whole = fresh()
     history = train_fast(whole, train, recipe, device="cpu", progress=False)
@@ -91,7 +94,9 @@ def test_recipe_rejects_bad_settings() -> None:
     with pytest.raises(ValueError, match="momentum"):
         FastRecipe(momentum=1.0)
     with pytest.raises(ValueError, match="batch_size"):
-        train_fast(models.make("fastnet"), data.packaged_sample("test").at_most(100), FastRecipe(), progress=False)
+        train_fast(
+            models.FastNet(widths=SMALL), data.packaged_sample("test").at_most(100), FastRecipe(), progress=False
+        )
 
 
 def test_the_learned_stem_trains_its_first_layer_from_a_random_init() -> None:
@@ -101,7 +106,7 @@ def test_the_learned_stem_trains_its_first_layer_from_a_random_init() -> None:
     start = model.whiten.weight.detach().clone()
     recipe = FastRecipe(epochs=1, batch_size=16, whiten_images=16, whiten_bias_epochs=0, lookahead_every=1)
     train_fast(model, data.packaged_sample("train").at_most(32), recipe, device="cpu", progress=False)
-    assert model.whiten.weight.requires_grad and model.whiten.bias.requires_grad
+    assert model.whiten.bias is not None and model.whiten.weight.requires_grad and model.whiten.bias.requires_grad
     assert not torch.equal(model.whiten.weight, start)
     with pytest.raises(ValueError, match="stem"):
         models.FastNet(stem="pca")

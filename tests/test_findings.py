@@ -171,8 +171,8 @@ def test_resources_judges_time_by_a_t_interval_over_pairs_and_memory_exactly() -
         ("conv", 0.0, "epoch_seconds", 0.5, None),
         ("conv", 0.0, "memory_bytes", 1.0, None),
     ]
-    rows = [dict(zip(columns, r), precision="fp32", memory_kind="saved") for r in rows]
-    text = studies.module("resources").finding(pd.DataFrame(rows))
+    records = [dict(zip(columns, r), precision="fp32", memory_kind="saved") for r in rows]
+    text = studies.module("resources").finding(pd.DataFrame(records))
     assert verdict(text) == "DOES NOT HOLD"  # memory 1.1x does not fall
     logs = np.log([0.68, 0.7, 0.72])
     mean, lo, hi = stats.mean_interval(logs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from robustbench_bl import models
 
@@ -64,7 +65,7 @@ def test_convolutions_are_plain_nn_conv() -> None:
 
 def test_densenet_growth_rate_12() -> None:
     model = models.make("densenet121")
-    assert model.conv1.out_channels == 24
+    assert isinstance(model.conv1, nn.Conv2d) and model.conv1.out_channels == 24
     assert sum(isinstance(m, models.densenet.Bottleneck) for m in model.modules()) == 58
 
 

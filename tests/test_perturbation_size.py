@@ -19,13 +19,13 @@ D = 3 * 8 * 8
 
 def mean_threshold(margin: float = 20.0) -> nn.Module:
     """Class 1 when the mean pixel exceeds 0.5, else 0: the L2 distance to the boundary is |mean - 0.5| sqrt(D)."""
-    model = nn.Sequential(nn.Flatten(), nn.Linear(D, 2))
+    linear = nn.Linear(D, 2)
     with torch.no_grad():
-        model[1].weight.zero_()
-        model[1].bias.zero_()
-        model[1].weight[1].fill_(margin / D)
-        model[1].bias[1] = -margin / 2
-    return model.eval()
+        linear.weight.zero_()
+        linear.bias.zero_()
+        linear.weight[1].fill_(margin / D)
+        linear.bias[1] = -margin / 2
+    return nn.Sequential(nn.Flatten(), linear).eval()
 
 
 def images(n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,18 +10,20 @@ from torch import nn
 from robustbench_bl.evaluation import probes
 
 
-def softmax_linear(seed: int = 0, d: int = 12, k: int = 4) -> nn.Module:
+def softmax_linear(seed: int = 0, d: int = 12, k: int = 4) -> nn.Sequential:
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(d, k)).double()
+    linear = nn.Linear(d, k).double()
     with torch.no_grad():
-        model[1].weight.mul_(3.0)
-    return model
+        linear.weight.mul_(3.0)
+    return nn.Sequential(nn.Flatten(), linear)
 
 
-def analytic(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def analytic(model: nn.Sequential, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(M1, M2) of p_y(Wx + b) from the closed-form gradient W^T p_y (e_y - p) and Hessian
     W^T p_y [(e_y - p)(e_y - p)^T - diag(p) + p p^T] W."""
-    w, b = model[1].weight, model[1].bias
+    linear = model[1]
+    assert isinstance(linear, nn.Linear)
+    w, b = linear.weight, linear.bias
     m1, m2 = [], []
     for xi, yi in zip(x.flatten(1), target):
         p = (w @ xi + b).softmax(0)

@@ -27,6 +27,7 @@ from robustbench_bl.spectral import (
     band_limited_conv2d,
     bandlimit,
 )
+from robustbench_bl.spectral.layers import BAND_LIMITED
 from robustbench_bl.training import TrainConfig, evaluate, predict
 
 EMPTY = torch.rand(0, 3, 32, 32)
@@ -279,7 +280,9 @@ def test_m2_on_cupy_band_limited_layers_says_why(lenet: nn.Module) -> None:
     banded = bandlimit(models.make("lenet"), compress_rate=0.5).eval()
     assert probes.hessian_top_eigenvalue(banded, torch.rand(2, 3, 32, 32), iters=5).shape == (2,)  # torch backend
     assert probes.gradient_norm(banded, torch.rand(2, 3, 32, 32)).shape == (2,)
-    banded[1].backend = "cupy"
+    layer = banded.get_submodule("1")
+    assert isinstance(layer, BAND_LIMITED)
+    layer.backend = "cupy"
     with pytest.raises(ValueError, match=r"backend=.cupy. \(1\).*set backend=.torch."):
         probes.hessian_top_eigenvalue(banded, torch.rand(2, 3, 32, 32))
 
@@ -301,7 +304,7 @@ def test_damaged_resume_checkpoint_names_the_file(tmp_path: Path, content: bytes
     recipe = FastRecipe(epochs=1, batch_size=16, whiten_images=16)
     with pytest.raises(ValueError, match=f"resume checkpoint {path} is damaged .*delete it"):
         train_fast(
-            models.make("fastnet"),
+            models.FastNet(widths=(8, 8, 8)),
             data.packaged_sample("train").at_most(32),
             recipe,
             device="cpu",

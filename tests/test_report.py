@@ -90,7 +90,8 @@ def test_verdicts_come_from_the_finding_json(results: Path) -> None:
     loaded = {f.name: report.load(f) for f in report.study_folders(results)}
     assert loaded["a"].verdict == "DOES NOT HOLD"
     assert loaded["b"].verdict == "INCONCLUSIVE"  # the finding's verdict, not a claim's
-    assert [c.verdict for c in loaded["b"].finding.claims] == ["INCONCLUSIVE", "HOLDS"]
+    finding = loaded["b"].finding
+    assert finding is not None and [c.verdict for c in finding.claims] == ["INCONCLUSIVE", "HOLDS"]
     assert loaded["c"].verdict == "no finding"
     assert loaded["a"].name == "alpha" and len(loaded["a"].figures) == 1 and loaded["b"].board is not None
 
@@ -139,7 +140,7 @@ def test_command_writes_the_page_and_refuses_a_bad_folder(
     assert "not a folder" in capsys.readouterr().err
 
 
-def browser_page(path: Path):  # type: ignore[no-untyped-def]
+def browser_page(path: Path):
     """(playwright, browser, page) on `path` in headless system Chromium, or skip / fail when absent."""
     try:
         from playwright.sync_api import sync_playwright

@@ -17,7 +17,7 @@ RATES = [0.0, 0.1, 0.3, 0.5, 0.85, 0.95]
 def radius_grid(shape: tuple[int, ...]) -> list[np.ndarray]:
     """Per-axis |f| / (n/2) on the one-sided grid, from numpy's frequency helpers."""
     axes = [np.abs(np.fft.fftfreq(n)) * 2 for n in shape[:-1]] + [np.fft.rfftfreq(shape[-1]) * 2]
-    return np.meshgrid(*axes, indexing="ij")
+    return list(np.meshgrid(*axes, indexing="ij"))
 
 
 def full_mask(mask: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:

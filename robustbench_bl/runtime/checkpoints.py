@@ -12,6 +12,7 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -64,7 +65,7 @@ class CheckpointStore:
         atomic_write(meta, lambda p: p.write_text(json.dumps(record, indent=2, sort_keys=True)))
         return weights
 
-    def metadata(self, config: TrainConfig, data_source: str) -> dict[str, object]:
+    def metadata(self, config: TrainConfig, data_source: str) -> dict[str, Any]:
         """The stored JSON record of a checkpoint; a damaged one is a ValueError naming the file."""
         weights, meta = self.paths(config, data_source)
         return read_json_record(meta, "checkpoint metadata", "sha256", str, f"delete it and {weights.name} to retrain")
@@ -96,7 +97,7 @@ class CheckpointStore:
         data_root: str | os.PathLike[str] | None = None,
         device: str | torch.device = "auto",
         progress: bool = True,
-    ) -> tuple[nn.Module, dict[str, object]]:
+    ) -> tuple[nn.Module, dict[str, Any]]:
         """The model for `config`: loaded when stored, else trained, evaluated and stored.
 
         Returns (model in eval mode on `device`, metadata with metrics and data source). Under

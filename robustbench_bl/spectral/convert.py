@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import TypeVar, cast
 
 from torch import nn
 
@@ -23,9 +23,12 @@ TWINS: dict[type[nn.Module], type[_BandLimited]] = {
 }
 
 
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
 def bandlimit(
-    model: nn.Module, compress_rate: float | None = None, energy: float | None = None, backend: str = "auto"
-) -> nn.Module:
+    model: ModuleT, compress_rate: float | None = None, energy: float | None = None, backend: str = "auto"
+) -> ModuleT:
     """Band-limit every 1D/2D/3D convolution of `model` in place and return it.
 
     Give compress_rate (static, default 0) or energy (dynamic), not both. Layers that are already
