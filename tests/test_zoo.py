@@ -56,6 +56,26 @@ def test_model_reproduces_its_card_on_the_packaged_sample(name: str) -> None:
     assert card["accuracy"]["full_test"]["accuracy"] >= 0.7  # far above the 42-60% LeNets it replaces
 
 
+#: The full offline CIFAR-10 copy beside the checkout (the team's machines and CI have it).
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED / "cifar10").is_dir(), reason="no offline CIFAR-10 copy beside the checkout")
+@pytest.mark.parametrize("name", zoo.names())
+def test_full_test_accuracy_agrees_with_the_card(name: str) -> None:
+    """An independent count on the whole 10k test set: argmax of the loaded model in batches of the
+    cards' size (energy bands depend on the batch), not zoo.measure."""
+    test = data.load("cifar10", "test", root=SHARED, download=False)
+    assert len(test) == 10000
+    model = zoo.load(name)
+    batch = zoo.card(name)["eval_batch_size"]
+    with torch.no_grad():
+        right = sum(
+            int((model(test.x[i : i + batch]).argmax(1) == test.y[i : i + batch]).sum()) for i in range(0, 10000, batch)
+        )
+    assert right / 10000 == zoo.card(name)["accuracy"]["full_test"]["accuracy"]
+
+
 @pytest.mark.parametrize("name", [n for n in zoo.names() if zoo.SPECS[n].energy is None])
 def test_every_layer_discards_at_least_its_rate(name: str) -> None:
     rate = zoo.SPECS[name].compress_rate or 0.0
