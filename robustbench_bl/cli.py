@@ -1,31 +1,27 @@
 """What every command line shares: one-line errors (exit code 2) and argument types that check
 their values at parse time, so a bad command costs seconds, not a training run; for the commands
-that run experiments (the studies, `rbl attack`), the common options (`parse_args`) and the output
-folder with its results store (`Study`). Heavy modules are imported where used, so `rbl --help`
+that run experiments (the studies, `rbl attack`), the common options (`parse_args`); their output
+folder is `runtime.output.RunFolder`. Heavy modules are imported where used, so `rbl --help`
 stays quick."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import torch
 
 from robustbench_bl.precision import PRECISIONS
 
 if TYPE_CHECKING:
-    from robustbench_bl.evaluation.stats import Finding
-    from robustbench_bl.runtime.results import ResultsStore
-    from robustbench_bl.runtime.sweep import Executor
+    pass
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -202,54 +198,3 @@ def parse_args(
         parser.error(str(err))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     return args
-
-
-def preset(presets: Mapping[str, dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
-    """The chosen preset's settings, with the model replaced when --model was given."""
-    chosen = dict(presets[args.preset])
-    if getattr(args, "model", None) is not None:
-        chosen["model"] = args.model
-    return chosen
-
-
-@dataclass
-class Study:
-    """A study's output folder: `results.jsonl` (the store), `results.csv`, `finding.txt` and figures."""
-
-    name: str
-    out: Path
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> Study:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        return cls(args.study, out)
-
-    @staticmethod
-    def executor(args: argparse.Namespace) -> Executor:
-        """The sweep executor the command line asks for."""
-        from robustbench_bl.runtime.sweep import make_executor
-
-        if args.executor == "ray":
-            return make_executor("ray", address=args.ray_address, num_gpus=args.num_gpus)
-        return make_executor("local")
-
-    @property
-    def store(self) -> ResultsStore:
-        from robustbench_bl.runtime.results import ResultsStore
-
-        return ResultsStore(self.out / "results.jsonl")
-
-    def conclude(self, finding: Finding, figures: Sequence[Path] = ()) -> None:
-        """Print the study's finding, keep it beside its results as `finding.json` (the fields `rbl
-        report` and the tests read) and `finding.txt` (the text a person reads), and say which files
-        the study wrote."""
-        print(finding)
-        (self.out / "finding.txt").write_text(f"{finding}\n", encoding="utf-8")
-        (self.out / "finding.json").write_text(json.dumps(finding.to_json(), indent=2) + "\n", encoding="utf-8")
-        written = [self.store.path.with_suffix(".csv"), self.out / "finding.json", self.out / "finding.txt", *figures]
-        print(f"wrote {', '.join(map(str, written))}")
-
-    def figure(self, stem: str | None = None) -> Path:
-        """Stem (no suffix) of a figure in the output folder."""
-        return self.out / (stem or self.name)

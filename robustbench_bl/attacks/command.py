@@ -19,8 +19,9 @@ from typing import Any
 import pandas as pd
 
 from robustbench_bl import Defended, attacks, channels, data, models
-from robustbench_bl.cli import ArgumentParser, Study, command_line, parse_args, positive_int
+from robustbench_bl.cli import ArgumentParser, command_line, parse_args, positive_int
 from robustbench_bl.runtime.checkpoints import CheckpointStore
+from robustbench_bl.runtime.output import RunFolder
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.training import budget, recipe
 
@@ -161,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         }
         for name in names
     ]
-    stored = run(cells, measure, Study.from_args(args).store, progress=not args.quiet, desc=NAME)
+    stored = run(cells, measure, RunFolder.from_args(args).store, progress=not args.quiet, desc=NAME)
     mine = stored[
         stored.model_key.eq(model_key)
         & stored.attack.isin(names)

@@ -1,7 +1,7 @@
 """The studies, one module each (PRESETS and `main(argv)`), and what they share.
 
-`common` loads a study's test images and models (the command line and output folder are
-`cli.parse_args` and `cli.Study`, shared with `rbl attack`),
+`common` picks a study's preset and loads its test images and models (the command line and output
+folder are `cli.parse_args` and `runtime.output.RunFolder`, shared with `rbl attack`),
 `bands` the band changes and per-layer fractions of the band-limited studies, `channel_setup` the
 channel grid and tuned strengths of the channel studies. Run one with `rbl study NAME`,
 `python -m robustbench_bl.studies.NAME` or, from a checkout, `python studies/NAME.py`.

@@ -22,12 +22,13 @@ from typing import Any
 import pandas as pd
 
 from robustbench_bl import plots
-from robustbench_bl.cli import Study, command_line, parse_args, preset
+from robustbench_bl.cli import command_line, parse_args
 from robustbench_bl.evaluation import stats
 from robustbench_bl.runtime import distributed
+from robustbench_bl.runtime.output import RunFolder
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.studies.bands import discarded, layer_fractions
-from robustbench_bl.studies.common import trained_models
+from robustbench_bl.studies.common import preset, trained_models
 from robustbench_bl.training import TrainConfig, budget, predict, recipe
 
 NAME = "accuracy_vs_compression"
@@ -100,7 +101,7 @@ def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parse_args(NAME, __doc__.splitlines()[0], argv)
     p = preset(PRESETS, args)
-    study = Study.from_args(args)
+    study = RunFolder.from_args(args)
 
     def configs(size: int) -> dict[tuple[str, float, int], TrainConfig]:
         size_settings = budget(p["train"], p["epochs"], size)

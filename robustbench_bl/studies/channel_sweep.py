@@ -26,10 +26,11 @@ import torch
 
 from robustbench_bl import plots
 from robustbench_bl.attacks import craft_nonadaptive, judge_rows
-from robustbench_bl.cli import Study, command_line, parse_args
+from robustbench_bl.cli import command_line, parse_args
 from robustbench_bl.defense import Defended
 from robustbench_bl.evaluation import stats
 from robustbench_bl.runtime import distributed
+from robustbench_bl.runtime.output import RunFolder
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.studies.channel_setup import (
     CHANNELS,
@@ -88,7 +89,7 @@ def finding(best: pd.DataFrame, n: int, bare: float) -> stats.Finding:
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parse_args(NAME, __doc__.splitlines()[0], argv)
     p, setting = PRESETS[args.preset], setting_for(args)
-    study = Study.from_args(args)
+    study = RunFolder.from_args(args)
     models = load_models(args, setting, p["test"])
     if not distributed.is_main():
         return pd.DataFrame()  # under torchrun, rank 0 alone runs the sweep

@@ -20,12 +20,13 @@ import numpy as np
 import pandas as pd
 
 from robustbench_bl import plots
-from robustbench_bl.cli import Study, command_line, parse_args, preset
+from robustbench_bl.cli import command_line, parse_args
 from robustbench_bl.evaluation import stats
 from robustbench_bl.runtime import distributed
+from robustbench_bl.runtime.output import RunFolder
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.studies.bands import with_band
-from robustbench_bl.studies.common import discarded_per_layer, trained_models
+from robustbench_bl.studies.common import discarded_per_layer, preset, trained_models
 from robustbench_bl.training import budget, predict, recipe
 
 NAME = "compression_mismatch"
@@ -93,7 +94,7 @@ def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parse_args(NAME, __doc__.splitlines()[0], argv)
     p = preset(PRESETS, args)
-    study = Study.from_args(args)
+    study = RunFolder.from_args(args)
     trained = trained_models(
         args,
         p["test"],

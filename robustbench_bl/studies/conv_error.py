@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 
 from robustbench_bl import data, plots
-from robustbench_bl.cli import Study, command_line, parse_args
+from robustbench_bl.cli import command_line, parse_args
 from robustbench_bl.evaluation import stats
 from robustbench_bl.models.common import CIFAR10_MEAN, CIFAR10_STD, Normalize
+from robustbench_bl.runtime.output import RunFolder
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.spectral import band_limited_conv2d, compression
 
@@ -128,7 +129,7 @@ def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parse_args(NAME, __doc__.splitlines()[0], argv)
     p = PRESETS[args.preset]
-    study = Study.from_args(args)
+    study = RunFolder.from_args(args)
     test = data.cifar10("test", root=args.data).at_most(p["images"], seed=args.seed)
     print(f"data: {len(test)} test image(s) from {test.source}")
     weight = torch.randn(1, 3, 5, 5, generator=torch.Generator().manual_seed(args.seed), dtype=torch.float64)

@@ -24,9 +24,10 @@ import pandas as pd
 
 from robustbench_bl import plots
 from robustbench_bl.attacks.minimal import ATTACKS, larger_share, minimal_perturbations
-from robustbench_bl.cli import Study, command_line, parse_args
+from robustbench_bl.cli import command_line, parse_args
 from robustbench_bl.evaluation import stats
 from robustbench_bl.runtime import distributed
+from robustbench_bl.runtime.output import RunFolder
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.studies.channel_setup import load_models, setting_for
 
@@ -80,7 +81,7 @@ def finding(shares: pd.DataFrame) -> stats.Finding:
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parse_args(NAME, __doc__.splitlines()[0], argv)
     p, setting = PRESETS[args.preset], setting_for(args)
-    study = Study.from_args(args)
+    study = RunFolder.from_args(args)
     models = load_models(args, setting, p["test"], rates=p["rates"])
     if not distributed.is_main():
         return pd.DataFrame()  # under torchrun, rank 0 alone runs the sweep

@@ -22,10 +22,12 @@ import pandas as pd
 from torch import nn
 
 from robustbench_bl import data, plots
-from robustbench_bl.cli import Study, command_line, parse_args, preset
+from robustbench_bl.cli import command_line, parse_args
 from robustbench_bl.evaluation import stats
+from robustbench_bl.runtime.output import RunFolder
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.studies.bands import layer_fractions
+from robustbench_bl.studies.common import preset
 from robustbench_bl.training import budget, build_model, load_train_data, recipe, train
 
 NAME = "energy_dynamics"
@@ -66,7 +68,7 @@ def finding(table: pd.DataFrame) -> stats.Finding:
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parse_args(NAME, __doc__.splitlines()[0], argv)
     p = preset(PRESETS, args)
-    study = Study.from_args(args)
+    study = RunFolder.from_args(args)
     train_size = len(data.cifar10("train", root=args.data))
     size = budget(p["train"], p["epochs"], train_size)
     probe = data.cifar10("test", root=args.data).at_most(p["probe"], seed=args.seed)

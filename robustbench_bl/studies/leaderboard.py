@@ -21,9 +21,10 @@ import pandas as pd
 
 import robustbench_bl
 from robustbench_bl import plots
-from robustbench_bl.cli import ArgumentParser, Study, command_line, parse_args
+from robustbench_bl.cli import ArgumentParser, command_line, parse_args
 from robustbench_bl.evaluation import leaderboard, stats
 from robustbench_bl.runtime import distributed
+from robustbench_bl.runtime.output import RunFolder
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.studies.channel_setup import (
     CHANNELS,
@@ -102,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         NAME, __doc__.splitlines()[0], argv, add_sweep_option(ArgumentParser(description=__doc__.splitlines()[0]))
     )
     p, setting = PRESETS[args.preset], setting_for(args)
-    study = Study.from_args(args)
+    study = RunFolder.from_args(args)
     models = load_models(args, setting, p["test"], p["rates"])
     if not distributed.is_main():
         return pd.DataFrame()  # under torchrun, rank 0 alone runs the sweep

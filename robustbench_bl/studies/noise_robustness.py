@@ -25,12 +25,13 @@ import pandas as pd
 import torch
 
 from robustbench_bl import plots
-from robustbench_bl.cli import Study, command_line, parse_args, preset
+from robustbench_bl.cli import command_line, parse_args
 from robustbench_bl.evaluation import stats
 from robustbench_bl.models.common import input_std
 from robustbench_bl.runtime import distributed
+from robustbench_bl.runtime.output import RunFolder
 from robustbench_bl.runtime.sweep import run
-from robustbench_bl.studies.common import discarded_per_layer, trained_models
+from robustbench_bl.studies.common import discarded_per_layer, preset, trained_models
 from robustbench_bl.training import TrainConfig, budget, predict, recipe
 
 NAME = "noise_robustness"
@@ -170,7 +171,7 @@ def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parse_args(NAME, __doc__.splitlines()[0], argv)
     p = preset(PRESETS, args)
-    study = Study.from_args(args)
+    study = RunFolder.from_args(args)
     trained = trained_models(args, p["test"], lambda size: train_configs(p, size, args.seed))
     if not distributed.is_main():
         return pd.DataFrame()  # under torchrun, rank 0 alone runs the sweep

@@ -24,11 +24,13 @@ import pandas as pd
 import torch
 
 from robustbench_bl import data, models, plots
-from robustbench_bl.cli import Study, command_line, parse_args, preset
+from robustbench_bl.cli import command_line, parse_args
 from robustbench_bl.evaluation import stats
+from robustbench_bl.runtime.output import RunFolder
 from robustbench_bl.runtime.profiling import relative_costs
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.spectral import bandlimit
+from robustbench_bl.studies.common import preset
 
 NAME = "resources"
 
@@ -73,7 +75,7 @@ def finding(table: pd.DataFrame) -> stats.Finding:
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parse_args(NAME, __doc__.splitlines()[0], argv)
     p = preset(PRESETS, args)
-    study = Study.from_args(args)
+    study = RunFolder.from_args(args)
     train = data.cifar10("train", root=args.data).at_most(p["train"], seed=args.seed)
     print(f"data: {len(train)} training images from {train.source}; device {args.device}")
     precisions = ["fp32", "fp16"] if args.device.type == "cuda" else ["fp32"]

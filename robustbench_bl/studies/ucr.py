@@ -23,11 +23,12 @@ import numpy as np
 import pandas as pd
 
 from robustbench_bl import data, plots
-from robustbench_bl.cli import Study, command_line, parse_args
+from robustbench_bl.cli import command_line, parse_args
 from robustbench_bl.evaluation import stats
 from robustbench_bl.evaluation.critical_difference import average_ranks, cliques, friedman, nemenyi_cd
 from robustbench_bl.runtime import distributed
 from robustbench_bl.runtime.checkpoints import CheckpointStore
+from robustbench_bl.runtime.output import RunFolder
 from robustbench_bl.runtime.sweep import run
 from robustbench_bl.studies.bands import with_band
 from robustbench_bl.training import predict, recipe
@@ -139,7 +140,7 @@ def _last_train_accuracy(meta: dict[str, Any]) -> float:
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parse_args(NAME, __doc__.splitlines()[0], argv, dataset=None)
     p = PRESETS[args.preset]
-    study = Study.from_args(args)
+    study = RunFolder.from_args(args)
     tests = {name: data.ucr(name, "test") for name in p["datasets"]}
     if p["test"]:
         tests = {name: t.at_most(p["test"], seed=args.seed) for name, t in tests.items()}
