@@ -4,9 +4,12 @@ Trains the same CNN with static compression (a fixed fraction of coefficients di
 every layer) and with energy-based compression (the smallest band keeping a fraction of the
 input's spectral energy), and plots test accuracy against the fraction of coefficients the
 layers actually discard (the zoo's FastNets: two training seeds at 0% and 50%). Findings to check,
-each with a 95% paired-bootstrap interval over the same test images: accuracy falls gracefully
-(at most 2 points lost at 50%, per seed), and energy-based beats static compression at an equal
-fraction discarded (static accuracy interpolated linearly between its neighbouring models).
+each with a 95% paired-bootstrap interval over the same test images, in the paper's direction:
+accuracy falls gracefully (at most 2 points lost at 50%, per seed), and energy-based compression
+*loses* to static compression at an equal fraction discarded (static accuracy interpolated linearly
+between its neighbouring models). The first paper, section 4.1: past 50% "the fixed compression
+method achieves the max test accuracy of 92.32% ... whereas the preserved energy method results in
+significant losses (e.g., ResNet-18 reaches 83.37% on CIFAR-10)".
 
     python studies/accuracy_vs_compression.py                 # quick preset (default), <= 15 min on a CPU
     python studies/accuracy_vs_compression.py --preset smoke  # seconds, what the tests run
@@ -35,7 +38,7 @@ NAME = "accuracy_vs_compression"
 #: Allowed accuracy loss at 50% static compression for the finding to count as holding.
 GRACEFUL = 0.02
 PAPER_GRACEFUL = "first paper Table 1: a few points lost at 50% (ResNet-18, full CIFAR-10, 350 epochs)"
-PAPER_ENERGY = "first paper Fig. 3: energy-based above static at equal compression, no number"
+PAPER_ENERGY = "first paper 4.1: static 92.32% past 50%, energy 'significant losses' (ResNet-18 83.37% at 90% energy)"
 
 PRESETS: dict[str, dict[str, Any]] = {
     # rates / energies: (band parameter, training seed offset)
@@ -89,9 +92,9 @@ def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
                 f"seed +{s}: energy {k[1]:g} ({fraction[k]:.0%} discarded, {outcomes[k].mean():.3f}) - static "
                 f"interpolated at {fraction[k]:.0%} ({(1 - w) * outcomes[k0].mean() + w * outcomes[k1].mean():.3f})"
             )
-            claims.append(stats.Claim(label, est, lo, hi, paper=PAPER_ENERGY))
+            claims.append(stats.Claim(label, est, lo, hi, paper=PAPER_ENERGY, direction="below"))
     return stats.finding(
-        f"accuracy falls gracefully (<= {GRACEFUL:.0%} lost at 50% static) and energy-based beats static at equal "
+        f"accuracy falls gracefully (<= {GRACEFUL:.0%} lost at 50% static) and energy-based loses to static at equal "
         "discarded fraction",
         claims,
         f"on {n} test images, 95% paired-bootstrap intervals",
