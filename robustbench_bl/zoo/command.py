@@ -19,7 +19,7 @@ from robustbench_bl.cli import ArgumentParser, command_line, device, writable_fo
 def _parser() -> ArgumentParser:
     parser = ArgumentParser(prog="rbl zoo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="shipped models with their band, seed and clean accuracy")
+    sub.add_parser("list", help="shipped models with their band, seed, widths, stem and clean accuracy")
     show = sub.add_parser("card", help="print a model's card as JSON")
     show.add_argument("name", choices=list(zoo.SPECS))
     train = sub.add_parser("train", help="train zoo models with the FastNet recipe (resumable)")
@@ -47,8 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             c = zoo.card(name)
             band = f"energy {c['energy']}" if c["energy"] is not None else f"rate {c['compress_rate'] or 0}"
             full = c["accuracy"].get("full_test", {}).get("accuracy")
+            shape = f"{'/'.join(map(str, c['widths']))} {c.get('stem', 'whiten')}"
             print(
-                f"{name:15s} {band:12s} seed {c['seed']}  sample {c['accuracy']['sample_test']['accuracy']:.4f}  "
+                f"{name:15s} {band:12s} seed {c['seed']}  {shape:18s} sample {c['accuracy']['sample_test']['accuracy']:.4f}  "
                 f"full {'-' if full is None else f'{full:.4f}'}"
             )
         return 0
