@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ STEP_OPTIONS = (
 )
 
 
-class Attack:
+class Attack(abc.ABC):
     """One registered attack, ready to run: `attack(module, x, y, epsilons)` returns one batch of
     adversarials per epsilon (the clean input where it found none). One adapter per library
     (`FoolboxAttack`, `TorchattacksAttack`, `PGDAttack`) fills in how it runs."""
@@ -78,10 +79,19 @@ class Attack:
         torch's RNG, seeded by `run`). The one entry point of every adapter (see `craft`)."""
         return self.craft(module, x, y, epsilons, seed)
 
+    @abc.abstractmethod
     def craft(
         self, module: nn.Module, x: Tensor, y: Tensor, epsilons: Sequence[float | None], seed: int
     ) -> list[Tensor]:
-        """What `__call__` runs: by default `bounded` once per epsilon (None is refused)."""
+        """What `__call__` runs: one batch of adversarials per epsilon."""
+
+
+class BoundedAttack(Attack):
+    """An adapter whose attack takes one fixed budget at a time: `bounded` once per epsilon."""
+
+    def craft(
+        self, module: nn.Module, x: Tensor, y: Tensor, epsilons: Sequence[float | None], seed: int
+    ) -> list[Tensor]:
         bounded = [eps for eps in epsilons if eps is not None]
         if len(bounded) < len(epsilons):
             raise ValueError(
@@ -89,12 +99,12 @@ class Attack:
             )
         return [self.bounded(module, x, y, eps, seed) for eps in bounded]
 
+    @abc.abstractmethod
     def bounded(self, module: nn.Module, x: Tensor, y: Tensor, eps: float, seed: int) -> Tensor:
-        """Adversarials within `eps` (adapters with fixed budgets implement this)."""
-        raise NotImplementedError(f"{type(self).__name__} runs whole epsilon lists")
+        """Adversarials within `eps`."""
 
 
-class PGDAttack(Attack):
+class PGDAttack(BoundedAttack):
     """The package's best-iterate PGD (random starts from torch's RNG, which the caller seeds)."""
 
     accepted = ("steps", "step_size", "losses")
@@ -103,7 +113,7 @@ class PGDAttack(Attack):
         return pgd(module, x, y, eps, self.norm, **self.options)
 
 
-class TorchattacksAttack(Attack):
+class TorchattacksAttack(BoundedAttack):
     """An attack of torchattacks (APGD, Square), seeded by `seed`."""
 
     def bounded(self, module: nn.Module, x: Tensor, y: Tensor, eps: float, seed: int) -> Tensor:
