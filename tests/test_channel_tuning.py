@@ -99,17 +99,17 @@ def test_extend_steps_one_spacing_past_the_lossy_end(name: str, grid: list[float
     assert extend(name, grid) == expected
 
 
-def test_read_best_takes_the_sweep_for_this_model_else_the_default(tmp_path: Path) -> None:
+def test_read_best_takes_the_sweep_for_this_model_and_nothing_else(tmp_path: Path) -> None:
     rows = best_rows(best_strengths(_sweep_table()))
     assert [r["metric"] for r in rows["fft"]] == ["best_strength", "recovery", "recovery", "recovery"]
     csv = tmp_path / "results.csv"
     frame = pd.DataFrame([{**row, "channel": name, "model_key": "abc"} for name, part in rows.items() for row in part])
     frame.to_csv(csv, index=False)
     best = read_best(csv, "abc")
-    assert best["fft"] == (0.5, "channel_sweep") and best["gauss"] == (0.05, "channel_sweep")
-    assert best["cd"] == (default_strength("cd"), "default")
-    assert all(source == "default" for _, source in read_best(csv, "other model").values())
-    assert set(read_best(tmp_path / "missing.csv", "abc")) == set(CHANNELS)
+    assert best == {"fft": 0.5, "gauss": 0.05}  # the channels the sweep tuned for this model, no midpoint fallback
+    assert read_best(csv, "other model") == {}
+    with pytest.raises(ValueError, match="not a readable channel-sweep CSV"):
+        read_best(tmp_path / "missing.csv", "abc")
 
 
 def test_nonadaptive_adversarials_are_seeded_bounded_and_judged() -> None:

@@ -120,8 +120,10 @@ def test_bad_attack_arguments_are_one_line_before_loading(
 def test_missing_sweep_file(
     script: str, scripts: dict[str, ModuleType], tmp_path: Path, capsys: pytest.CaptureFixture[str], no_loading: None
 ) -> None:
-    code, err = run(scripts[script].main, ["--sweep", str(tmp_path / "none.csv"), "--out", str(tmp_path)], capsys)
-    assert code == 2 and "--sweep: must be an existing file" in err
+    code, err = run(
+        scripts[script].main, ["--channel-sweep", str(tmp_path / "none.csv"), "--out", str(tmp_path)], capsys
+    )
+    assert code == 2 and "--channel-sweep: must be an existing file" in err
 
 
 def test_too_many_test_images_fail_before_training(

@@ -52,7 +52,7 @@ def test_noise_robustness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     # A cell's distortion comes from the noisy images its accuracy uses, not from extra draws.
     monkeypatch.setattr(channels.Channel, "distortion", lambda *a, **k: pytest.fail("extra draws for the distortion"))
     table = run_smoke("noise_robustness", tmp_path)
-    assert len(table) == len(p["models"]) * 2 * len(module.VARIANTS) * len(p["levels"])
+    assert len(table) == len(p.models) * 2 * len(module.VARIANTS) * len(p.levels)
     assert {
         "train_compress",
         "seed_offset",
@@ -86,7 +86,7 @@ def test_channel_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # every channel swept at its grid, plus one step further where the best sat at the lossy end
     points = table[table.metric == "best_strength"].set_index("channel").points
     swept = table[table.metric == "clean_accuracy"].groupby("channel").strength.nunique()
-    assert all(points[c] == swept[c] >= len(strengths(c, module.PRESETS["smoke"]["points"])) for c in CHANNELS)
+    assert all(points[c] == swept[c] >= len(strengths(c, module.PRESETS["smoke"].points)) for c in CHANNELS)
     cells = 1 + int(points.sum())
     per_cell = 1 + len(SWEEP_ATTACKS)  # clean, then robust per attack
     per_best = 1 + len(SWEEP_ATTACKS) + 1  # best_strength, recovery per attack and their mean
@@ -114,10 +114,12 @@ def test_adaptive_vs_nonadaptive(tmp_path: Path) -> None:
     from robustbench_bl.studies.channel_setup import CHANNELS
 
     module = load_study("adaptive_vs_nonadaptive")
-    # no channel sweep beside --out: every channel takes its documented default strength
+    # no channel sweep beside --out: the required sweep runs first, there, and its tuned strengths are used
     table = run_smoke("adaptive_vs_nonadaptive", tmp_path / "adaptive_vs_nonadaptive")
+    swept = pd.read_csv(tmp_path / "channel_sweep" / "results.csv")
+    tuned = swept[swept.metric == "best_strength"].set_index("channel").value
     cells = 1 + len(CHANNELS) * len(module.ATTACKERS)
-    grid = module.PRESETS["smoke"]["grid"]
+    grid = module.PRESETS["smoke"].grid
     # per cell: clean, seconds, then per budget robust, success and 4 sizes, then the minimal-size medians
     per_cell = table.groupby(["channel", "attacker"]).size()
     assert len(per_cell) == cells and per_cell.between(2 + 6 * len(grid), 2 + 6 * len(grid) + 2).all()
@@ -138,7 +140,9 @@ def test_adaptive_vs_nonadaptive(tmp_path: Path) -> None:
         assert stats.unpack(row.correct, row.n).mean() == pytest.approx(row.value)
     curve = robust.sort_values("epsilon").groupby(["channel", "attacker"]).value
     assert (curve.diff().dropna() <= 1e-12).all()  # a larger budget never leaves more right
-    assert set(robust[robust.channel != "identity"].strength_source) == {"default"}
+    defended = robust[robust.channel != "identity"]
+    assert set(defended.strength_source) == {"channel_sweep"}
+    assert (defended.strength.to_numpy() == tuned[defended.channel].to_numpy()).all()
     transfer = robust[robust.attacker == module.TRANSFER]
     assert transfer.transfer_from.str.startswith("laplace:").all() and (transfer.threat == "eot").all()
     sizes = table[table.metric == "min_linf_median"]
@@ -151,7 +155,7 @@ def test_leaderboard(tmp_path: Path) -> None:
     module = load_study("leaderboard")
     out = tmp_path / "leaderboard"
     table = run_smoke("leaderboard", out)
-    entries = len(module.PRESETS["smoke"]["rates"]) + len(CHANNELS)
+    entries = len(module.PRESETS["smoke"].rates) + len(CHANNELS)
     assert len(table) == 2 * entries
     assert {
         "train_compress",
@@ -174,7 +178,7 @@ def test_leaderboard(tmp_path: Path) -> None:
 def test_compression_mismatch(tmp_path: Path) -> None:
     p = load_study("compression_mismatch").PRESETS["smoke"]
     table = run_smoke("compression_mismatch", tmp_path)
-    assert len(table) == len(p["models"]) * len(p["test_rates"])
+    assert len(table) == len(p.models) * len(p.test_rates)
     assert {"train_compress", "seed_offset", "test_compress", "model_key", "data_source", "correct"} <= set(
         table.columns
     )
@@ -186,7 +190,7 @@ def test_compression_mismatch(tmp_path: Path) -> None:
 def test_accuracy_vs_compression(tmp_path: Path) -> None:
     p = load_study("accuracy_vs_compression").PRESETS["smoke"]
     table = run_smoke("accuracy_vs_compression", tmp_path)
-    assert len(table) == len(p["rates"]) + len(p["energies"])
+    assert len(table) == len(p.rates) + len(p.energies)
     assert {"scheme", "level", "discarded", "model_key"} <= set(table.columns)
     for row in table.itertuples():  # the packed per-image outcomes are the accuracy
         assert stats.unpack(row.correct, row.n).mean() == pytest.approx(row.value)
@@ -198,9 +202,7 @@ def test_accuracy_vs_compression(tmp_path: Path) -> None:
 def test_resources(tmp_path: Path) -> None:
     p = load_study("resources").PRESETS["smoke"]
     table = run_smoke("resources", tmp_path, "--device", "cpu")
-    assert len(table) == 2 * (
-        len(p["rates"]) + 1
-    )  # time and memory per cell: plain conv + each rate, fp32 only on a CPU
+    assert len(table) == 2 * (len(p.rates) + 1)  # time and memory per cell: plain conv + each rate, fp32 only on a CPU
     assert set(table.metric) == {"epoch_seconds", "memory_bytes"} and set(table.precision) == {"fp32"}
     memory = table[(table.metric == "memory_bytes") & (table.impl == "band-limited")].set_index("compress_rate").value
     assert (table.value > 0).all() and memory[0.5] < memory[0.0]
@@ -209,7 +211,7 @@ def test_resources(tmp_path: Path) -> None:
 def test_conv_error(tmp_path: Path) -> None:
     p = load_study("conv_error").PRESETS["smoke"]
     table = run_smoke("conv_error", tmp_path)
-    assert len(table) == 2 * p["images"] * len(p["rates"])
+    assert len(table) == 2 * p.images * len(p.rates)
     assert {"scheme", "compress_rate", "discarded", "image"} <= set(table.columns)
     assert (table[table.compress_rate == 0].value < 1e-6).all() and (table[table.compress_rate > 0].value > 0).all()
 
@@ -217,15 +219,15 @@ def test_conv_error(tmp_path: Path) -> None:
 def test_energy_dynamics(tmp_path: Path) -> None:
     p = load_study("energy_dynamics").PRESETS["smoke"]
     table = run_smoke("energy_dynamics", tmp_path)
-    assert len(table) == len(p["energies"]) * len(p["seeds"]) * (p["epochs"] + 1) * 2  # LeNet has two convolutions
+    assert len(table) == len(p.energies) * len(p.seeds) * (p.epochs + 1) * 2  # LeNet has two convolutions
     assert {"energy", "epoch", "layer", "module"} <= set(table.columns)
-    assert sorted(table.epoch.unique()) == list(range(p["epochs"] + 1)) and table.value.between(0, 1).all()
+    assert sorted(table.epoch.unique()) == list(range(p.epochs + 1)) and table.value.between(0, 1).all()
 
 
 def test_ucr(tmp_path: Path) -> None:
     p = load_study("ucr").PRESETS["smoke"]
     table = run_smoke("ucr", tmp_path)
-    assert len(table) == len(p["datasets"]) * len(p["train_rates"]) * len(p["seeds"]) * len(p["test_rates"])
+    assert len(table) == len(p.datasets) * len(p.train_rates) * len(p.seeds) * len(p.test_rates)
     assert {"dataset", "train_compress", "test_compress", "model_key", "correct", "train_accuracy"} <= set(
         table.columns
     )
@@ -238,11 +240,11 @@ def test_instability(tmp_path: Path) -> None:
     module = load_study("instability")
     table = run_smoke("instability", tmp_path)
     p = module.PRESETS["smoke"]
-    assert (table.n > 0).all() and (table.n <= p["n"]).all()
+    assert (table.n > 0).all() and (table.n <= p.n).all()
     # per model: natural, PGD per budget, C&W, noisy; M1, M2, Taylor bound; every definition of f
     per_model = table.groupby("train_compress").n.first()
-    assert len(table) == sum(per_model) * (3 + len(p["eps"])) * 3 * len(module.FS)
-    assert sorted(per_model.index) == sorted(p["rates"])
+    assert len(table) == sum(per_model) * (3 + len(p.eps)) * 3 * len(module.FS)
+    assert sorted(per_model.index) == sorted(p.rates)
     assert {
         "kind",
         "condition",
@@ -265,10 +267,26 @@ def test_decision_based(tmp_path: Path) -> None:
     module = load_study("decision_based")
     p = module.PRESETS["smoke"]
     table = run_smoke("decision_based", tmp_path)
-    assert len(table) == len(p["rates"]) * len(module.ATTACKS) * p["test"]
+    assert len(table) == len(p.rates) * len(module.ATTACKS) * p.test
     assert {"train_compress", "attack", "example", "clean_correct", "fooled", "options", "model_key"} <= set(
         table.columns
     )
     assert set(table.metric) == {"min_l2", "min_linf"}
     assert set(table[table.attack == "additive-uniform"].metric) == {"min_linf"}
     assert table[table.fooled].value.notna().all() and table[~table.fooled].value.isna().all()
+
+
+def test_a_given_channel_sweep_without_this_models_strengths_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from robustbench_bl.cli import command_line
+
+    csv = tmp_path / "sweep.csv"
+    pd.DataFrame([{"metric": "best_strength", "model_key": "another model", "channel": "fft", "value": 0.5}]).to_csv(
+        csv
+    )
+    argv = ["--preset", "smoke", "--out", str(tmp_path / "out"), "--quiet", "--channel-sweep", str(csv)]
+    assert command_line(load_study("adaptive_vs_nonadaptive").main, argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--channel-sweep {csv} lacks what adaptive_vs_nonadaptive needs" in err
+    assert not (tmp_path / "channel_sweep").exists()  # a given file is not silently replaced by a fresh sweep

@@ -1,10 +1,12 @@
-"""The studies, one module each (PRESETS and `main(argv)`), and what they share.
+"""The studies, one module each: its science as a `study.Study` subclass (typed PRESETS, models,
+cells, measure, figures, finding) and `main = TheStudy.main`.
 
-`common` picks a study's preset and loads its test images and models (the command line and output
-folder are `cli.parse_args` and `runtime.output.RunFolder`, shared with `rbl attack`),
-`bands` the band changes and per-layer fractions of the band-limited studies, `channel_setup` the
-channel grid and tuned strengths of the channel studies. Run one with `rbl study NAME`,
-`python -m robustbench_bl.studies.NAME` or, from a checkout, `python studies/NAME.py`.
+`study` holds the base classes and the one runner (`Study.main`: command line, output folder,
+rank-0 guard, resumable sweep, figures, summary, finding files, required studies run first);
+`common` loads a study's test images and models, `bands` the band changes and per-layer fractions
+of the band-limited studies, `channel_setup` the channel grid, the tuned strengths and
+`ChannelStudy`. Run one with `rbl study NAME`, `python -m robustbench_bl.studies.NAME` or, from a
+checkout, `python studies/NAME.py`.
 """
 
 from __future__ import annotations

@@ -19,50 +19,68 @@ from __future__ import annotations
 
 import itertools
 import sys
-from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from robustbench_bl import plots
-from robustbench_bl.cli import command_line, parse_args
+from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation import stats
-from robustbench_bl.runtime import distributed
-from robustbench_bl.runtime.output import RunFolder
-from robustbench_bl.runtime.sweep import run
 from robustbench_bl.studies.bands import discarded, layer_fractions
-from robustbench_bl.studies.common import preset, trained_models
+from robustbench_bl.studies.study import Cell, Row, TrainedPreset, TrainedStudy
 from robustbench_bl.training import TrainConfig, budget, predict, recipe
 
-NAME = "accuracy_vs_compression"
 #: Allowed accuracy loss at 50% static compression for the finding to count as holding.
 GRACEFUL = 0.02
 PAPER_GRACEFUL = "first paper Table 1: a few points lost at 50% (ResNet-18, full CIFAR-10, 350 epochs)"
 PAPER_ENERGY = "first paper 4.1: static 92.32% past 50%, energy 'significant losses' (ResNet-18 83.37% at 90% energy)"
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # rates / energies: (band parameter, training seed offset)
-    "smoke": dict(
-        model="lenet", train=200, test=100, epochs=1, rates=((0.0, 0), (0.5, 0), (0.85, 0)), energies=((0.95, 0),)
-    ),
+Key = tuple[str, float, int]  # (scheme, band parameter, training seed offset)
+
+
+@dataclass(frozen=True)
+class Preset(TrainedPreset):
+    """`rates` / `energies`: (band parameter, training seed offset) of the static / energy-based models."""
+
+    rates: tuple[tuple[float, int], ...]
+    energies: tuple[tuple[float, int], ...]
+
+
+PRESETS = {
+    "smoke": Preset("lenet", 200, 100, 1, rates=((0.0, 0), (0.5, 0), (0.85, 0)), energies=((0.95, 0),)),
     # The zoo's FastNets (no training); the whole offline test set with RBL_DATA, else the sample.
-    "quick": dict(
-        model="fastnet",
-        train=50000,
-        test=10000,
-        epochs=6,
-        rates=((0.0, 0), (0.5, 0), (0.85, 0), (0.0, 1), (0.5, 1)),
-        energies=((0.95, 0),),
+    "quick": Preset(
+        "fastnet", 50000, 10000, 6, rates=((0.0, 0), (0.5, 0), (0.85, 0), (0.0, 1), (0.5, 1)), energies=((0.95, 0),)
     ),
-    "paper": dict(
-        model="resnet18",
-        train=50000,
-        test=10000,
-        epochs=350,
+    "paper": Preset(
+        "resnet18",
+        50000,
+        10000,
+        350,
         rates=tuple((r, s) for s in (0, 1) for r in (0.0, 0.1, 0.25, 0.5, 0.75, 0.85)),
         energies=tuple((e, s) for s in (0, 1) for e in (0.999, 0.995, 0.99, 0.98, 0.95, 0.9)),
     ),
 }
+
+
+def energy_claim(
+    outcomes: dict[Key, np.ndarray], fraction: dict[Key, float], static: list[tuple[float, Key]], k: Key, seed: int
+) -> stats.Claim | None:
+    """Energy-based model `k` minus static accuracy interpolated linearly at the fraction `k`
+    discards (None when that fraction lies outside the static models' range)."""
+    if len(static) < 2 or not static[0][0] <= fraction[k] <= static[-1][0]:
+        return None
+    (f0, k0), (f1, k1) = next((a, b) for a, b in itertools.pairwise(static) if a[0] <= fraction[k] <= b[0])
+    w = (fraction[k] - f0) / (f1 - f0) if f1 > f0 else 0.0
+    est, lo, hi = stats.paired_bootstrap(outcomes, lambda a: a[k] - ((1 - w) * a[k0] + w * a[k1]), seed=seed)
+    mean = {key: float(outcomes[key].mean()) for key in (k, k0, k1)}
+    label = (
+        f"seed +{k[2]}: energy {k[1]:g} ({fraction[k]:.0%} discarded, {mean[k]:.3f}) - static "
+        f"interpolated at {fraction[k]:.0%} ({(1 - w) * mean[k0] + w * mean[k1]:.3f})"
+    )
+    return stats.Claim(label, est, lo, hi, paper=PAPER_ENERGY, direction="below")
 
 
 def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
@@ -82,17 +100,12 @@ def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
                 f"({outcomes[plain].mean():.3f})"
             )
             claims.append(stats.Claim(label, est, lo, hi, threshold=-GRACEFUL, paper=PAPER_GRACEFUL))
-        for k in sorted(k for k in outcomes if k[0] == "energy" and k[2] == s):
-            if len(static) < 2 or not static[0][0] <= fraction[k] <= static[-1][0]:
-                continue
-            (f0, k0), (f1, k1) = next((a, b) for a, b in itertools.pairwise(static) if a[0] <= fraction[k] <= b[0])
-            w = (fraction[k] - f0) / (f1 - f0) if f1 > f0 else 0.0
-            est, lo, hi = stats.paired_bootstrap(outcomes, lambda a: a[k] - ((1 - w) * a[k0] + w * a[k1]), seed=seed)
-            label = (
-                f"seed +{s}: energy {k[1]:g} ({fraction[k]:.0%} discarded, {outcomes[k].mean():.3f}) - static "
-                f"interpolated at {fraction[k]:.0%} ({(1 - w) * outcomes[k0].mean() + w * outcomes[k1].mean():.3f})"
-            )
-            claims.append(stats.Claim(label, est, lo, hi, paper=PAPER_ENERGY, direction="below"))
+        energy = (
+            energy_claim(outcomes, fraction, static, k, seed)
+            for k in sorted(outcomes)
+            if k[0] == "energy" and k[2] == s
+        )
+        claims += [c for c in energy if c is not None]
     return stats.finding(
         f"accuracy falls gracefully (<= {GRACEFUL:.0%} lost at 50% static) and energy-based loses to static at equal "
         "discarded fraction",
@@ -101,30 +114,29 @@ def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
-    args = parse_args(NAME, __doc__.splitlines()[0], argv)
-    p = preset(PRESETS, args)
-    study = RunFolder.from_args(args)
+class AccuracyVsCompression(TrainedStudy[Preset, Key]):
+    name = "accuracy_vs_compression"
+    title = __doc__.splitlines()[0]
+    presets = PRESETS
 
-    def configs(size: int) -> dict[tuple[str, float, int], TrainConfig]:
-        size_settings = budget(p["train"], p["epochs"], size)
+    def configs(self, train_size: int) -> dict[Key, TrainConfig]:
+        p, seed = self.p, self.args.seed
+        size = budget(p.train, p.epochs, train_size)
         static = {
-            ("static", r, s): recipe(p["model"], "cifar10", compress_rate=r, seed=args.seed + s, **size_settings)
-            for r, s in p["rates"]
+            ("static", r, s): recipe(p.model, "cifar10", compress_rate=r, seed=seed + s, **size) for r, s in p.rates
         }
         return static | {
-            ("energy", e, s): recipe(p["model"], "cifar10", energy=e, seed=args.seed + s, **size_settings)
-            for e, s in p["energies"]
+            ("energy", e, s): recipe(p.model, "cifar10", energy=e, seed=seed + s, **size) for e, s in p.energies
         }
 
-    trained = trained_models(args, p["test"], configs)
-    models, test = trained.models, trained.test
-    if not distributed.is_main():
-        return pd.DataFrame()
-    keys = trained.keys
+    def cells(self) -> list[Cell]:
+        return [
+            self.cell(self.p.model, model_key=key, scheme=scheme, level=level, seed_offset=s)
+            for (scheme, level, s), key in self.keys.items()
+        ]
 
-    def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
-        model = models[cell["scheme"], cell["level"], cell["seed_offset"]]
+    def measure(self, cell: Cell) -> list[Row]:
+        model, test = self.models[cell["scheme"], cell["level"], cell["seed_offset"]], self.test
         fractions = layer_fractions(model, test.x[:500])
         correct = predict(model, test.x).cpu() == test.y.cpu()
         return [
@@ -138,41 +150,28 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
             }
         ]
 
-    cells = [
-        {
-            "study": NAME,
-            "dataset": "cifar10",
-            "model": p["model"],
-            "model_key": keys[scheme, level, s],
-            "scheme": scheme,
-            "level": level,
-            "seed_offset": s,
-            "seed": args.seed,
-            "n": len(test),
-        }
-        for scheme, level, s in keys
-    ]
-    table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
-    table = table[table.model_key.isin(keys.values())]
-    paths = plots.lines(
-        table,
-        x="discarded",
-        y="value",
-        hue="scheme",
-        style="seed_offset",
-        stem=study.figure(),
-        xlabel="fraction of coefficients discarded (mean over layers)",
-        ylabel="test accuracy",
-        title=f"{p['model']}, CIFAR-10 ({test.source_kind}): static vs energy-based compression",
-    )
-    print(
-        table[["scheme", "level", "seed_offset", "discarded", "value"]]
-        .rename(columns={"value": "accuracy"})
-        .to_string(index=False, float_format=lambda v: f"{v:.3f}")
-    )
-    study.conclude(finding(table, args.seed), paths)
-    return table
+    def figures(self, table: pd.DataFrame) -> list[Path]:
+        return plots.lines(
+            table,
+            x="discarded",
+            y="value",
+            hue="scheme",
+            style="seed_offset",
+            stem=self.figure(),
+            xlabel="fraction of coefficients discarded (mean over layers)",
+            ylabel="test accuracy",
+            title=f"{self.p.model}, CIFAR-10 ({self.test.source_kind}): static vs energy-based compression",
+        )
 
+    def summary(self, table: pd.DataFrame) -> str:
+        shown = table[["scheme", "level", "seed_offset", "discarded", "value"]].rename(columns={"value": "accuracy"})
+        return shown.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+
+    def finding(self, table: pd.DataFrame) -> stats.Finding:
+        return finding(table, self.args.seed)
+
+
+main = AccuracyVsCompression.main
 
 if __name__ == "__main__":
     sys.exit(command_line(main))

@@ -19,39 +19,38 @@ defended robust accuracy is at most the bare model's + TOLERANCE (paired bootstr
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
 from robustbench_bl import attacks, plots
-from robustbench_bl.cli import ArgumentParser, command_line, parse_args
+from robustbench_bl.cli import command_line
 from robustbench_bl.defense import Defended
 from robustbench_bl.evaluation import stats
-from robustbench_bl.runtime import distributed
-from robustbench_bl.runtime.output import RunFolder
-from robustbench_bl.runtime.sweep import run
-from robustbench_bl.studies.channel_setup import (
-    CHANNELS,
-    PAPER_CHANNELS,
-    add_sweep_option,
-    channel_at,
-    load_models,
-    read_best,
-    setting_for,
-    sweep_csv,
-    votes_for,
-)
+from robustbench_bl.studies.channel_setup import CHANNELS, PAPER_CHANNELS, ChannelStudy, channel_at, votes_for
+from robustbench_bl.studies.study import Cell, Row
 
-NAME = "adaptive_vs_nonadaptive"
-#: test: images attacked; eot: draws per EOT step; grid: the PGD budgets as fractions of the
-#: setting's eps (the largest is the standard budget the verdict is judged at).
-PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": dict(test=20, eot=2, grid=(0.5, 1.0)),
-    "quick": dict(test=500, eot=4, grid=(0.125, 0.25, 0.5, 1.0)),
-    "paper": dict(test=2000, eot=32, grid=(0.0625, 0.125, 0.25, 0.5, 1.0)),
+
+@dataclass(frozen=True)
+class Preset:
+    """`test`: images attacked; `eot`: draws per EOT step; `grid`: the PGD budgets as fractions of
+    the setting's eps (the largest is the standard budget the verdict is judged at)."""
+
+    test: int
+    eot: int
+    grid: tuple[float, ...]
+
+
+PRESETS = {
+    "smoke": Preset(test=20, eot=2, grid=(0.5, 1.0)),
+    "quick": Preset(test=500, eot=4, grid=(0.125, 0.25, 0.5, 1.0)),
+    "paper": Preset(test=2000, eot=32, grid=(0.0625, 0.125, 0.25, 0.5, 1.0)),
 }
+
+
 ATTACK = "pgd-linf"
 ADAPTIVE = ("bpda", "eot", "bpda+eot")
 TRANSFER = "laplace-transfer"
@@ -120,104 +119,97 @@ def cell_rows(out: attacks.Outcome) -> list[dict[str, Any]]:
     return rows
 
 
-def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
-    args = parse_args(
-        NAME, __doc__.splitlines()[0], argv, add_sweep_option(ArgumentParser(description=__doc__.splitlines()[0]))
-    )
-    p, setting = PRESETS[args.preset], setting_for(args)
-    study = RunFolder.from_args(args)
-    models = load_models(args, setting, p["test"])
-    if not distributed.is_main():
-        return pd.DataFrame()  # under torchrun, rank 0 alone runs the sweep
-    model, key = models.models[0.0], models.keys[0.0]
-    x, y = models.test.x.to(args.device), models.test.y.to(args.device)
-    best = read_best(sweep_csv(args), key)
-    print("strengths: " + ", ".join(f"{name} {s:g} ({source})" for name, (s, source) in best.items()))
-    proxy = attacks.channel_label(channel_at("laplace", best["laplace"][0]))
+class AdaptiveVsNonadaptive(ChannelStudy[Preset]):
+    name = "adaptive_vs_nonadaptive"
+    title = __doc__.splitlines()[0]
+    presets = PRESETS
+    requires = ("channel_sweep",)
 
-    def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
-        defended = Defended(model, channel_at(cell["channel"], cell["strength"]), cell["votes"])
-        transfer = cell["attacker"] == TRANSFER
-        threat = attacks.Threat.parse("eot" if transfer else cell["attacker"])
-        out = attacks.run(
-            defended,
-            ATTACK,
-            x,
-            y,
-            threat,
-            epsilons=[setting.eps * g for g in p["grid"]],
-            eot_samples=p["eot"],
-            seed=cell["seed"],
-            transfer=proxy if transfer else None,
-            options=setting.options.get(ATTACK),
-            precision=args.precision,
-        )
-        settings = {
-            "threat": threat.name,
-            "attacker_precision": out.precision,
-            "gradient_path": out.gradient_path,
-            "transfer_from": proxy if transfer else None,
-            "distortion": out.distortion,
-            "data_source": models.test.source_kind,
-        }
-        return [{**settings, **row} for row in cell_rows(out)]
+    def prepare(self) -> None:
+        super().prepare()
+        self.best = self.tuned()
+        self.proxy = attacks.channel_label(channel_at("laplace", self.best["laplace"]))
 
-    base = {
-        "study": NAME,
-        "dataset": "cifar10",
-        "model": setting.model,
-        "model_key": key,
-        "eps": setting.eps,
-        "seed": args.seed,
-        "n": len(x),
-    }
-    cells = [
-        {
-            **base,
+    def cells(self) -> list[Cell]:
+        base = self.cell(self.setting.model, model_key=self.keys[0.0], eps=self.setting.eps)
+        bare = {
             "channel": "identity",
             "strength": 0.0,
             "strength_source": "bare",
             "votes": 1,
             "attacker": "nonadaptive",
         }
-    ]
-    cells += [
-        {
-            **base,
-            "channel": name,
-            "strength": best[name][0],
-            "strength_source": best[name][1],
-            "votes": votes_for(name, setting.votes),
-            "attacker": attacker,
-        }
-        for name in CHANNELS
-        for attacker in ATTACKERS
-    ]
-    table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
-    current = table.merge(pd.DataFrame(cells), on=list(cells[0]))
-    robust = current[current.metric == "robust_accuracy"]
-    top = robust[robust.epsilon == robust.epsilon.max()]
-    summary = top.pivot_table(index="channel", columns="attacker", values="value").reindex(
-        index=["identity", *CHANNELS], columns=list(ATTACKERS)
-    )
-    bare = robust[robust.channel == "identity"].drop(columns="attacker")
-    curves = pd.concat([robust[robust.channel != "identity"], *(bare.assign(attacker=a) for a in ATTACKERS)])
-    paths = plots.lines(
-        curves.assign(budget=curves.epsilon * 255, channel=curves.channel.replace({"identity": "bare model"})),
-        x="budget",
-        y="value",
-        hue="channel",
-        col="attacker",
-        col_wrap=3,
-        xlabel="PGD-Linf budget (x 1/255)",
-        ylabel="robust accuracy of the defended vote",
-        title=f"{setting.model} on CIFAR-10 ({models.test.source_kind}, {len(x)} images): robust accuracy by attacker",
-        stem=study.figure(),
-    )
-    print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
-    study.conclude(finding(current, args.seed), paths)
-    return table
+        return [{**base, **bare}] + [
+            {
+                **base,
+                "channel": name,
+                "strength": self.best[name],
+                "strength_source": "channel_sweep",
+                "votes": votes_for(name, self.setting.votes),
+                "attacker": attacker,
+            }
+            for name in CHANNELS
+            for attacker in ATTACKERS
+        ]
 
+    def measure(self, cell: Cell) -> list[Row]:
+        defended = Defended(self.models[0.0], channel_at(cell["channel"], cell["strength"]), cell["votes"])
+        transfer = cell["attacker"] == TRANSFER
+        threat = attacks.Threat.parse("eot" if transfer else cell["attacker"])
+        out = attacks.run(
+            defended,
+            ATTACK,
+            self.x,
+            self.y,
+            threat,
+            epsilons=[self.setting.eps * g for g in self.p.grid],
+            eot_samples=self.p.eot,
+            seed=cell["seed"],
+            transfer=self.proxy if transfer else None,
+            options=self.setting.options.get(ATTACK),
+            precision=self.args.precision,
+        )
+        settings = {
+            "threat": threat.name,
+            "attacker_precision": out.precision,
+            "gradient_path": out.gradient_path,
+            "transfer_from": self.proxy if transfer else None,
+            "distortion": out.distortion,
+            "data_source": self.test.source_kind,
+        }
+        return [{**settings, **row} for row in cell_rows(out)]
+
+    def figures(self, table: pd.DataFrame) -> list[Path]:
+        robust = table[table.metric == "robust_accuracy"]
+        bare = robust[robust.channel == "identity"].drop(columns="attacker")
+        curves = pd.concat([robust[robust.channel != "identity"], *(bare.assign(attacker=a) for a in ATTACKERS)])
+        return plots.lines(
+            curves.assign(budget=curves.epsilon * 255, channel=curves.channel.replace({"identity": "bare model"})),
+            x="budget",
+            y="value",
+            hue="channel",
+            col="attacker",
+            col_wrap=3,
+            xlabel="PGD-Linf budget (x 1/255)",
+            ylabel="robust accuracy of the defended vote",
+            title=f"{self.setting.model} on CIFAR-10 ({self.test.source_kind}, {len(self.x)} images): robust accuracy by "
+            "attacker",
+            stem=self.figure(),
+        )
+
+    def summary(self, table: pd.DataFrame) -> str:
+        robust = table[table.metric == "robust_accuracy"]
+        top = robust[robust.epsilon == robust.epsilon.max()]
+        summary = top.pivot_table(index="channel", columns="attacker", values="value")
+        return summary.reindex(index=["identity", *CHANNELS], columns=list(ATTACKERS)).to_string(
+            float_format=lambda v: f"{v:.3f}"
+        )
+
+    def finding(self, table: pd.DataFrame) -> stats.Finding:
+        return finding(table, self.args.seed)
+
+
+main = AdaptiveVsNonadaptive.main
 
 if __name__ == "__main__":
     sys.exit(command_line(main))

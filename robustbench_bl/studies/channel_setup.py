@@ -1,7 +1,8 @@
 """Lossy channels tuned against non-adaptive attacks, and the tuned strengths other studies read.
 
 The channel sweep stores each channel's best strength; the adaptive-attack and leaderboard studies
-read it back (`read_best`), and all three use one model per preset (`SETTINGS`) so the tuning holds.
+require it (`ChannelStudy.tuned`), and the studies of the lossy channels use one model per preset
+(`SETTINGS`) so the tuning holds.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ import numpy as np
 import pandas as pd
 
 from robustbench_bl.channels import Channel, channel_class, make
-from robustbench_bl.cli import existing_file
-from robustbench_bl.studies.common import Trained, trained_models
+from robustbench_bl.studies.study import PT, TrainedStudy
 from robustbench_bl.training import TrainConfig, budget, recipe
 from robustbench_bl.validation import check_choice, check_positive_int
 
@@ -78,15 +78,6 @@ def train_config(setting: Setting, train_size: int, seed: int, compress_rate: fl
     return recipe(setting.model, "cifar10", compress_rate=compress_rate, seed=seed, **size)
 
 
-def load_models(
-    args: argparse.Namespace, setting: Setting, test_size: int, rates: Sequence[float] = (0.0,)
-) -> Trained[float]:
-    """Test data (`test_size` class-balanced images) and one model per train compression rate."""
-    return trained_models(
-        args, test_size, lambda size: {rate: train_config(setting, size, args.seed, rate) for rate in rates}
-    )
-
-
 def strengths(name: str, points: int) -> list[float]:
     """`points` strengths evenly spaced over the channel's sweep range, least lossy first (integers
     rounded for integer channels, repeats dropped)."""
@@ -111,7 +102,7 @@ def extend(name: str, grid: Sequence[float]) -> float | None:
 
 
 def default_strength(name: str) -> float:
-    """The documented fallback when no sweep result exists: the midpoint of the channel's sweep range."""
+    """The midpoint of the channel's sweep range: a strength to try it at untuned (the protocol benchmark's)."""
     cls = channel_class(check_choice(name, "name", CHANNELS))
     middle = sum(cls.sweep) / 2
     return round(middle) if cls.integer else round(middle, 4)
@@ -178,38 +169,44 @@ def best_rows(best: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
     return rows
 
 
-def add_sweep_option(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """--sweep: where the channel sweep's CSV is (default: results.csv of channel_sweep beside --out)."""
-    parser.add_argument(
-        "--sweep",
-        type=existing_file,
-        default=None,
-        help="channel_sweep's results.csv (default: ../channel_sweep/results.csv next to --out); "
-        "a channel missing there uses the midpoint of its sweep range",
-    )
-    return parser
+def read_best(path: str | Path, model_key: str) -> dict[str, float]:
+    """The last best strength per channel that the sweep stored in `path` for the model `model_key`
+    (a channel the sweep has not tuned for this model is absent)."""
+    try:
+        table = pd.read_csv(path)
+    except (ValueError, OSError) as err:  # empty, not CSV, not UTF-8
+        raise ValueError(
+            f"{path} is not a readable channel-sweep CSV ({type(err).__name__}: {err}); rerun channel_sweep or remove it"
+        ) from None
+    if not {"metric", "model_key", "channel"} <= set(table.columns):
+        return {}
+    rows = table[(table.metric == "best_strength") & (table.model_key == model_key)]
+    return {str(k): float(v) for k, v in rows.groupby("channel").value.last().items()}
 
 
-def sweep_csv(args: argparse.Namespace) -> Path:
-    """The channel sweep's CSV the command line points to."""
-    return Path(args.sweep) if args.sweep else Path(args.out).parent / "channel_sweep" / "results.csv"
+class ChannelStudy(TrainedStudy[PT, float]):
+    """A study of the preset's `Setting` models (one per train compression rate of `rates()`, the
+    plain model alone by default) and, after `prepare`, its test images `x`, `y` on the device."""
 
+    @property
+    def setting(self) -> Setting:
+        return setting_for(self.args)
 
-def read_best(path: str | Path, model_key: str) -> dict[str, tuple[float, str]]:
-    """(strength, source) per channel: the last best strength the sweep stored in `path` for the model
-    `model_key` (source 'channel_sweep'), else `default_strength` (source 'default')."""
-    found: dict[str, float] = {}
-    if Path(path).is_file():
-        try:
-            table = pd.read_csv(path)
-        except (ValueError, OSError) as err:  # empty, not CSV, not UTF-8
-            raise ValueError(
-                f"{path} is not a readable channel-sweep CSV ({type(err).__name__}: {err}); rerun channel_sweep or remove it"
-            ) from None
-        if {"metric", "model_key", "channel"} <= set(table.columns):
-            rows = table[(table.metric == "best_strength") & (table.model_key == model_key)]
-            found = rows.groupby("channel").value.last().to_dict()
-    return {
-        name: (found[name], "channel_sweep") if name in found else (default_strength(name), "default")
-        for name in CHANNELS
-    }
+    def rates(self) -> tuple[float, ...]:
+        """The train compression rates of the study's models."""
+        return (0.0,)
+
+    def configs(self, train_size: int) -> dict[float, TrainConfig]:
+        return {rate: train_config(self.setting, train_size, self.args.seed, rate) for rate in self.rates()}
+
+    def prepare(self) -> None:
+        super().prepare()
+        self.x, self.y = self.test.x.to(self.args.device), self.test.y.to(self.args.device)
+
+    def tuned(self) -> dict[str, float]:
+        """Each channel's best strength for the plain model, from the channel sweep (required)."""
+        key = self.keys[0.0]
+        path = self.required("channel_sweep", lambda csv: set(read_best(csv, key)) >= set(CHANNELS))
+        best = read_best(path, key)
+        print(f"strengths tuned by channel_sweep ({path}): " + ", ".join(f"{n} {best[n]:g}" for n in CHANNELS))
+        return best

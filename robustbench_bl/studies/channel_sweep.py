@@ -18,41 +18,46 @@ Each channel's best strength is stored for the adaptive-attack and leaderboard s
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import torch
 
 from robustbench_bl import plots
 from robustbench_bl.attacks import craft_nonadaptive, judge_rows
-from robustbench_bl.cli import command_line, parse_args
+from robustbench_bl.cli import command_line
 from robustbench_bl.defense import Defended
 from robustbench_bl.evaluation import stats
-from robustbench_bl.runtime import distributed
-from robustbench_bl.runtime.output import RunFolder
-from robustbench_bl.runtime.sweep import run
 from robustbench_bl.studies.channel_setup import (
     CHANNELS,
     PAPER_CHANNELS,
     SWEEP_ATTACKS,
+    ChannelStudy,
     best_rows,
     best_strengths,
     channel_at,
     extend,
-    load_models,
-    setting_for,
     strengths,
     votes_for,
 )
+from robustbench_bl.studies.study import Cell, Row, Sweeper
 
-NAME = "channel_sweep"
-#: test: images attacked; points: strengths per channel, spread over its sweep range.
-#: widen: at most this many extra strengths per channel when its best sits at the edge.
-PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": dict(test=20, points=2, widen=1),
-    "quick": dict(test=2000, points=6, widen=8),
-    "paper": dict(test=10000, points=10, widen=10),
+
+@dataclass(frozen=True)
+class Preset:
+    """`test`: images attacked; `points`: strengths per channel, spread over its sweep range;
+    `widen`: at most this many extra strengths per channel when its best sits at the edge."""
+
+    test: int
+    points: int
+    widen: int
+
+
+PRESETS = {
+    "smoke": Preset(test=20, points=2, widen=1),
+    "quick": Preset(test=2000, points=6, widen=8),
+    "paper": Preset(test=10000, points=10, widen=10),
 }
 #: The recovery a channel must exceed: the paper's ~0.85, less 10 points of slack.
 RECOVERED = 0.75
@@ -86,87 +91,106 @@ def finding(best: pd.DataFrame, n: int, bare: float) -> stats.Finding:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
-    args = parse_args(NAME, __doc__.splitlines()[0], argv)
-    p, setting = PRESETS[args.preset], setting_for(args)
-    study = RunFolder.from_args(args)
-    models = load_models(args, setting, p["test"])
-    if not distributed.is_main():
-        return pd.DataFrame()  # under torchrun, rank 0 alone runs the sweep
-    model, key = models.models[0.0], models.keys[0.0]
-    x, y = models.test.x.to(args.device), models.test.y.to(args.device)
-    epsilons = {"pgd-linf": setting.eps, "cw-l2": None}
-    crafted: dict[str, torch.Tensor] = {}  # crafted on first need, so a resumed sweep with nothing left skips it
+class ChannelSweep(ChannelStudy[Preset]):
+    name = "channel_sweep"
+    title = __doc__.splitlines()[0]
+    presets = PRESETS
 
-    def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
-        if not crafted:
-            crafted.update(
-                {
-                    name: craft_nonadaptive(
-                        model,
-                        name,
-                        x,
-                        y,
-                        epsilons[name],
-                        args.seed,
-                        setting.options.get(name),
-                        precision=args.precision,
-                    )
-                    for name in SWEEP_ATTACKS
-                }
-            )
+    def prepare(self) -> None:
+        super().prepare()
+        self.crafted: dict[str, torch.Tensor] = {}  # crafted on first need: a resumed sweep with nothing left skips it
+        self.grid = {name: strengths(name, self.p.points) for name in CHANNELS}
+
+    def craft(self) -> dict[str, torch.Tensor]:
+        """The non-adaptive adversarials of the plain model, crafted once."""
+        if not self.crafted:
+            s = self.setting
+            epsilons = {"pgd-linf": s.eps, "cw-l2": None}
+            self.crafted = {
+                name: craft_nonadaptive(
+                    self.models[0.0],
+                    name,
+                    self.x,
+                    self.y,
+                    epsilons[name],
+                    self.args.seed,
+                    s.options.get(name),
+                    precision=self.args.precision,
+                )
+                for name in SWEEP_ATTACKS
+            }
+        return self.crafted
+
+    def base(self) -> Cell:
+        return self.cell(self.setting.model, model_key=self.keys[0.0], threat="nonadaptive", eps=self.setting.eps)
+
+    def cells(self) -> list[Cell]:
+        swept = [("identity", 0.0)] + [(name, s) for name in CHANNELS for s in self.grid[name]]
+        return [
+            {**self.base(), "channel": c, "strength": s, "votes": votes_for(c, self.setting.votes)} for c, s in swept
+        ]
+
+    def measure(self, cell: Cell) -> list[Row]:
         channel = channel_at(cell["channel"], cell["strength"], seed=cell["seed"])  # seeded: a resume is bit-identical
-        distortion = channel.distortion(x, draws=1).mean().item()  # one draw: a mean over all of x
-        rows = judge_rows(Defended(model, channel, cell["votes"], seed=cell["seed"]).eval(), x, y, crafted)
-        return [{**row, "distortion": distortion, "data_source": models.test.source_kind} for row in rows]
+        distortion = channel.distortion(self.x, draws=1).mean().item()  # one draw: a mean over all of x
+        defended = Defended(self.models[0.0], channel, cell["votes"], seed=cell["seed"]).eval()
+        rows = judge_rows(defended, self.x, self.y, self.craft())
+        return [{**row, "distortion": distortion, "data_source": self.test.source_kind} for row in rows]
 
-    base = {
-        "study": NAME,
-        "dataset": "cifar10",
-        "model": setting.model,
-        "model_key": key,
-        "threat": "nonadaptive",
-        "eps": setting.eps,
-        "seed": args.seed,
-        "n": len(x),
-    }
-    grid = {name: strengths(name, p["points"]) for name in CHANNELS}
-    executor = study.executor(args)  # one executor for every widening round
-    for round_ in range(p["widen"] + 1):
-        swept = [("identity", 0.0)] + [(name, s) for name in CHANNELS for s in grid[name]]
-        cells = [{**base, "channel": name, "strength": s, "votes": votes_for(name, setting.votes)} for name, s in swept]
-        table = run(cells, measure, study.store, executor=executor, progress=not args.quiet, desc=NAME)
-        current = table.merge(pd.DataFrame(cells), on=list(cells[0]))
-        best = best_strengths(current, {name: g[-1] for name, g in grid.items()})
-        wider = {name: extend(name, grid[name]) for name in best[best.at_edge].channel}
-        if all(s is None for s in wider.values()) or round_ == p["widen"]:
-            break
-        for name, s in wider.items():
-            if s is not None:
-                grid[name].append(s)
-    rows = best_rows(best)
-    chosen = [{**base, "channel": name, "selection": "best", "points": len(grid[name])} for name in CHANNELS]
-    table = run(chosen, lambda cell: rows[cell["channel"]], study.store, progress=False, desc=f"{NAME} best")
+    def sweep(self, measure_cells: Sweeper) -> pd.DataFrame:
+        """Sweep each channel's grid, widening it past the lossy end while the best strength sits
+        there (at most `widen` rounds); then store each channel's best strength and recovery."""
+        for round_ in range(self.p.widen + 1):
+            table = super().sweep(measure_cells)
+            self.best = best_strengths(table, {name: g[-1] for name, g in self.grid.items()})
+            wider = {name: extend(name, self.grid[name]) for name in self.best[self.best.at_edge].channel}
+            if all(s is None for s in wider.values()) or round_ == self.p.widen:
+                break
+            for name, s in wider.items():
+                if s is not None:
+                    self.grid[name].append(s)
+        rows = best_rows(self.best)
+        chosen = [{**self.base(), "channel": c, "selection": "best", "points": len(self.grid[c])} for c in CHANNELS]
+        measure_cells(chosen, lambda cell: rows[cell["channel"]], f"{self.name} best")
+        return table
 
-    labels = {"none": "clean", "pgd-linf": f"PGD-Linf {setting.eps * 255:.0f}/255", "cw-l2": "C&W-L2 (unbounded)"}
-    curves = current[current.channel != "identity"].assign(condition=lambda t: t.attack.map(labels))
-    paths = plots.lines(
-        curves,
-        x="distortion",
-        y="value",
-        hue="channel",
-        col="condition",
-        xlabel="channel distortion (mean L2)",
-        ylabel="accuracy of the defended model",
-        title=f"{setting.model} on CIFAR-10 ({models.test.source_kind} data): channels against non-adaptive attacks",
-        stem=study.figure(),
-    )
-    bare = current[current.channel == "identity"].set_index("attack").value
-    print("bare model: " + ", ".join(f"{labels[a]} {v:.3f}" for a, v in bare.items()))
-    print(best.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    study.conclude(finding(best, len(x), bare["none"]), paths)
-    return table
+    def labels(self) -> dict[str, str]:
+        return {
+            "none": "clean",
+            "pgd-linf": f"PGD-Linf {self.setting.eps * 255:.0f}/255",
+            "cw-l2": "C&W-L2 (unbounded)",
+        }
 
+    def figures(self, table: pd.DataFrame) -> list[Path]:
+        curves = table[table.channel != "identity"].assign(condition=lambda t: t.attack.map(self.labels()))
+        return plots.lines(
+            curves,
+            x="distortion",
+            y="value",
+            hue="channel",
+            col="condition",
+            xlabel="channel distortion (mean L2)",
+            ylabel="accuracy of the defended model",
+            title=f"{self.setting.model} on CIFAR-10 ({self.test.source_kind} data): channels against non-adaptive attacks",
+            stem=self.figure(),
+        )
+
+    def summary(self, table: pd.DataFrame) -> str:
+        bare = table[table.channel == "identity"].set_index("attack").value
+        labels = self.labels()
+        return (
+            "bare model: "
+            + ", ".join(f"{labels[a]} {v:.3f}" for a, v in bare.items())
+            + "\n"
+            + self.best.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+        )
+
+    def finding(self, table: pd.DataFrame) -> stats.Finding:
+        bare = table[(table.channel == "identity") & (table.attack == "none")].value.iloc[0]
+        return finding(self.best, len(self.x), bare)
+
+
+main = ChannelSweep.main
 
 if __name__ == "__main__":
     sys.exit(command_line(main))

@@ -1,8 +1,6 @@
-"""What the studies share beyond the command line (`cli.parse_args`, `runtime.output.RunFolder`): the
-preset a study runs (`preset`), the test
-images and trained models of a study (`trained_models`: the zoo where it has the band and seed,
-else the checkpoint store) and the per-layer band of a model for result rows. Under torchrun,
-every rank trains its share and only rank 0 goes on to the sweep.
+"""The models and bands the studies share: a study's test images and trained models
+(`trained_models`: the zoo where it has the band and seed, else the checkpoint store) and the
+per-layer band of a model for result rows. Under torchrun, every rank trains its share.
 """
 
 from __future__ import annotations
@@ -79,11 +77,3 @@ def discarded_per_layer(model: nn.Module, x: torch.Tensor) -> str:
     """Each band-limited layer's fraction of the one-sided spectrum discarded on `x`, as JSON for
     result rows ('{}' for a model of plain convolutions)."""
     return json.dumps({name: round(1 - kept, 6) for name, kept in layer_fractions(model, x).items()})
-
-
-def preset(presets: Mapping[str, dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
-    """The chosen preset's settings, with the model replaced when --model was given."""
-    chosen = dict(presets[args.preset])
-    if getattr(args, "model", None) is not None:
-        chosen["model"] = args.model
-    return chosen

@@ -13,42 +13,49 @@ accuracy off it, with a 95% paired-bootstrap interval over the same test images.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from robustbench_bl import plots
-from robustbench_bl.cli import command_line, parse_args
+from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation import stats
-from robustbench_bl.runtime import distributed
-from robustbench_bl.runtime.output import RunFolder
-from robustbench_bl.runtime.sweep import run
 from robustbench_bl.studies.bands import with_band
-from robustbench_bl.studies.common import discarded_per_layer, preset, trained_models
-from robustbench_bl.training import budget, predict, recipe
+from robustbench_bl.studies.common import discarded_per_layer
+from robustbench_bl.studies.study import Cell, Row, TrainedPreset, TrainedStudy
+from robustbench_bl.training import TrainConfig, budget, predict, recipe
 
-NAME = "compression_mismatch"
 PAPER = "first paper Fig. 5: the diagonal is best, no number"
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # models: (train compression rate, training seed offset)
-    "smoke": dict(model="lenet", train=200, test=100, epochs=1, models=((0.0, 0), (0.5, 0)), test_rates=(0.0, 0.5)),
+Key = tuple[float, int]  # (train compression rate, training seed offset)
+
+
+@dataclass(frozen=True)
+class Preset(TrainedPreset):
+    """`models`: (train compression rate, training seed offset); `test_rates`: the rates each is tested at."""
+
+    models: tuple[Key, ...]
+    test_rates: tuple[float, ...]
+
+
+PRESETS = {
+    "smoke": Preset("lenet", 200, 100, 1, models=((0.0, 0), (0.5, 0)), test_rates=(0.0, 0.5)),
     # The zoo's FastNets (no training); 5,000 offline test images with RBL_DATA, else the sample.
-    "quick": dict(
-        model="fastnet",
-        train=50000,
-        test=5000,
-        epochs=6,
+    "quick": Preset(
+        "fastnet",
+        50000,
+        5000,
+        6,
         models=((0.0, 0), (0.5, 0), (0.85, 0), (0.0, 1), (0.5, 1)),
         test_rates=(0.0, 0.25, 0.5, 0.65, 0.85),
     ),
-    "paper": dict(
-        model="resnet18",
-        train=50000,
-        test=10000,
-        epochs=350,
+    "paper": Preset(
+        "resnet18",
+        50000,
+        10000,
+        350,
         models=((0.0, 0), (0.5, 0), (0.75, 0), (0.85, 0), (0.0, 1), (0.5, 1)),
         test_rates=(0.0, 0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.8, 0.85),
     ),
@@ -91,81 +98,65 @@ def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
-    args = parse_args(NAME, __doc__.splitlines()[0], argv)
-    p = preset(PRESETS, args)
-    study = RunFolder.from_args(args)
-    trained = trained_models(
-        args,
-        p["test"],
-        lambda size: {
-            (rate, s): recipe(
-                p["model"],
-                "cifar10",
-                compress_rate=rate,
-                **budget(p["train"], p["epochs"], size),
-                seed=args.seed + s,
-            )
-            for rate, s in p["models"]
-        },
-    )
-    models, test = trained.models, trained.test
-    if not distributed.is_main():
-        return pd.DataFrame()
-    keys = trained.keys
+class CompressionMismatch(TrainedStudy[Preset, Key]):
+    name = "compression_mismatch"
+    title = __doc__.splitlines()[0]
+    presets = PRESETS
 
-    def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
-        model = with_band(models[cell["train_compress"], cell["seed_offset"]], compress_rate=cell["test_compress"])
-        correct = predict(model, test.x).cpu() == test.y.cpu()
+    def configs(self, train_size: int) -> dict[Key, TrainConfig]:
+        p, size = self.p, budget(self.p.train, self.p.epochs, train_size)
+        return {
+            (rate, s): recipe(p.model, "cifar10", compress_rate=rate, **size, seed=self.args.seed + s)
+            for rate, s in p.models
+        }
+
+    def cells(self) -> list[Cell]:
+        return [
+            self.cell(
+                self.p.model, model_key=self.keys[train, s], train_compress=train, seed_offset=s, test_compress=rate
+            )
+            for train, s in self.p.models
+            for rate in self.p.test_rates
+        ]
+
+    def measure(self, cell: Cell) -> list[Row]:
+        model = with_band(self.models[cell["train_compress"], cell["seed_offset"]], compress_rate=cell["test_compress"])
+        correct = predict(model, self.test.x).cpu() == self.test.y.cpu()
         return [
             {
                 "metric": "accuracy",
                 "value": correct.float().mean().item(),
                 "correct": stats.pack(correct),
-                "data_source": test.source_kind,
-                "discarded_per_layer": discarded_per_layer(model, test.x[:100]),
+                "data_source": self.test.source_kind,
+                "discarded_per_layer": discarded_per_layer(model, self.test.x[:100]),
             }
         ]
 
-    cells = [
-        {
-            "study": NAME,
-            "dataset": "cifar10",
-            "model": p["model"],
-            "model_key": keys[train, s],
-            "train_compress": train,
-            "seed_offset": s,
-            "test_compress": test_rate,
-            "seed": args.seed,
-            "n": len(test),
-        }
-        for train, s in p["models"]
-        for test_rate in p["test_rates"]
-    ]
-    table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
-    table = table[table.model_key.isin(keys.values())]
-    percent = table[table.seed_offset == 0].assign(
-        **{
-            "train compression (%)": table.train_compress.mul(100).round().astype(int),
-            "test compression (%)": table.test_compress.mul(100).round().astype(int),
-        }
-    )
-    paths = plots.heatmap(
-        percent,
-        index="train compression (%)",
-        columns="test compression (%)",
-        values="value",
-        stem=study.figure(),
-        title=f"{p['model']}, CIFAR-10 ({test.source_kind}): test accuracy",
-    )
-    print(
-        table.pivot_table(index=["train_compress", "seed_offset"], columns="test_compress", values="value").to_string(
-            float_format=lambda v: f"{v:.3f}"
+    def figures(self, table: pd.DataFrame) -> list[Path]:
+        percent = table[table.seed_offset == 0].assign(
+            **{
+                "train compression (%)": table.train_compress.mul(100).round().astype(int),
+                "test compression (%)": table.test_compress.mul(100).round().astype(int),
+            }
         )
-    )
-    study.conclude(finding(table, args.seed), paths)
-    return table
+        return plots.heatmap(
+            percent,
+            index="train compression (%)",
+            columns="test compression (%)",
+            values="value",
+            stem=self.figure(),
+            title=f"{self.p.model}, CIFAR-10 ({self.test.source_kind}): test accuracy",
+        )
 
+    def summary(self, table: pd.DataFrame) -> str:
+        grid = table.pivot_table(index=["train_compress", "seed_offset"], columns="test_compress", values="value")
+        return grid.to_string(float_format=lambda v: f"{v:.3f}")
+
+    def finding(self, table: pd.DataFrame) -> stats.Finding:
+        return finding(table, self.args.seed)
+
+
+main = CompressionMismatch.main
 
 if __name__ == "__main__":
     sys.exit(command_line(main))

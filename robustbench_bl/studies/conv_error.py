@@ -15,8 +15,8 @@ than 'lead' (at 50% and 85%).
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,12 +24,11 @@ import torch
 import torch.nn.functional as F
 
 from robustbench_bl import data, plots
-from robustbench_bl.cli import command_line, parse_args
+from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation import stats
 from robustbench_bl.models.common import CIFAR10_MEAN, CIFAR10_STD, Normalize
-from robustbench_bl.runtime.output import RunFolder
-from robustbench_bl.runtime.sweep import run
 from robustbench_bl.spectral import band_limited_conv2d, compression
+from robustbench_bl.studies.study import Cell, Row, Study
 
 SCHEMES = ("lead", "top")
 
@@ -86,15 +85,23 @@ def conv_errors(
     }
 
 
-NAME = "conv_error"
 RATES = tuple(round(0.05 * i, 2) for i in range(20))  # 0 to 95%
 
 PAPER = "first paper Fig. 24: rises with compression, top below lead; curves only, no number"
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": dict(images=2, rates=(0.0, 0.5, 0.85)),
-    "quick": dict(images=100, rates=RATES),
-    "paper": dict(images=1000, rates=RATES),
+
+@dataclass(frozen=True)
+class Preset:
+    """`images`: test images convolved; `rates`: the compression rates."""
+
+    images: int
+    rates: tuple[float, ...]
+
+
+PRESETS = {
+    "smoke": Preset(images=2, rates=(0.0, 0.5, 0.85)),
+    "quick": Preset(images=100, rates=RATES),
+    "paper": Preset(images=1000, rates=RATES),
 }
 
 
@@ -126,62 +133,55 @@ def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
-    args = parse_args(NAME, __doc__.splitlines()[0], argv)
-    p = PRESETS[args.preset]
-    study = RunFolder.from_args(args)
-    test = data.cifar10("test", root=args.data).at_most(p["images"], seed=args.seed)
-    print(f"data: {len(test)} test image(s) from {test.source}")
-    weight = torch.randn(1, 3, 5, 5, generator=torch.Generator().manual_seed(args.seed), dtype=torch.float64)
+class ConvError(Study[Preset]):
+    name = "conv_error"
+    title = __doc__.splitlines()[0]
+    presets = PRESETS
 
-    def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
-        x = normalize(test.x[cell["image"] : cell["image"] + 1].double())
-        errors = conv_errors(x, weight, 2, cell["compress_rate"])
+    def prepare(self) -> None:
+        self.test = data.cifar10("test", root=self.args.data).at_most(self.p.images, seed=self.args.seed)
+        print(f"data: {len(self.test)} test image(s) from {self.test.source}")
+        generator = torch.Generator().manual_seed(self.args.seed)
+        self.weight = torch.randn(1, 3, 5, 5, generator=generator, dtype=torch.float64)
+
+    def cells(self) -> list[Cell]:
+        fixed = {"study": self.name, "dataset": "cifar10", "filter": "randn 1x3x5x5", "padding": 2}
         return [
-            {"metric": "relative_error", "scheme": s, "value": e, "discarded": d, "data_source": test.source_kind}
+            {**fixed, "image": i, "inputs": "normalized", "compress_rate": r, "seed": self.args.seed}
+            for i in range(len(self.test))
+            for r in self.p.rates
+        ]
+
+    def measure(self, cell: Cell) -> list[Row]:
+        x = normalize(self.test.x[cell["image"] : cell["image"] + 1].double())
+        errors = conv_errors(x, self.weight, 2, cell["compress_rate"])
+        return [
+            {"metric": "relative_error", "scheme": s, "value": e, "discarded": d, "data_source": self.test.source_kind}
             for s, (e, d) in errors.items()
         ]
 
-    cells = [
-        {
-            "study": NAME,
-            "dataset": "cifar10",
-            "image": i,
-            "filter": "randn 1x3x5x5",
-            "padding": 2,
-            "inputs": "normalized",
-            "compress_rate": r,
-            "seed": args.seed,
-        }
-        for i in range(len(test))
-        for r in p["rates"]
-    ]
-    table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
-    table = table[
-        (table.seed == args.seed)
-        & (table.image < len(test))
-        & table.compress_rate.isin(p["rates"])
-        & (table.get("inputs", pd.Series("", index=table.index)) == "normalized")
-    ]
-    paths = plots.lines(
-        table,
-        x="discarded",
-        y="value",
-        hue="scheme",
-        style="scheme",
-        stem=study.figure(),
-        xlabel="fraction of coefficients discarded",
-        ylabel="relative error vs F.conv2d",
-        title=f"5x5 conv of {len(test)} normalized CIFAR-10 image(s) ({test.source_kind}): compression error",
-    )
-    print(
-        table.pivot_table(index="compress_rate", columns="scheme", values="value").to_string(
-            float_format=lambda v: f"{v:.3f}"
+    def figures(self, table: pd.DataFrame) -> list[Path]:
+        return plots.lines(
+            table,
+            x="discarded",
+            y="value",
+            hue="scheme",
+            style="scheme",
+            stem=self.figure(),
+            xlabel="fraction of coefficients discarded",
+            ylabel="relative error vs F.conv2d",
+            title=f"5x5 conv of {len(self.test)} normalized CIFAR-10 image(s) ({self.test.source_kind}): compression error",
         )
-    )
-    study.conclude(finding(table, args.seed), paths)
-    return table
 
+    def summary(self, table: pd.DataFrame) -> str:
+        mean = table.pivot_table(index="compress_rate", columns="scheme", values="value")
+        return mean.to_string(float_format=lambda v: f"{v:.3f}")
+
+    def finding(self, table: pd.DataFrame) -> stats.Finding:
+        return finding(table, self.args.seed)
+
+
+main = ConvError.main
 
 if __name__ == "__main__":
     sys.exit(command_line(main))

@@ -17,25 +17,34 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from robustbench_bl import plots
 from robustbench_bl.attacks.minimal import ATTACKS, larger_share, minimal_perturbations
-from robustbench_bl.cli import command_line, parse_args
+from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation import stats
-from robustbench_bl.runtime import distributed
-from robustbench_bl.runtime.output import RunFolder
-from robustbench_bl.runtime.sweep import run
-from robustbench_bl.studies.channel_setup import load_models, setting_for
+from robustbench_bl.studies.channel_setup import ChannelStudy
+from robustbench_bl.studies.study import Cell, Row, Sweeper
 
-NAME = "decision_based"
-#: test: images attacked; points: epsilon steps of the additive-noise attack; options: attack
-#: budgets (the registry's defaults where absent).
-PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": dict(
+
+@dataclass(frozen=True)
+class Preset:
+    """`test`: images attacked; `rates`: the models' train compression; `points`: epsilon steps of
+    the additive-noise attack; `options`: attack budgets (the registry's defaults where absent)."""
+
+    test: int
+    rates: tuple[float, ...]
+    points: int
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+PRESETS = {
+    "smoke": Preset(
         test=16,
         rates=(0.0, 0.5),
         points=4,
@@ -49,8 +58,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
     ),
     # 500 images at the registry's budgets (the paper's attacks as Foolbox ships them).
-    "quick": dict(test=500, rates=(0.0, 0.5, 0.85), points=16, options={}),
-    "paper": dict(test=2000, rates=(0.0, 0.5, 0.85), points=32, options={"boundary": {"steps": 5000}}),
+    "quick": Preset(test=500, rates=(0.0, 0.5, 0.85), points=16),
+    "paper": Preset(test=2000, rates=(0.0, 0.5, 0.85), points=32, options={"boundary": {"steps": 5000}}),
 }
 
 
@@ -78,62 +87,66 @@ def finding(shares: pd.DataFrame) -> stats.Finding:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
-    args = parse_args(NAME, __doc__.splitlines()[0], argv)
-    p, setting = PRESETS[args.preset], setting_for(args)
-    study = RunFolder.from_args(args)
-    models = load_models(args, setting, p["test"], rates=p["rates"])
-    if not distributed.is_main():
-        return pd.DataFrame()  # under torchrun, rank 0 alone runs the sweep
-    x, y = models.test.x.to(args.device), models.test.y.to(args.device)
+class DecisionBased(ChannelStudy[Preset]):
+    name = "decision_based"
+    title = __doc__.splitlines()[0]
+    presets = PRESETS
 
-    def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
-        model = models.models[cell["train_compress"]]
-        options = p["options"].get(cell["attack"])
+    def rates(self) -> tuple[float, ...]:
+        return self.p.rates
+
+    def cells(self) -> list[Cell]:
+        return [
+            self.cell(
+                self.setting.model,
+                points=self.p.points,
+                model_key=self.keys[rate],
+                train_compress=rate,
+                attack=attack,
+                options=json.dumps(self.p.options.get(attack, {}), sort_keys=True),
+            )
+            for rate in self.p.rates
+            for attack in ATTACKS
+        ]
+
+    def measure(self, cell: Cell) -> list[Row]:
+        model, options = self.models[cell["train_compress"]], self.p.options.get(cell["attack"])
         rows = minimal_perturbations(
-            model, cell["attack"], x, y, seed=cell["seed"], points=p["points"], options=options
+            model, cell["attack"], self.x, self.y, seed=cell["seed"], points=self.p.points, options=options
         )
-        return [{**row, "data_source": models.test.source_kind} for row in rows]
+        return [{**row, "data_source": self.test.source_kind} for row in rows]
 
-    base = {
-        "study": NAME,
-        "dataset": "cifar10",
-        "model": setting.model,
-        "points": p["points"],
-        "seed": args.seed,
-        "n": len(x),
-    }
-    cells = [
-        {
-            **base,
-            "model_key": models.keys[rate],
-            "train_compress": rate,
-            "attack": attack,
-            "options": json.dumps(p["options"].get(attack, {}), sort_keys=True),
-        }
-        for rate in p["rates"]
-        for attack in ATTACKS
-    ]
-    table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
-    table = table.merge(pd.DataFrame(cells), on=list(cells[0]))
-    shares = larger_share(table)
+    def sweep(self, measure_cells: Sweeper) -> pd.DataFrame:
+        """Attack every model; then per band-limited model the share of pairs where it needs more."""
+        table = super().sweep(measure_cells)
+        self.shares = larger_share(table)
+        return table
 
-    found = table[table.fooled.astype(bool)].assign(compression=lambda t: t.train_compress.map(lambda r: f"{r:.0%}"))
-    paths = plots.distributions(
-        found,
-        x="attack",
-        y="value",
-        hue="compression",
-        log=True,
-        xlabel="decision-based attack",
-        ylabel="minimal perturbation (Linf for additive-uniform, else L2; log scale)",
-        title=f"{setting.model} on CIFAR-10 ({models.test.source_kind} data): minimal perturbations by train compression",
-        stem=study.figure(),
-    )
-    print(shares.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    study.conclude(finding(shares), paths)
-    return table
+    def figures(self, table: pd.DataFrame) -> list[Path]:
+        found = table[table.fooled.astype(bool)].assign(
+            compression=lambda t: t.train_compress.map(lambda r: f"{r:.0%}")
+        )
+        return plots.distributions(
+            found,
+            x="attack",
+            y="value",
+            hue="compression",
+            log=True,
+            xlabel="decision-based attack",
+            ylabel="minimal perturbation (Linf for additive-uniform, else L2; log scale)",
+            title=f"{self.setting.model} on CIFAR-10 ({self.test.source_kind} data): minimal perturbations by train "
+            "compression",
+            stem=self.figure(),
+        )
 
+    def summary(self, table: pd.DataFrame) -> str:
+        return self.shares.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+
+    def finding(self, table: pd.DataFrame) -> stats.Finding:
+        return finding(self.shares)
+
+
+main = DecisionBased.main
 
 if __name__ == "__main__":
     sys.exit(command_line(main))

@@ -15,27 +15,36 @@ over training seeds. LeNet in the quick preset: the measurement is a whole train
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 from torch import nn
 
 from robustbench_bl import data, plots
-from robustbench_bl.cli import command_line, parse_args
+from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation import stats
-from robustbench_bl.runtime.output import RunFolder
-from robustbench_bl.runtime.sweep import run
 from robustbench_bl.studies.bands import layer_fractions
-from robustbench_bl.studies.common import preset
+from robustbench_bl.studies.study import Cell, Row, Study
 from robustbench_bl.training import budget, build_model, load_train_data, recipe, train
 
-NAME = "energy_dynamics"
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": dict(model="lenet", train=200, probe=64, epochs=2, energies=(0.95,), seeds=(0, 1)),
-    "quick": dict(model="lenet", train=3000, probe=256, epochs=8, energies=(0.99, 0.95), seeds=(0, 1, 2, 3, 4)),
-    "paper": dict(model="resnet18", train=50000, probe=256, epochs=350, energies=(0.9,), seeds=(0, 1, 2)),
+@dataclass(frozen=True)
+class Preset:
+    """`probe`: test images the fractions are measured on; `seeds`: training seed offsets."""
+
+    model: str
+    train: int
+    probe: int
+    epochs: int
+    energies: tuple[float, ...]
+    seeds: tuple[int, ...]
+
+
+PRESETS = {
+    "smoke": Preset("lenet", train=200, probe=64, epochs=2, energies=(0.95,), seeds=(0, 1)),
+    "quick": Preset("lenet", train=3000, probe=256, epochs=8, energies=(0.99, 0.95), seeds=(0, 1, 2, 3, 4)),
+    "paper": Preset("resnet18", train=50000, probe=256, epochs=350, energies=(0.9,), seeds=(0, 1, 2)),
 }
 
 
@@ -65,16 +74,24 @@ def finding(table: pd.DataFrame) -> stats.Finding:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
-    args = parse_args(NAME, __doc__.splitlines()[0], argv)
-    p = preset(PRESETS, args)
-    study = RunFolder.from_args(args)
-    train_size = len(data.cifar10("train", root=args.data))
-    size = budget(p["train"], p["epochs"], train_size)
-    probe = data.cifar10("test", root=args.data).at_most(p["probe"], seed=args.seed)
-    print(f"data: probe batch of {len(probe)} test images from {probe.source}")
+class EnergyDynamics(Study[Preset]):
+    name = "energy_dynamics"
+    title = __doc__.splitlines()[0]
+    presets = PRESETS
 
-    def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
+    def prepare(self) -> None:
+        self.size = budget(self.p.train, self.p.epochs, len(data.cifar10("train", root=self.args.data)))
+        self.probe = data.cifar10("test", root=self.args.data).at_most(self.p.probe, seed=self.args.seed)
+        print(f"data: probe batch of {len(self.probe)} test images from {self.probe.source}")
+
+    def cells(self) -> list[Cell]:
+        fixed = {"study": self.name, "dataset": "cifar10", "model": self.p.model, "probe": len(self.probe)}
+        size = {"train_size": self.size["limit"], "epochs": self.size["epochs"]}
+        return [
+            {**fixed, "energy": e, **size, "seed": self.args.seed + s} for e in self.p.energies for s in self.p.seeds
+        ]
+
+    def measure(self, cell: Cell) -> list[Row]:
         config = recipe(
             cell["model"],
             "cifar10",
@@ -83,69 +100,48 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
             limit=cell["train_size"],
             seed=cell["seed"],
         )
-        dataset = load_train_data(config, args.data)
+        dataset = load_train_data(config, self.args.data)
         model = build_model(config, dataset)
-        rows: list[dict[str, Any]] = []
+        rows: list[Row] = []
 
         def record(epoch: int, model: nn.Module) -> None:
-            for i, (module, kept) in enumerate(layer_fractions(model, probe.x).items()):
-                rows.append(
-                    {
-                        "metric": "compression",
-                        "epoch": epoch,
-                        "layer": f"conv{i + 1}",
-                        "module": module,
-                        "value": 1.0 - kept,
-                        "data_source": dataset.source_kind,
-                    }
-                )
+            for i, (module, kept) in enumerate(layer_fractions(model, self.probe.x).items()):
+                layer = {"layer": f"conv{i + 1}", "module": module, "data_source": dataset.source_kind}
+                rows.append({"metric": "compression", "epoch": epoch, **layer, "value": 1.0 - kept})
 
-        record(0, model.to(args.device))
+        record(0, model.to(self.args.device))
         train(
-            model, dataset, config, device=args.device, progress=not args.quiet, on_epoch=lambda e, m: record(e + 1, m)
+            model,
+            dataset,
+            config,
+            device=self.args.device,
+            progress=self.progress,
+            on_epoch=lambda e, m: record(e + 1, m),
         )
         return rows
 
-    cells = [
-        {
-            "study": NAME,
-            "dataset": "cifar10",
-            "model": p["model"],
-            "energy": e,
-            "train_size": size["limit"],
-            "epochs": size["epochs"],
-            "probe": len(probe),
-            "seed": args.seed + s,
-        }
-        for e in p["energies"]
-        for s in p["seeds"]
-    ]
-    table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
-    table = table[
-        (table.model == p["model"])
-        & (table.epochs == size["epochs"])
-        & table.energy.isin(p["energies"])
-        & table.seed.isin([args.seed + s for s in p["seeds"]])
-    ]
-    paths = plots.lines(
-        table,
-        x="epoch",
-        y="value",
-        hue="layer",
-        col="energy",
-        stem=study.figure(),
-        xlabel="epoch (0: at initialization)",
-        ylabel="fraction of coefficients discarded",
-        title=f"{p['model']}, CIFAR-10: per-layer compression under energy-based band-limiting",
-    )
-    print(
-        table.pivot_table(index="epoch", columns=["energy", "layer"], values="value", aggfunc="mean").to_string(
-            float_format=lambda v: f"{v:.3f}"
+    def figures(self, table: pd.DataFrame) -> list[Path]:
+        return plots.lines(
+            table,
+            x="epoch",
+            y="value",
+            hue="layer",
+            col="energy",
+            stem=self.figure(),
+            xlabel="epoch (0: at initialization)",
+            ylabel="fraction of coefficients discarded",
+            title=f"{self.p.model}, CIFAR-10: per-layer compression under energy-based band-limiting",
         )
-    )
-    study.conclude(finding(table), paths)
-    return table
 
+    def summary(self, table: pd.DataFrame) -> str:
+        mean = table.pivot_table(index="epoch", columns=["energy", "layer"], values="value", aggfunc="mean")
+        return mean.to_string(float_format=lambda v: f"{v:.3f}")
+
+    def finding(self, table: pd.DataFrame) -> stats.Finding:
+        return finding(table)
+
+
+main = EnergyDynamics.main
 
 if __name__ == "__main__":
     sys.exit(command_line(main))

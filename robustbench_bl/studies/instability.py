@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import copy
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,13 +32,11 @@ from torch import Tensor, nn
 from robustbench_bl import channels, plots
 from robustbench_bl.attacks import craft_nonadaptive
 from robustbench_bl.channels import make as make_channel
-from robustbench_bl.cli import command_line, parse_args
+from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation import stats
 from robustbench_bl.evaluation.probes import gradient_norm, hessian_top_eigenvalue, taylor_bound
-from robustbench_bl.runtime import distributed
-from robustbench_bl.runtime.output import RunFolder
-from robustbench_bl.runtime.sweep import run
-from robustbench_bl.studies.channel_setup import load_models, setting_for
+from robustbench_bl.studies.channel_setup import ChannelStudy
+from robustbench_bl.studies.study import Cell, Row
 from robustbench_bl.training import predict
 from robustbench_bl.validation import check_choice, check_positive_int
 
@@ -141,15 +141,26 @@ def log_ratios(table: pd.DataFrame, model_key: str, name: str, f: str, metric: s
     return np.log(ratio[(ratio > 0) & np.isfinite(ratio)].to_numpy())
 
 
-NAME = "instability"
-#: test: images drawn (class-balanced); n: the correctly classified ones probed per model; iters:
-#: Lanczos steps for M2; eps: PGD-Linf budgets (2/255 fools about half of the LeNet examples, those
-#: nearest the boundary; 8/255 nearly all, deep past it); sigma: std of the Gaussian noise, whose mean
-#: L2 size is also the Taylor bound's perturbation size; rates: the models' compression rates.
-PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": dict(test=20, n=6, iters=5, eps=(8 / 255,), sigma=0.03, rates=(0.0, 0.5)),
-    "quick": dict(test=600, n=200, iters=30, eps=(2 / 255, 8 / 255), sigma=0.03, rates=(0.0, 0.5)),
-    "paper": dict(test=2000, n=1000, iters=100, eps=(2 / 255, 8 / 255), sigma=0.03, rates=(0.0, 0.5)),
+@dataclass(frozen=True)
+class Preset:
+    """`test`: images drawn (class-balanced); `n`: the correctly classified ones probed per model;
+    `iters`: Lanczos steps for M2; `eps`: PGD-Linf budgets (2/255 fools about half of the LeNet
+    examples, those nearest the boundary; 8/255 nearly all, deep past it); `sigma`: std of the
+    Gaussian noise, whose mean L2 size is also the Taylor bound's perturbation size; `rates`: the
+    models' compression rates."""
+
+    test: int
+    n: int
+    iters: int
+    eps: tuple[float, ...]
+    sigma: float
+    rates: tuple[float, ...]
+
+
+PRESETS = {
+    "smoke": Preset(test=20, n=6, iters=5, eps=(8 / 255,), sigma=0.03, rates=(0.0, 0.5)),
+    "quick": Preset(test=600, n=200, iters=30, eps=(2 / 255, 8 / 255), sigma=0.03, rates=(0.0, 0.5)),
+    "paper": Preset(test=2000, n=1000, iters=100, eps=(2 / 255, 8 / 255), sigma=0.03, rates=(0.0, 0.5)),
 }
 PAPER = "second paper 3.2.2: M1 and M2 larger around adversarial examples, no number"
 LABELS = {"m1": "M1", "m2": "|M2|"}
@@ -183,75 +194,78 @@ def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
-    args = parse_args(NAME, __doc__.splitlines()[0], argv)
-    p, setting = PRESETS[args.preset], setting_for(args)
-    study = RunFolder.from_args(args)
-    models = load_models(args, setting, p["test"], rates=p["rates"])
-    if not distributed.is_main():
-        return pd.DataFrame()  # under torchrun, rank 0 alone runs the sweep
-    test_x, test_y = models.test.x.to(args.device), models.test.y.to(args.device)
-    naturals = {rate: correctly_classified(models.models[rate], test_x, test_y, p["n"]) for rate in p["rates"]}
-    delta = channels.make("gauss", p["sigma"], seed=args.seed).distortion(naturals[0.0][0]).mean().item()
+class Instability(ChannelStudy[Preset]):
+    name = "instability"
+    title = __doc__.splitlines()[0]
+    presets = PRESETS
 
-    def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
-        kind, model = cell["kind"], models.models[cell["train_compress"]]
-        x, y = naturals[cell["train_compress"]]
-        made = examples(
-            model, kind, x, y, eps=cell["eps"], sigma=p["sigma"], seed=cell["seed"], options=setting.options.get(kind)
+    def rates(self) -> tuple[float, ...]:
+        return self.p.rates
+
+    def prepare(self) -> None:
+        super().prepare()
+        self.naturals = {r: correctly_classified(self.models[r], self.x, self.y, self.p.n) for r in self.p.rates}
+        noise = channels.make("gauss", self.p.sigma, seed=self.args.seed)
+        self.delta = noise.distortion(self.naturals[0.0][0]).mean().item()
+
+    def cells(self) -> list[Cell]:
+        p = self.p
+        kinds = [("natural", None), *(("pgd-linf", eps) for eps in p.eps), ("cw-l2", None), ("gauss", None)]
+        return [
+            self.cell(
+                self.setting.model,
+                model_key=self.keys[rate],
+                train_compress=rate,
+                sigma=p.sigma,
+                iters=p.iters,
+                n=len(self.naturals[rate][0]),
+                kind=kind,
+                eps=eps,
+                condition=condition(kind, eps),
+            )
+            for rate in p.rates
+            for kind, eps in kinds
+        ]
+
+    def measure(self, cell: Cell) -> list[Row]:
+        kind, model = cell["kind"], self.models[cell["train_compress"]]
+        x, y = self.naturals[cell["train_compress"]]
+        options = self.setting.options.get(kind)
+        made = examples(model, kind, x, y, eps=cell["eps"], sigma=self.p.sigma, seed=cell["seed"], options=options)
+        rows = probe_rows(model, made, x, y, delta=self.delta, iters=self.p.iters, seed=cell["seed"])
+        return [{**row, "taylor_delta": self.delta, "data_source": self.test.source_kind} for row in rows]
+
+    def figures(self, table: pd.DataFrame) -> list[Path]:
+        labels = {"m1": "M1 = ||grad f||", "m2": "|M2| = |lambda_max|"}
+        counted = table[
+            (table.f == JUDGED)
+            & table.metric.isin(labels)
+            & (~table.kind.isin(ADVERSARIAL) | table.misclassified.astype(bool))
+        ]
+        shown = counted.assign(
+            value=counted.value.abs(),
+            metric=counted.metric.map(labels),
+            model=counted.train_compress.map(lambda r: f"{r:.0%}"),
         )
-        rows = probe_rows(model, made, x, y, delta=delta, iters=p["iters"], seed=cell["seed"])
-        return [{**row, "taylor_delta": delta, "data_source": models.test.source_kind} for row in rows]
+        return plots.distributions(
+            shown,
+            x="condition",
+            y="value",
+            hue="model",
+            col="metric",
+            log=True,
+            xlabel="example",
+            ylabel="value (log scale)",
+            title=f"{self.setting.model} on CIFAR-10 ({self.test.source_kind} data): instability (f = cross-entropy at "
+            f"the original label), gauss sigma {self.p.sigma}",
+            stem=self.figure(),
+        )
 
-    kinds = [("natural", None), *(("pgd-linf", eps) for eps in p["eps"]), ("cw-l2", None), ("gauss", None)]
-    cells = [
-        {
-            "study": NAME,
-            "dataset": "cifar10",
-            "model": setting.model,
-            "model_key": models.keys[rate],
-            "train_compress": rate,
-            "sigma": p["sigma"],
-            "iters": p["iters"],
-            "seed": args.seed,
-            "n": len(naturals[rate][0]),
-            "kind": kind,
-            "eps": eps,
-            "condition": condition(kind, eps),
-        }
-        for rate in p["rates"]
-        for kind, eps in kinds
-    ]
-    table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
-    table = table.merge(pd.DataFrame(cells), on=list(cells[0]))
+    def finding(self, table: pd.DataFrame) -> stats.Finding:
+        return finding(table, self.args.seed)
 
-    labels = {"m1": "M1 = ||grad f||", "m2": "|M2| = |lambda_max|"}
-    counted = table[
-        (table.f == JUDGED)
-        & table.metric.isin(labels)
-        & (~table.kind.isin(ADVERSARIAL) | table.misclassified.astype(bool))
-    ]
-    shown = counted.assign(
-        value=counted.value.abs(),
-        metric=counted.metric.map(labels),
-        model=counted.train_compress.map(lambda r: f"{r:.0%}"),
-    )
-    paths = plots.distributions(
-        shown,
-        x="condition",
-        y="value",
-        hue="model",
-        col="metric",
-        log=True,
-        xlabel="example",
-        ylabel="value (log scale)",
-        title=f"{setting.model} on CIFAR-10 ({models.test.source_kind} data): instability (f = cross-entropy at the "
-        f"original label), gauss sigma {p['sigma']}",
-        stem=study.figure(),
-    )
-    study.conclude(finding(table, args.seed), paths)
-    return table
 
+main = Instability.main
 
 if __name__ == "__main__":
     sys.exit(command_line(main))

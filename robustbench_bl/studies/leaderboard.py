@@ -14,41 +14,43 @@ RobustBench presents its leaderboard, but for the randomized and lossy defenses 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 import robustbench_bl
 from robustbench_bl import plots
-from robustbench_bl.cli import ArgumentParser, command_line, parse_args
+from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation import leaderboard, stats
-from robustbench_bl.runtime import distributed
-from robustbench_bl.runtime.output import RunFolder
-from robustbench_bl.runtime.sweep import run
-from robustbench_bl.studies.channel_setup import (
-    CHANNELS,
-    add_sweep_option,
-    channel_at,
-    load_models,
-    read_best,
-    setting_for,
-    sweep_csv,
-    votes_for,
-)
+from robustbench_bl.studies.channel_setup import CHANNELS, ChannelStudy, channel_at, votes_for
+from robustbench_bl.studies.study import Cell, Row, Sweeper
 
-NAME = "leaderboard"
-#: test: images per benchmark; repeats and eot: of random defenses; options: attack budgets over
-#: the setting's (the paper preset keeps the protocol's own).
-PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": dict(
+
+@dataclass(frozen=True)
+class Preset:
+    """`test`: images per benchmark; `repeats` and `eot`: of random defenses; `rates`: the train
+    compression of the bare entries; `options`: attack budgets over the setting's (the paper preset
+    keeps the protocol's own)."""
+
+    test: int
+    repeats: int
+    eot: int
+    rates: tuple[float, ...]
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+PRESETS = {
+    "smoke": Preset(
         test=20,
         repeats=1,
         eot=2,
         rates=(0.0, 0.5, 0.85),
         options={"hopskipjump": {"steps": 1, "initial_gradient_eval_steps": 5, "max_gradient_eval_steps": 10}},
     ),
-    "quick": dict(
+    "quick": Preset(
         test=100,
         repeats=2,
         eot=8,
@@ -58,8 +60,10 @@ PRESETS: dict[str, dict[str, Any]] = {
             "square-linf": {"n_queries": 1000},
         },
     ),
-    "paper": dict(test=1000, repeats=5, eot=16, rates=(0.0, 0.5, 0.85), options={}),
+    "paper": Preset(test=1000, repeats=5, eot=16, rates=(0.0, 0.5, 0.85)),
 }
+
+
 KEYS = ("model", "train_compress", "channel", "votes")
 
 
@@ -98,22 +102,41 @@ def finding(board: pd.DataFrame) -> stats.Finding:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
-    args = parse_args(
-        NAME, __doc__.splitlines()[0], argv, add_sweep_option(ArgumentParser(description=__doc__.splitlines()[0]))
-    )
-    p, setting = PRESETS[args.preset], setting_for(args)
-    study = RunFolder.from_args(args)
-    models = load_models(args, setting, p["test"], p["rates"])
-    if not distributed.is_main():
-        return pd.DataFrame()  # under torchrun, rank 0 alone runs the sweep
-    best = read_best(sweep_csv(args), models.keys[0.0])
-    print("strengths: " + ", ".join(f"{name} {s:g} ({source})" for name, (s, source) in best.items()))
-    options = {**setting.options, **p["options"]}
+class Leaderboard(ChannelStudy[Preset]):
+    name = "leaderboard"
+    title = __doc__.splitlines()[0]
+    presets = PRESETS
+    requires = ("channel_sweep",)
 
-    def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
+    def rates(self) -> tuple[float, ...]:
+        return self.p.rates
+
+    def prepare(self) -> None:
+        super().prepare()
+        self.best = self.tuned()
+
+    def cells(self) -> list[Cell]:
+        p, s = self.p, self.setting
+        base = {"study": self.name, "dataset": "cifar10", "model": s.model, "norm": "Linf", "eps": s.eps, "n": p.test}
+        base |= {"seed": self.args.seed, "max_repeats": p.repeats, "eot_draws": p.eot}
+        entries = [(rate, "identity", 0.0, "bare") for rate in p.rates]
+        entries += [(0.0, name, self.best[name], "channel_sweep") for name in CHANNELS]
+        return [
+            {
+                **base,
+                "model_key": self.keys[rate],
+                "train_compress": rate,
+                "defense": name,
+                "strength": strength,
+                "strength_source": source,
+                "votes": votes_for(name, s.votes),
+            }
+            for rate, name, strength, source in entries
+        ]
+
+    def measure(self, cell: Cell) -> list[Row]:
         result = robustbench_bl.benchmark(
-            models.models[cell["train_compress"]],
+            self.models[cell["train_compress"]],
             channel_at(cell["defense"], cell["strength"]),
             cell["votes"],
             norm=cell["norm"],
@@ -122,59 +145,44 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
             repeats=cell["max_repeats"],
             seed=cell["seed"],
             eot_samples=cell["eot_draws"],
-            data_root=args.data,
-            options=options,
+            data_root=self.args.data,
+            options={**self.setting.options, **self.p.options},
         )
         return leaderboard.rows(result.row)
 
-    base = {
-        "study": NAME,
-        "dataset": "cifar10",
-        "model": setting.model,
-        "norm": "Linf",
-        "eps": setting.eps,
-        "n": p["test"],
-        "seed": args.seed,
-        "max_repeats": p["repeats"],
-        "eot_draws": p["eot"],
-    }
-    entries = [(rate, "identity", 0.0, "bare") for rate in p["rates"]]
-    entries += [(0.0, name, *best[name]) for name in CHANNELS]
-    cells = [
-        {
-            **base,
-            "model_key": models.keys[rate],
-            "train_compress": rate,
-            "defense": name,
-            "strength": strength,
-            "strength_source": source,
-            "votes": votes_for(name, setting.votes),
-        }
-        for rate, name, strength, source in entries
-    ]
-    table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
-    current = table.merge(pd.DataFrame(cells), on=list(cells[0]))
-    board = leaderboard.rank(current, KEYS)
-    board.to_csv(study.out / "leaderboard.csv", index=False)
-    (study.out / "leaderboard.md").write_text(leaderboard.to_markdown(board, KEYS))
+    def sweep(self, measure_cells: Sweeper) -> pd.DataFrame:
+        """Benchmark every entry, then rank them (leaderboard.csv, leaderboard.md)."""
+        table = super().sweep(measure_cells)
+        self.board = leaderboard.rank(table, KEYS)
+        self.board.to_csv(self.folder.out / "leaderboard.csv", index=False)
+        (self.folder.out / "leaderboard.md").write_text(leaderboard.to_markdown(self.board, KEYS))
+        return table
 
-    labelled = current.assign(entry=current.channel + " @ " + current.train_compress.map("{:.0%}".format))
-    order = board.channel + " @ " + board.train_compress.map("{:.0%}".format)
-    paths = plots.intervals(
-        labelled.set_index("entry").loc[order].reset_index(),
-        x="value",
-        y="entry",
-        low="ci_low",
-        high="ci_high",
-        hue="metric",
-        xlabel="accuracy (95% interval)",
-        stem=study.figure(),
-        title=f"{setting.model} on CIFAR-10, Linf {setting.eps * 255:.0f}/255: ranked by robust accuracy",
-    )
-    print(board[["rank", *KEYS, "clean", "robust", "threat"]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    study.conclude(finding(board), [study.out / "leaderboard.csv", study.out / "leaderboard.md", *paths])
-    return table
+    def figures(self, table: pd.DataFrame) -> list[Path]:
+        labelled = table.assign(entry=table.channel + " @ " + table.train_compress.map("{:.0%}".format))
+        order = self.board.channel + " @ " + self.board.train_compress.map("{:.0%}".format)
+        paths = plots.intervals(
+            labelled.set_index("entry").loc[order].reset_index(),
+            x="value",
+            y="entry",
+            low="ci_low",
+            high="ci_high",
+            hue="metric",
+            xlabel="accuracy (95% interval)",
+            stem=self.figure(),
+            title=f"{self.setting.model} on CIFAR-10, Linf {self.setting.eps * 255:.0f}/255: ranked by robust accuracy",
+        )
+        return [self.folder.out / "leaderboard.csv", self.folder.out / "leaderboard.md", *paths]
 
+    def summary(self, table: pd.DataFrame) -> str:
+        shown = self.board[["rank", *KEYS, "clean", "robust", "threat"]]
+        return shown.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+
+    def finding(self, table: pd.DataFrame) -> stats.Finding:
+        return finding(self.board)
+
+
+main = Leaderboard.main
 
 if __name__ == "__main__":
     sys.exit(command_line(main))

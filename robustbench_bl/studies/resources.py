@@ -16,28 +16,35 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from robustbench_bl import data, models, plots
-from robustbench_bl.cli import command_line, parse_args
+from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation import stats
-from robustbench_bl.runtime.output import RunFolder
 from robustbench_bl.runtime.profiling import relative_costs
-from robustbench_bl.runtime.sweep import run
 from robustbench_bl.spectral import bandlimit
-from robustbench_bl.studies.common import preset
+from robustbench_bl.studies.study import Cell, Row, Study
 
-NAME = "resources"
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": dict(model="lenet", train=256, rates=(0.0, 0.5), repeats=2),
-    "quick": dict(model="lenet", train=2000, rates=(0.0, 0.25, 0.5, 0.75, 0.85), repeats=5),
-    "paper": dict(model="resnet18", train=50000, rates=(0.0, 0.1, 0.25, 0.5, 0.75, 0.85), repeats=3),
+@dataclass(frozen=True)
+class Preset:
+    """`train`: images of the timed epoch; `repeats`: side-by-side pairs per rate."""
+
+    model: str
+    train: int
+    rates: tuple[float, ...]
+    repeats: int
+
+
+PRESETS = {
+    "smoke": Preset("lenet", train=256, rates=(0.0, 0.5), repeats=2),
+    "quick": Preset("lenet", train=2000, rates=(0.0, 0.25, 0.5, 0.75, 0.85), repeats=5),
+    "paper": Preset("resnet18", train=50000, rates=(0.0, 0.1, 0.25, 0.5, 0.75, 0.85), repeats=3),
 }
 
 
@@ -72,66 +79,77 @@ def finding(table: pd.DataFrame) -> stats.Finding:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
-    args = parse_args(NAME, __doc__.splitlines()[0], argv)
-    p = preset(PRESETS, args)
-    study = RunFolder.from_args(args)
-    train = data.cifar10("train", root=args.data).at_most(p["train"], seed=args.seed)
-    print(f"data: {len(train)} training images from {train.source}; device {args.device}")
-    precisions = ["fp32", "fp16"] if args.device.type == "cuda" else ["fp32"]
-    if args.device.type != "cuda":
-        print(
-            "fp16: skipped, it needs a CUDA device (CPU autocast supports bfloat16 only, and CPU fp16 convolutions are slow)"
-        )
+class Resources(Study[Preset]):
+    name = "resources"
+    title = __doc__.splitlines()[0]
+    presets = PRESETS
 
-    def build(cell: dict[str, Any], compress_rate: float | None) -> torch.nn.Module:
+    def prepare(self) -> None:
+        device = self.args.device
+        self.train = data.cifar10("train", root=self.args.data).at_most(self.p.train, seed=self.args.seed)
+        print(f"data: {len(self.train)} training images from {self.train.source}; device {device}")
+        self.precisions = ["fp32", "fp16"] if device.type == "cuda" else ["fp32"]
+        if device.type != "cuda":
+            print(
+                "fp16: skipped, it needs a CUDA device (CPU autocast supports bfloat16 only, and CPU fp16 "
+                "convolutions are slow)"
+            )
+
+    def cells(self) -> list[Cell]:
+        base = {
+            "study": self.name,
+            "dataset": "cifar10",
+            "model": self.p.model,
+            "device": self.args.device.type,
+            "train_size": len(self.train),
+            "data_source": self.train.source_kind,
+            "repeats": self.p.repeats,
+            "seed": self.args.seed,
+        }
+        cells = [{**base, "impl": "conv", "compress_rate": 0.0, "precision": prec} for prec in self.precisions]
+        return cells + [
+            {**base, "impl": "band-limited", "compress_rate": r, "precision": prec}
+            for prec in self.precisions
+            for r in self.p.rates
+        ]
+
+    def build(self, cell: Cell, compress_rate: float | None) -> torch.nn.Module:
+        """The cell's model freshly initialized from its seed, band-limited at `compress_rate` (None: plain)."""
         torch.manual_seed(cell["seed"])
-        model = models.make(cell["model"], train.num_classes, train.x.shape[1])
-        return (model if compress_rate is None else bandlimit(model, compress_rate=compress_rate)).to(args.device)
+        model = models.make(cell["model"], self.train.num_classes, self.train.x.shape[1])
+        return (model if compress_rate is None else bandlimit(model, compress_rate=compress_rate)).to(self.args.device)
 
-    def measure(cell: dict[str, Any]) -> list[dict[str, Any]]:
-        model = build(cell, cell["compress_rate"] if cell["impl"] == "band-limited" else None)
+    def measure(self, cell: Cell) -> list[Row]:
+        model = self.build(cell, cell["compress_rate"] if cell["impl"] == "band-limited" else None)
+        x, y = self.train.x, self.train.y
         return relative_costs(
-            model, build(cell, 0.0), train.x, train.y, repeats=cell["repeats"], fp16=cell["precision"] == "fp16"
+            model, self.build(cell, 0.0), x, y, repeats=cell["repeats"], fp16=cell["precision"] == "fp16"
         )
 
-    base = {
-        "study": NAME,
-        "dataset": "cifar10",
-        "model": p["model"],
-        "device": args.device.type,
-        "train_size": len(train),
-        "data_source": train.source_kind,
-        "repeats": p["repeats"],
-        "seed": args.seed,
-    }
-    cells = [{**base, "impl": "conv", "compress_rate": 0.0, "precision": prec} for prec in precisions]
-    cells += [
-        {**base, "impl": "band-limited", "compress_rate": r, "precision": prec}
-        for prec in precisions
-        for r in p["rates"]
-    ]
-    table = run(cells, measure, study.store, executor=study.executor(args), progress=not args.quiet, desc=NAME)
-    table = table[(table.model == p["model"]) & (table.device == args.device.type) & (table.train_size == len(train))]
-    paths = plots.lines(
-        table[table.impl == "band-limited"],
-        x="compress_rate",
-        y="relative",
-        hue="metric",
-        col="precision",
-        stem=study.figure(),
-        xlabel="compression rate",
-        ylabel="relative to 0% compression",
-        title=f"{p['model']} on {args.device.type}: time per epoch and memory ({table.memory_kind.iloc[0]})",
-    )
-    print(
-        table.pivot_table(
-            index=["impl", "compress_rate"], columns=["precision", "metric"], values="relative"
-        ).to_string(float_format=lambda v: f"{v:.2f}")
-    )
-    study.conclude(finding(table), paths)
-    return table
+    def figures(self, table: pd.DataFrame) -> list[Path]:
+        return plots.lines(
+            table[table.impl == "band-limited"],
+            x="compress_rate",
+            y="relative",
+            hue="metric",
+            col="precision",
+            stem=self.figure(),
+            xlabel="compression rate",
+            ylabel="relative to 0% compression",
+            title=f"{self.p.model} on {self.args.device.type}: time per epoch and memory ({table.memory_kind.iloc[0]})",
+        )
 
+    def summary(self, table: pd.DataFrame) -> str:
+        relative = table.pivot_table(
+            index=["impl", "compress_rate"], columns=["precision", "metric"], values="relative"
+        )
+        return relative.to_string(float_format=lambda v: f"{v:.2f}")
+
+    def finding(self, table: pd.DataFrame) -> stats.Finding:
+        return finding(table)
+
+
+main = Resources.main
 
 if __name__ == "__main__":
     sys.exit(command_line(main))
