@@ -29,7 +29,7 @@ from robustbench_bl import plots
 from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation import stats
 from robustbench_bl.studies.bands import discarded, layer_fractions
-from robustbench_bl.studies.study import Cell, Row, TrainedPreset, TrainedStudy
+from robustbench_bl.studies.study import Cell, Row, TrainedPreset, TrainedStudy, text
 from robustbench_bl.training import TrainConfig, budget, predict, recipe
 
 #: Allowed accuracy loss at 50% static compression for the finding to count as holding.
@@ -165,7 +165,7 @@ class AccuracyVsCompression(TrainedStudy[Preset, Key]):
 
     def summary(self, table: pd.DataFrame) -> str:
         shown = table[["scheme", "level", "seed_offset", "discarded", "value"]].rename(columns={"value": "accuracy"})
-        return shown.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+        return text(shown, index=False)
 
     def finding(self, table: pd.DataFrame) -> stats.Finding:
         return finding(table, self.args.seed)

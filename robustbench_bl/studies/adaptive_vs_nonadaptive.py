@@ -31,7 +31,7 @@ from robustbench_bl.cli import command_line
 from robustbench_bl.defense import Defended
 from robustbench_bl.evaluation import stats
 from robustbench_bl.studies.channel_setup import CHANNELS, PAPER_CHANNELS, ChannelStudy, channel_at, votes_for
-from robustbench_bl.studies.study import Cell, Row
+from robustbench_bl.studies.study import Cell, Row, text
 
 
 @dataclass(frozen=True)
@@ -201,9 +201,7 @@ class AdaptiveVsNonadaptive(ChannelStudy[Preset]):
         robust = table[table.metric == "robust_accuracy"]
         top = robust[robust.epsilon == robust.epsilon.max()]
         summary = top.pivot_table(index="channel", columns="attacker", values="value")
-        return summary.reindex(index=["identity", *CHANNELS], columns=list(ATTACKERS)).to_string(
-            float_format=lambda v: f"{v:.3f}"
-        )
+        return text(summary.reindex(index=["identity", *CHANNELS], columns=list(ATTACKERS)))
 
     def finding(self, table: pd.DataFrame) -> stats.Finding:
         return finding(table, self.args.seed)

@@ -41,7 +41,7 @@ from robustbench_bl.studies.channel_setup import (
     strengths,
     votes_for,
 )
-from robustbench_bl.studies.study import Cell, Row, Sweeper
+from robustbench_bl.studies.study import Cell, Row, Sweeper, text
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ class ChannelSweep(ChannelStudy[Preset]):
             "bare model: "
             + ", ".join(f"{labels[a]} {v:.3f}" for a, v in bare.items())
             + "\n"
-            + self.best.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+            + text(self.best, index=False)
         )
 
     def finding(self, table: pd.DataFrame) -> stats.Finding:

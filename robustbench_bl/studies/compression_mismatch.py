@@ -24,7 +24,7 @@ from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation import stats
 from robustbench_bl.studies.bands import with_band
 from robustbench_bl.studies.common import discarded_per_layer
-from robustbench_bl.studies.study import Cell, Row, TrainedPreset, TrainedStudy
+from robustbench_bl.studies.study import Cell, Row, TrainedPreset, TrainedStudy, text
 from robustbench_bl.training import TrainConfig, budget, predict, recipe
 
 PAPER = "first paper Fig. 5: the diagonal is best, no number"
@@ -150,7 +150,7 @@ class CompressionMismatch(TrainedStudy[Preset, Key]):
 
     def summary(self, table: pd.DataFrame) -> str:
         grid = table.pivot_table(index=["train_compress", "seed_offset"], columns="test_compress", values="value")
-        return grid.to_string(float_format=lambda v: f"{v:.3f}")
+        return text(grid)
 
     def finding(self, table: pd.DataFrame) -> stats.Finding:
         return finding(table, self.args.seed)

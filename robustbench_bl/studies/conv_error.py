@@ -28,7 +28,7 @@ from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation import stats
 from robustbench_bl.models.common import CIFAR10_MEAN, CIFAR10_STD, Normalize
 from robustbench_bl.spectral import band_limited_conv2d, compression
-from robustbench_bl.studies.study import Cell, Row, Study
+from robustbench_bl.studies.study import Cell, Row, Study, text
 
 SCHEMES = ("lead", "top")
 
@@ -175,7 +175,7 @@ class ConvError(Study[Preset]):
 
     def summary(self, table: pd.DataFrame) -> str:
         mean = table.pivot_table(index="compress_rate", columns="scheme", values="value")
-        return mean.to_string(float_format=lambda v: f"{v:.3f}")
+        return text(mean)
 
     def finding(self, table: pd.DataFrame) -> stats.Finding:
         return finding(table, self.args.seed)

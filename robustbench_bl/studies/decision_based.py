@@ -29,7 +29,7 @@ from robustbench_bl.attacks.minimal import ATTACKS, larger_share, minimal_pertur
 from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation import stats
 from robustbench_bl.studies.channel_setup import ChannelStudy
-from robustbench_bl.studies.study import Cell, Row, Sweeper
+from robustbench_bl.studies.study import Cell, Row, Sweeper, text
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ class DecisionBased(ChannelStudy[Preset]):
         )
 
     def summary(self, table: pd.DataFrame) -> str:
-        return self.shares.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+        return text(self.shares, index=False)
 
     def finding(self, table: pd.DataFrame) -> stats.Finding:
         return finding(self.shares)

@@ -25,7 +25,7 @@ from robustbench_bl import data, plots
 from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation import stats
 from robustbench_bl.studies.bands import layer_fractions
-from robustbench_bl.studies.study import Cell, Row, Study
+from robustbench_bl.studies.study import Cell, Row, Study, text
 from robustbench_bl.training import budget, build_model, load_train_data, recipe, train
 
 
@@ -135,7 +135,7 @@ class EnergyDynamics(Study[Preset]):
 
     def summary(self, table: pd.DataFrame) -> str:
         mean = table.pivot_table(index="epoch", columns=["energy", "layer"], values="value", aggfunc="mean")
-        return mean.to_string(float_format=lambda v: f"{v:.3f}")
+        return text(mean)
 
     def finding(self, table: pd.DataFrame) -> stats.Finding:
         return finding(table)

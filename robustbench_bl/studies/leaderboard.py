@@ -26,7 +26,7 @@ from robustbench_bl import plots
 from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation import leaderboard, stats
 from robustbench_bl.studies.channel_setup import CHANNELS, ChannelStudy, channel_at, votes_for
-from robustbench_bl.studies.study import Cell, Row, Sweeper
+from robustbench_bl.studies.study import Cell, Row, Sweeper, text
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ class Leaderboard(ChannelStudy[Preset]):
 
     def summary(self, table: pd.DataFrame) -> str:
         shown = self.board[["rank", *KEYS, "clean", "robust", "threat"]]
-        return shown.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+        return text(shown, index=False)
 
     def finding(self, table: pd.DataFrame) -> stats.Finding:
         return finding(self.board)

@@ -31,7 +31,7 @@ from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation import stats
 from robustbench_bl.models.common import input_std
 from robustbench_bl.studies.common import discarded_per_layer
-from robustbench_bl.studies.study import Cell, Row, TrainedStudy
+from robustbench_bl.studies.study import Cell, Row, TrainedStudy, text
 from robustbench_bl.training import TrainConfig, budget, predict, recipe
 
 EVAL = 500  # images on which each model's discarded fractions are reported
@@ -269,7 +269,7 @@ class NoiseRobustness(TrainedStudy[Preset, Model]):
             columns=["train_compress", "seed_offset", "train_epochs"],
             values="value",
         )
-        return summary.to_string(float_format=lambda v: f"{v:.3f}")
+        return text(summary)
 
     def finding(self, table: pd.DataFrame) -> stats.Finding:
         return finding(table, self.args.seed)

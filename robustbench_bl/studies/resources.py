@@ -28,7 +28,7 @@ from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation import stats
 from robustbench_bl.runtime.profiling import relative_costs
 from robustbench_bl.spectral import bandlimit
-from robustbench_bl.studies.study import Cell, Row, Study
+from robustbench_bl.studies.study import Cell, Row, Study, text
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ class Resources(Study[Preset]):
         relative = table.pivot_table(
             index=["impl", "compress_rate"], columns=["precision", "metric"], values="relative"
         )
-        return relative.to_string(float_format=lambda v: f"{v:.2f}")
+        return text(relative, 2)
 
     def finding(self, table: pd.DataFrame) -> stats.Finding:
         return finding(table)

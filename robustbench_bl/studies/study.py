@@ -186,6 +186,11 @@ class Study(ABC, Generic[P]):
         return table
 
 
+def text(frame: pd.DataFrame | pd.Series, digits: int = 3, index: bool = True) -> str:
+    """A summary table as the terminal shows it: floats to `digits` places."""
+    return frame.to_string(index=index, float_format=lambda v: f"{v:.{digits}f}")
+
+
 def current(table: pd.DataFrame, cells: Sequence[Cell]) -> pd.DataFrame:
     """The rows of `table` measured for `cells` (a store keeps the rows of earlier runs too)."""
     return table.merge(pd.DataFrame(cells), on=list(cells[0]))

@@ -30,7 +30,7 @@ from robustbench_bl.evaluation import stats
 from robustbench_bl.evaluation.critical_difference import average_ranks, cliques, friedman, nemenyi_cd
 from robustbench_bl.runtime.checkpoints import CheckpointStore
 from robustbench_bl.studies.bands import with_band
-from robustbench_bl.studies.study import Cell, Row, Study
+from robustbench_bl.studies.study import Cell, Row, Study, text
 from robustbench_bl.training import predict, recipe
 
 #: The accuracy a model trained and tested at 50% may lose against 0% for the finding to hold.
@@ -249,11 +249,7 @@ class UCR(Study[Preset]):
     def summary(self, table: pd.DataFrame) -> str:
         scores = ranking(table)[0]
         converged = table.groupby(["dataset", "train_compress"]).train_accuracy.mean().round(3)
-        return (
-            scores.to_string(float_format=lambda v: f"{v:.3f}")
-            + "\nfinal training accuracy: "
-            + converged.to_string().replace("\n", "; ")
-        )
+        return text(scores) + "\nfinal training accuracy: " + converged.to_string().replace("\n", "; ")
 
     def finding(self, table: pd.DataFrame) -> stats.Finding:
         return finding(table, self.args.seed)
