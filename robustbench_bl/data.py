@@ -15,11 +15,12 @@ import socket
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 import torch
 
-from robustbench_bl.validation import check_choice, check_positive_int
+from robustbench_bl.validation import check_choice, check_images, check_labels, check_positive_int
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,53 @@ class Dataset:
 
     @property
     def source_kind(self) -> str:
-        """The source without its path: 'npz', 'torchvision', 'packaged' or 'aeon'."""
+        """The source without its path: 'npz', 'torchvision', 'packaged', 'aeon' or 'user'."""
         return self.source.split(":", 1)[0]
+
+
+#: What `user_data` accepts: (x, y) tensors, a Dataset of this module, or a torch Dataset of (image, label) pairs.
+UserData = Union["Dataset", tuple[torch.Tensor, torch.Tensor], torch.utils.data.Dataset]
+
+
+def user_data(data: object, name: str = "data") -> Dataset:
+    """A user's own test images as a Dataset: an (x, y) pair of tensors (x N x C x H x W in [0, 1],
+    y integer labels), a `Dataset` of this module (returned as it is), or any torch Dataset whose
+    items are (image C x H x W tensor, integer label) pairs. The argument is checked and named."""
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, tuple) and len(data) == 2:
+        x, y = data
+    elif isinstance(data, torch.utils.data.Dataset):
+        x, y = _stack(data, name)
+    else:
+        raise TypeError(
+            f"{name} must be an (x, y) pair of tensors, a robustbench_bl.data.Dataset or a torch Dataset of "
+            f"(image, label) pairs, got {type(data).__name__}"
+        )
+    x = check_images(x, f"{name}'s images")
+    y = check_labels(y, len(x), None, f"{name}'s labels")
+    if len(y) == 0:
+        raise ValueError(f"{name} holds no examples")
+    if y.min() < 0:
+        raise ValueError(f"{name}'s labels must be >= 0 (class indices), got {y.min().item()}")
+    return Dataset("custom", "test", x.float(), y.long(), "user:in-memory", int(y.max()) + 1)
+
+
+def _stack(data: torch.utils.data.Dataset, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The items of a torch Dataset of (image, label) pairs as two stacked tensors."""
+    images, labels = [], []
+    for i in range(len(data)):  # type: ignore[arg-type]
+        item = data[i]
+        if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], torch.Tensor)):
+            raise TypeError(f"{name}[{i}] must be an (image tensor, label) pair, got {type(item).__name__}")
+        images.append(item[0])
+        labels.append(int(item[1]))
+    if not images:
+        raise ValueError(f"{name} holds no examples")
+    shapes = {tuple(t.shape) for t in images}
+    if len(shapes) > 1:
+        raise ValueError(f"{name}'s images must all have one shape, got {sorted(shapes)[:3]}")
+    return torch.stack(images), torch.tensor(labels)
 
 
 def cache_dir() -> Path:

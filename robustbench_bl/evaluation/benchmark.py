@@ -85,6 +85,7 @@ def benchmark(
     repeats: int = 5,
     seed: int = 0,
     *,
+    data: datasets.UserData | None = None,
     eot_samples: int = 16,
     data_root: str | os.PathLike[str] | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
@@ -93,7 +94,8 @@ def benchmark(
 ) -> BenchmarkResult:
     """Clean and worst-case robust accuracy of Defended(model, channel, votes) with 95% intervals.
 
-    Runs the suite for `norm` (`SUITES`) on `n` class-balanced test images of `dataset`: gradient
+    Runs the suite for `norm` (`SUITES`) on `n` class-balanced test images of `dataset` (or of
+    `data`, your own: (x, y) tensors, a `data.Dataset` or a torch Dataset of (image, label)): gradient
     attacks under the threat model `threat_for` picks, a decision-based attack on the vote. An
     example counts as robust in a repeat only if its clean vote is right and no attack of the
     suite fools the vote. Stochastic defenses are evaluated `repeats` times (seeds seed..seed+r);
@@ -109,7 +111,10 @@ def benchmark(
     if isinstance(channel, str):
         channel = make_channel(channel)
     defended = Defended(model, channel, check_positive_int(votes, "votes"))
-    test = datasets.load(dataset, "test", root=data_root, limit=n, seed=seed)
+    if data is None:
+        test = datasets.load(dataset, "test", root=data_root, limit=n, seed=seed)
+    else:
+        test = datasets.user_data(data).at_most(n, seed=seed)
     x, y = test.x, test.y
     threat = threat_for(defended, x, y)
     runs = repeats if defended.channel.stochastic else 1
