@@ -3,6 +3,7 @@ the zoo, or write an HTML report of results. Errors are one line on stderr with 
 
     rbl study noise_robustness --preset smoke    # any study; rbl study NAME --help for its options
     rbl attack --channel gauss:0.03 --attack pgd-linf --threat eot
+    rbl benchmark --model mypackage.nets:make_net --weights net.safetensors --channel cd:3
     rbl zoo list | card NAME | train [NAME ...]
     rbl report results/                          # results/report.html
 """
@@ -36,6 +37,12 @@ def _attack(argv: Sequence[str]) -> object:
     return command.main(list(argv))
 
 
+def _benchmark(argv: Sequence[str]) -> object:
+    from robustbench_bl.evaluation import command
+
+    return command.main(list(argv))
+
+
 def _zoo(argv: Sequence[str]) -> object:
     from robustbench_bl.zoo import command
 
@@ -57,6 +64,10 @@ def _report(argv: Sequence[str]) -> object:
 COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], object]]] = {
     "study": ("run a study: rbl study NAME [--preset smoke|quick|paper] ...", _study),
     "attack": ("attack a trained model behind a lossy channel under a threat model", _attack),
+    "benchmark": (
+        "the fixed protocol on a zoo model or your own (package.module:factory); one JSON result",
+        _benchmark,
+    ),
     "zoo": ("the shipped trained models: list, card NAME, train [NAME ...]", _zoo),
     "report": ("write one HTML page of a results folder: rbl report DIR [--out FILE]", _report),
 }
@@ -65,9 +76,9 @@ COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], object]]] = {
 def _parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="rbl",
-        description="robustbench_bl: run a study, attack a defended model, use the model zoo, or write an HTML report of results.",
+        description="robustbench_bl: run a study, attack or benchmark a defended model, use the model zoo, or write an HTML report of results.",
         epilog="commands:\n"
-        + "\n".join(f"  {name:8s}{text}" for name, (text, _) in COMMANDS.items())
+        + "\n".join(f"  {name:10s}{text}" for name, (text, _) in COMMANDS.items())
         + "\n\nrbl COMMAND --help: the command's options",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,6 +1,7 @@
 """One self-contained HTML page for a results folder: each study's verdict and finding (read from
 `finding.json`: a table of its claims and a forest plot of their intervals), its figures, a sortable table of its rows, the settings and versions that produced them, and a
-ranked board for leaderboard results (`rbl report DIR`).
+ranked board for leaderboard results, and one board of every benchmark result file
+(`*.benchmark.json`) found (`rbl report DIR`).
 
 A study folder is any folder holding `results.csv` (what every study's --out gets); a folder of
 study folders (`results/`) gives one page for all of them. Figures are embedded as data URIs and
@@ -22,6 +23,7 @@ import pandas as pd
 
 from robustbench_bl import plots
 from robustbench_bl.evaluation import leaderboard
+from robustbench_bl.evaluation.benchmark import RESULT_SUFFIX
 from robustbench_bl.evaluation.stats import Finding
 from robustbench_bl.versions import versions
 
@@ -50,17 +52,22 @@ class StudyResults:
 
 def study_folders(root: str | Path) -> list[Path]:
     """`root` itself when it holds results.csv, else every folder below it that does (sorted)."""
+    root = _folder(root)
+    if (root / "results.csv").is_file():
+        return [root]
+    return sorted(p.parent for p in root.rglob("results.csv"))
+
+
+def result_files(root: str | Path) -> list[Path]:
+    """Every benchmark result file (`*.benchmark.json`, `rbl benchmark`'s) at or below `root` (sorted)."""
+    return sorted(_folder(root).rglob(f"*{RESULT_SUFFIX}"))
+
+
+def _folder(root: str | Path) -> Path:
     root = Path(root).expanduser()
     if not root.is_dir():
         raise ValueError(f"DIR must be a results folder, got {str(root)!r} (not a folder)")
-    if (root / "results.csv").is_file():
-        return [root]
-    found = sorted(p.parent for p in root.rglob("results.csv"))
-    if not found:
-        raise ValueError(
-            f"DIR {str(root)!r} holds no results.csv: give a study's --out folder or a folder of them (e.g. results/)"
-        )
-    return found
+    return root
 
 
 def load(folder: Path) -> StudyResults:
@@ -223,8 +230,18 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 """
 
 
-def render(studies: Sequence[StudyResults], source: Path) -> str:
-    """The whole page."""
+def results_section(board: pd.DataFrame) -> str:
+    """The benchmark result files as one board ranked by robust accuracy."""
+    return (
+        '<section id="benchmark-results"><h2>benchmark results</h2>'
+        f'<p class="folder">{len(board)} result file(s) of rbl benchmark / BenchmarkResult.save</p>'
+        + table(leaderboard.percent_intervals(board), "ranked by robust accuracy, then clean accuracy")
+        + "</section>"
+    )
+
+
+def render(studies: Sequence[StudyResults], source: Path, board: pd.DataFrame | None = None) -> str:
+    """The whole page: the benchmark results' board (when there are result files), then each study."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     made_by = ", ".join(f"{k} {v}" for k, v in versions().items())
     index = "".join(
@@ -235,17 +252,27 @@ def render(studies: Sequence[StudyResults], source: Path) -> str:
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>robustbench_bl report</title>'
         '<link rel="icon" href="data:,">'
         f"<style>{_STYLE}</style></head><body><h1>robustbench_bl report</h1>"
-        f"<p>{len(studies)} stud{'y' if len(studies) == 1 else 'ies'} from {html.escape(str(source))}, written {stamp} by {html.escape(made_by)}.</p>"
+        f"<p>{len(studies)} stud{'y' if len(studies) == 1 else 'ies'}"
+        f"{'' if board is None else f' and {len(board)} benchmark result(s)'} from {html.escape(str(source))}, "
+        f"written {stamp} by {html.escape(made_by)}.</p>"
         f"<nav><ul>{index}</ul></nav>"
+        + ("" if board is None else results_section(board))
         + "\n".join(section(s) for s in studies)
         + f"<script>{_SCRIPT}</script></body></html>\n"
     )
 
 
 def write(root: str | Path, out: str | Path | None = None) -> Path:
-    """Write the report of every study folder under `root` to `out` (default root/report.html)."""
-    folders = study_folders(root)
+    """Write the report of every study folder and benchmark result file under `root` to `out`
+    (default root/report.html)."""
+    folders, results = study_folders(root), result_files(root)
+    if not folders and not results:
+        raise ValueError(
+            f"DIR {str(root)!r} holds no results.csv and no *{RESULT_SUFFIX}: give a study's --out folder, "
+            "rbl benchmark's, or a folder of them (e.g. results/)"
+        )
+    board = leaderboard.result_board(results) if results else None
     target = Path(out).expanduser() if out is not None else Path(root).expanduser() / "report.html"
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render([load(f) for f in folders], Path(root)), encoding="utf-8")
+    target.write_text(render([load(f) for f in folders], Path(root), board), encoding="utf-8")
     return target

@@ -3,6 +3,7 @@ README's example runs as printed, and the spectral core imports nothing beyond t
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -42,6 +43,40 @@ def test_every_part_of_the_package_is_in_the_layout_table() -> None:
 def readme_example() -> str:
     section = README.split("## A short example", 1)[1]
     return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def readme_blocks(heading: str, language: str) -> list[str]:
+    """The code blocks of `language` in the README section `heading`, in order."""
+    section = README.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return [block.split("```", 1)[0] for block in section.split(f"```{language}\n")[1:]]
+
+
+@pytest.mark.xdist_group("example")
+def test_evaluate_your_own_model_runs_as_printed(tmp_path: Path) -> None:
+    """The section's factory module, its script and its two commands, run as printed on the
+    packaged sample (the weights are the factory's initialization: the point is that it runs)."""
+    env = {k: v for k, v in os.environ.items() if k != "RBL_DATA"} | {"RBL_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    module, script = readme_blocks("Evaluate your own model", "python")
+    (tmp_path / "my_package.py").write_text(module)
+    (tmp_path / "script.py").write_text(script)
+    prepare = "import torch, my_package; torch.save(my_package.make_net().state_dict(), 'my_net.pt')"
+    subprocess.run([sys.executable, "-c", prepare], cwd=tmp_path, env=env, check=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "script.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith("-> my-net.benchmark.json")
+    document = json.loads((tmp_path / "my-net.benchmark.json").read_text())
+    assert document["data"]["n"] == 100 and document["defense"]["channel"] == "cd:3"
+    rbl = str(Path(sys.executable).with_name("rbl"))
+    (command,) = readme_blocks("Evaluate your own model", "bash")
+    for line in command.strip().splitlines():
+        argv = line.split("#", 1)[0].split()
+        assert argv[0] == "rbl"
+        done = subprocess.run([rbl, *argv[1:]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    page = (tmp_path / "results" / "mine" / "report.html").read_text()
+    assert "benchmark results" in page and "my_package:make_net" in page
 
 
 @pytest.mark.xdist_group("example")

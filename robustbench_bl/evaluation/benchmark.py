@@ -9,11 +9,14 @@ gradient masking when a gradient-free attack beats the gradient ones.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -51,6 +54,10 @@ SUITES: dict[str, tuple[tuple[str, dict[str, Any]], ...]] = {
 }
 
 
+#: The file name ending of a result document (`BenchmarkResult.save`), which `rbl report` collects.
+RESULT_SUFFIX = ".benchmark.json"
+
+
 @dataclass(frozen=True)
 class BenchmarkResult:
     """`row`: the protocol's one result row (accuracies, 95% intervals, flags, the exact suite and
@@ -58,6 +65,47 @@ class BenchmarkResult:
 
     row: dict[str, Any]
     attacks: pd.DataFrame
+
+    def document(self) -> dict[str, Any]:
+        """The result as one JSON document to share and compare (RobustBench keeps one per model):
+        model, data, threat model, defense, the attacker's threat and why, accuracies with 95%
+        intervals, each attack's own robust accuracy, flags, forward passes, time, versions, seed."""
+        r = self.row
+        robust = self.attacks[self.attacks.metric == "robust_accuracy"]
+        return {
+            "protocol": r["protocol"],
+            "model": r["model"],
+            "data": {"dataset": r["dataset"], "source": r["data_source"], "n": r["n"], "seed": r["seed"]},
+            "threat_model": {"norm": r["norm"], "eps": r["eps"]},
+            "defense": {"channel": r["channel"], "votes": r["votes"], "stochastic": r["stochastic"]},
+            "attacker": {
+                "threat": r["threat"],
+                "why": r["threat_reason"],
+                "eot_samples": r["eot_samples"],
+                "suite": r["suite"].split("; "),
+                "repeats": r["repeats"],
+            },
+            "clean_accuracy": {"value": r["clean_accuracy"], "ci95": [r["clean_ci_low"], r["clean_ci_high"]]},
+            "robust_accuracy": {
+                "value": r["robust_accuracy"],
+                "ci95": [r["robust_ci_low"], r["robust_ci_high"]],
+                "every_repeat": r["robust_accuracy_every_repeat"],
+            },
+            "per_attack_robust_accuracy": {str(k): float(v) for k, v in robust.groupby("attack").value.mean().items()},
+            "flags": {k.removeprefix("flag_"): bool(v) for k, v in r.items() if k.startswith("flag_")},
+            "warnings": [w for w in r["warnings"].split("; ") if w],
+            "forward_passes": r["forward_passes"],
+            "seconds": r["seconds"],
+            "versions": {k.removeprefix("version_"): v for k, v in r.items() if k.startswith("version_")},
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write `document()` as JSON to `path` (a folder gets MODEL.benchmark.json); the file written."""
+        target = Path(path).expanduser()
+        if target.is_dir():
+            target = target / (re.sub(r"[^A-Za-z0-9._-]+", "_", str(self.row["model"])) + RESULT_SUFFIX)
+        target.write_text(json.dumps(self.document(), indent=2) + "\n", encoding="utf-8")
+        return target
 
     @property
     def clean_accuracy(self) -> float:
@@ -91,6 +139,7 @@ def benchmark(
     options: Mapping[str, Mapping[str, Any]] | None = None,
     progress: bool = False,
     precision: str = "auto",
+    name: str | None = None,
 ) -> BenchmarkResult:
     """Clean and worst-case robust accuracy of Defended(model, channel, votes) with 95% intervals.
 
@@ -102,6 +151,8 @@ def benchmark(
     `robust_accuracy` is the mean over repeats, `robust_accuracy_every_repeat` counts examples
     robust in all of them. `options` overrides attack settings by name (e.g. {'pgd-linf': {'steps': 10}}).
     `precision` is the gradient attacker's arithmetic (see `attacks.run`); the judge stays float32.
+    `name` labels the model in the result (default: its class name). `forward_passes` in the row
+    counts the images that went through the model, attacks and judge together.
     """
     norm = check_choice(norm, "norm", NORMS)
     eps = check_range(eps, "eps", 0.0, math.inf, high_inclusive=False)
@@ -116,10 +167,46 @@ def benchmark(
     else:
         test = datasets.user_data(data).at_most(n, seed=seed)
     x, y = test.x, test.y
-    threat = threat_for(defended, x, y)
     runs = repeats if defended.channel.stochastic else 1
     suite = [(name, {**opts, **(options or {}).get(name, {})}) for name, opts in SUITES[norm]]
     start = time.perf_counter()
+    forwarded = [0]
+    hook = model.register_forward_pre_hook(lambda _, args: forwarded.__setitem__(0, forwarded[0] + len(args[0])))
+    try:
+        threat = threat_for(defended, x, y)
+        frames, clean, robust = _suite(
+            defended, suite, x, y, threat, eps, eot_samples, seed, runs, norm, votes, progress, precision
+        )
+    finally:
+        hook.remove()
+    per_attack = attacks.flag_obfuscation(pd.concat(frames, ignore_index=True).assign(warnings=""))
+    clean_mean, robust_mean = torch.stack(clean).mean(0), torch.stack(robust).mean(0)
+    row = _row(
+        defended, test, threat, suite, runs, eot_samples, norm, eps, seed, clean_mean, robust_mean, robust, per_attack
+    )
+    row["model"] = name or type(model).__name__
+    row["forward_passes"] = forwarded[0]
+    row["seconds"] = time.perf_counter() - start
+    return BenchmarkResult(row, per_attack)
+
+
+def _suite(
+    defended: Defended,
+    suite: list[tuple[str, dict[str, Any]]],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: attacks.Threat,
+    eps: float,
+    eot_samples: int,
+    seed: int,
+    runs: int,
+    norm: str,
+    votes: int,
+    progress: bool,
+    precision: str,
+) -> tuple[list[pd.DataFrame], list[torch.Tensor], list[torch.Tensor]]:
+    """Every attack of the suite in every repeat: the tidy frames, and per repeat the clean and the
+    robust outcome per example (robust: clean vote right and no attack fooled it)."""
     frames, clean, robust = [], [], []
     for r in range(runs):
         outcomes = []
@@ -154,13 +241,19 @@ def benchmark(
         clean.append(outcomes[0].clean_correct.float())
         fooled = torch.stack([o.fooled[0] for o in outcomes]).any(0)
         robust.append((outcomes[0].clean_correct & ~fooled).float())
-    per_attack = attacks.flag_obfuscation(pd.concat(frames, ignore_index=True).assign(warnings=""))
-    clean_mean, robust_mean = torch.stack(clean).mean(0), torch.stack(robust).mean(0)
-    row = _row(
-        defended, test, threat, suite, runs, eot_samples, norm, eps, seed, clean_mean, robust_mean, robust, per_attack
-    )
-    row["seconds"] = time.perf_counter() - start
-    return BenchmarkResult(row, per_attack)
+    return frames, clean, robust
+
+
+def _why(threat: attacks.Threat) -> str:
+    """Why `threat_for` chose this threat model, in a sentence."""
+    reasons = []
+    if threat.bpda:
+        reasons.append(
+            "the channel masks gradients (zero or non-finite input gradients through it), so gradients pass it as the identity (BPDA)"
+        )
+    if threat.eot:
+        reasons.append("the channel is random, so gradients average over draws (EOT)")
+    return "; ".join(reasons) or "the channel is deterministic and passes gradients, so the attacks are plain white-box"
 
 
 def _row(
@@ -209,6 +302,7 @@ def _row(
         "stochastic": defended.channel.stochastic,
         "votes": defended.votes,
         "threat": threat.name,
+        "threat_reason": _why(threat),
         "eot_samples": eot_samples if threat.eot else None,
         "suite": "; ".join(described),
         "repeats": runs,

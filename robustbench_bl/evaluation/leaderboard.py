@@ -6,7 +6,9 @@ defenses it leaves out the same way, with intervals and the attacks and threat m
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -77,3 +79,41 @@ def to_markdown(board: pd.DataFrame, columns: Sequence[str]) -> str:
     for row in percent_intervals(board)[header].to_dict("records"):
         lines.append("| " + " | ".join(cell(row[c], c) for c in header) + " |")
     return "\n".join(lines) + "\n"
+
+
+def result_board(paths: Sequence[Path]) -> pd.DataFrame:
+    """Benchmark result files (`BenchmarkResult.save`) as one board ranked by robust accuracy, then
+    clean accuracy: rank, model, data, defense, threat model, accuracies with 95% intervals, the
+    flags raised, forward passes, time and the file. A damaged file is a ValueError naming it."""
+    records = []
+    for path in paths:
+        try:
+            doc = json.loads(Path(path).read_text(encoding="utf-8"))
+            clean, robust = doc["clean_accuracy"], doc["robust_accuracy"]
+            records.append(
+                {
+                    "model": doc["model"],
+                    "dataset": doc["data"]["dataset"],
+                    "channel": doc["defense"]["channel"],
+                    "votes": doc["defense"]["votes"],
+                    "norm": doc["threat_model"]["norm"],
+                    "eps": doc["threat_model"]["eps"],
+                    "threat": doc["attacker"]["threat"],
+                    "n": doc["data"]["n"],
+                    "clean": clean["value"],
+                    "clean_ci_low": clean["ci95"][0],
+                    "clean_ci_high": clean["ci95"][1],
+                    "robust": robust["value"],
+                    "robust_ci_low": robust["ci95"][0],
+                    "robust_ci_high": robust["ci95"][1],
+                    "flags": ", ".join(name for name, raised in doc["flags"].items() if raised) or "none",
+                    "forward_passes": doc["forward_passes"],
+                    "seconds": doc["seconds"],
+                    "file": str(path),
+                }
+            )
+        except (ValueError, KeyError, TypeError, IndexError) as err:  # JSON and decode errors are ValueErrors
+            raise ValueError(f"{path} is not a benchmark result file ({type(err).__name__}: {err})") from None
+    board = pd.DataFrame(records).sort_values(["robust", "clean"], ascending=False).reset_index(drop=True)
+    board.insert(0, "rank", range(1, len(board) + 1))
+    return board

@@ -147,6 +147,7 @@ class Leaderboard(ChannelStudy[Preset]):
             eot_samples=cell["eot_draws"],
             data_root=self.args.data,
             options={**self.setting.options, **self.p.options},
+            name=cell["model"],
         )
         return leaderboard.rows(result.row)
 
