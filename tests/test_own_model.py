@@ -49,11 +49,12 @@ def gap_eps(distance: torch.Tensor) -> float:
 def test_benchmark_on_your_own_images_matches_the_linear_closed_form(form: str) -> None:
     model, x, y, distance = linear_case(n=24, seed=3)
     eps = gap_eps(distance["Linf"])
-    given: data.UserData = {
+    forms: dict[str, data.UserData] = {
         "tensors": (x, y),
         "torch dataset": TensorDataset(x, y),
         "Dataset": data.Dataset("mine", "test", x, y, "user:mine", 3),
-    }[form]
+    }
+    given = forms[form]
     result = robustbench_bl.benchmark(model, None, eps=eps, n=len(x), data=given, options=OPTIONS)
     assert result.row["n"] == len(x) and result.row["clean_accuracy"] == 1.0
     assert result.robust_accuracy == pytest.approx((distance["Linf"] > eps).float().mean().item())
