@@ -21,7 +21,7 @@ import torch
 from robustbench_bl.precision import PRECISIONS
 
 if TYPE_CHECKING:
-    pass
+    from robustbench_bl.data import Dataset
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -32,23 +32,31 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see --help)\n")
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: an int >= 0 (seeds)."""
+#: The largest integer option: seeds and counts go to torch and numpy as signed 64-bit integers.
+MAX_INT = 2**63 - 1
+
+
+def _int(text: str, minimum: int) -> int:
+    """argparse type helper: an int in [minimum, MAX_INT]."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+    if value > MAX_INT:
+        raise argparse.ArgumentTypeError(f"must be <= 2**63 - 1 (a signed 64-bit integer), got {value}")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an int >= 0 (seeds)."""
+    return _int(text, 0)
 
 
 def positive_int(text: str) -> int:
     """argparse type: an int >= 1 (counts and budgets: zero of them would measure nothing)."""
-    value = non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+    return _int(text, 1)
 
 
 def non_negative_float(text: str) -> float:
@@ -74,12 +82,9 @@ def device(text: str) -> torch.device:
     from robustbench_bl.training import resolve_device
 
     try:
-        chosen = resolve_device(text)
-    except RuntimeError as err:
+        return resolve_device(text)
+    except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"{text!r} asks for CUDA, but no CUDA device is available")
-    return chosen
 
 
 def writable_folder(path: str | os.PathLike[str], name: str) -> Path:
@@ -107,6 +112,17 @@ def command_line(main: Callable[[Sequence[str]], object], argv: Sequence[str] | 
         print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
         return 2
     return 0
+
+
+def sample_test_images(dataset: str, root: str | None, n: int, seed: int) -> Dataset:
+    """`n` class-balanced test images of `dataset` (the `--n` option): more than the source holds is
+    an error naming --n and the source."""
+    from robustbench_bl import data
+
+    test = data.load(dataset, "test", root=root)
+    if n > len(test):
+        raise ValueError(f"--n must be <= the {len(test)} test images of {test.source}, got {n}")
+    return test.at_most(n, seed=seed)
 
 
 PRESETS = ("smoke", "quick", "paper")
@@ -185,6 +201,11 @@ def parse_args(
             from robustbench_bl import data
 
             data.check_source(dataset, args.data, "--data")
+            if args.preset == "paper" and not data.full_source(dataset, args.data):
+                raise ValueError(
+                    f"--preset paper trains on the full {dataset} training set, and only the packaged 1,000-image "
+                    "sample is here (no --data, RBL_DATA or torchvision cache): give --data DIR, or use --preset quick"
+                )
         elif args.data is not None:
             raise ValueError(f"--data is not used by {name}, which reads its data from elsewhere")
         writable_folder(args.out, "--out")
@@ -197,4 +218,6 @@ def parse_args(
     except ValueError as err:
         parser.error(str(err))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.preset == "paper" and args.device.type == "cpu":
+        logging.warning("--preset paper is the papers' setting, sized for a GPU: on a CPU it takes days")
     return args

@@ -150,6 +150,8 @@ def load(
     if limit is not None:
         check_positive_int(limit, "limit")
     x, y, source = _find(name, split, root, download)
+    if len(y) == 0:
+        raise ValueError(f"{source} holds no {name} {split} images: add them, or point root / RBL_DATA elsewhere")
     if limit is not None:
         idx = balanced_indices(y, limit, seed)
         x, y = x[idx], y[idx]
@@ -271,6 +273,14 @@ def check_source(name: str, root: str | os.PathLike[str] | None = None, name_of_
             raise ValueError(
                 f"RBL_DATA={env} holds {name} {held[0]} data but not the other split; add it or unset RBL_DATA"
             )
+
+
+def full_source(name: str, root: str | os.PathLike[str] | None = None) -> bool:
+    """Whether `name` would load from more than the packaged sample: `root`, $RBL_DATA, the
+    torchvision cache, or a download (checked without reading images)."""
+    env = os.environ.get("RBL_DATA")
+    folders = [Path(f).expanduser() for f in (root, env) if f] + [cache_dir()]
+    return any(has_split(name, "train", folder) for folder in folders) or _online(name)
 
 
 def has_split(name: str, split: str, folder: str | os.PathLike[str]) -> bool:

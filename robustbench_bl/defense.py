@@ -110,8 +110,13 @@ class Defended(nn.Module):
     def foolbox(self, bounds: tuple[float, float] = (0, 1)) -> Any:
         """This classifier, switched to eval mode (attacks judge per-example outputs, not batch
         statistics), as a foolbox PyTorchModel on the device of the model's parameters."""
+        low, high = (check_range(b, f"bounds[{i}]", -math.inf, math.inf) for i, b in enumerate(_pair(bounds, "bounds")))
+        if not low < high:
+            raise ValueError(
+                f"bounds must be (low, high) with low < high (images are in [0, 1]), got {tuple(bounds)!r}"
+            )
         fb = import_foolbox()
-        return fb.PyTorchModel(self.eval(), bounds=bounds, device=placement(self.model)[0])
+        return fb.PyTorchModel(self.eval(), bounds=(low, high), device=placement(self.model)[0])
 
     def extra_repr(self) -> str:
         seed = "" if self.seed is None else f", seed={self.seed}"
@@ -129,7 +134,13 @@ class Defended(nn.Module):
         for start in range(0, draws, per_chunk):
             copies = min(per_chunk, draws - start)
             copied = batch if copies == 1 else batch.repeat(copies, 1, 1, 1)
-            logits = run_model(self.model, self.channel.transform(copied, generator))
+            passed = self.channel.transform(copied, generator)
+            if not torch.isfinite(passed).all():
+                raise ValueError(
+                    f"the channel {self.channel!r} returned NaN or infinite values: Defended would vote on garbage; "
+                    "fix the channel (a user channel's transform must return finite images)"
+                )
+            logits = run_model(self.model, passed)
             yield logits.view(copies, len(batch), logits.shape[-1])
 
     def _counts(self, x: Tensor, votes: int) -> Tensor:
@@ -139,6 +150,13 @@ class Defended(nn.Module):
             [nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).sum(0) for logits in self._logits(x, draws)]
         ).sum(0)
         return counts * (votes // draws)
+
+
+def _pair(value: object, name: str) -> tuple[object, object]:
+    """`value` as a pair, or a TypeError naming `name`."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{name} must be a (low, high) pair, got {value!r}")
+    return value[0], value[1]
 
 
 def majority(counts: Tensor) -> Tensor:

@@ -61,6 +61,9 @@ def common_cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
     cases = {
         "seed negative": (["--seed", "-1"], "--seed: must be >= 0"),
         "seed not int": (["--seed", "one"], "--seed: must be an integer"),
+        "seed too large": (["--seed", str(2**70)], "--seed: must be <= 2**63 - 1"),
+        "device mps": (["--device", "mps"], "device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'mps'"),
+        "device meta": (["--device", "meta"], "device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'meta'"),
         "preset unknown": (["--preset", "fast"], "--preset: invalid choice"),
         "data missing": (["--data", str(tmp / "nowhere")], "--data must be an existing folder"),
         "data empty": (["--data", str(empty)], "holds no cifar10 train or test data"),
@@ -94,7 +97,8 @@ ATTACK_CASES = {
     "votes zero": (["--votes", "0"], "--votes: must be >= 1"),
     "eot-samples zero": (["--eot-samples", "0"], "--eot-samples: must be >= 1"),
     "steps zero": (["--steps", "0"], "--steps: must be >= 1"),
-    "steps negative": (["--steps", "-1"], "--steps: must be >= 0"),
+    "steps negative": (["--steps", "-1"], "--steps: must be >= 1, got -1"),
+    "n negative": (["--n", "-5"], "--n: must be >= 1, got -5"),
     "n zero": (["--n", "0"], "--n: must be >= 1"),
     "epsilon negative": (["--epsilons", "0,-2/255"], "--epsilons: must be >= 0"),
     "epsilon division by zero": (["--epsilons", "1/0"], "--epsilons: must be comma-separated numbers"),
@@ -134,7 +138,24 @@ def test_too_many_test_images_fail_before_training(
 
     monkeypatch.setattr("robustbench_bl.runtime.checkpoints.CheckpointStore.get_or_train", no_training)
     code, err = run(scripts["attack"].main, ["--n", "5000", "--out", str(tmp_path)], capsys)
-    assert code == 2 and err.count("\n") == 1 and "limit must be <= the 1000 examples available" in err
+    assert code == 2 and err.count("\n") == 1 and "--n must be <= the 1000 test images of packaged:" in err
+
+
+@pytest.mark.parametrize("script", ["noise_robustness", "attack"])
+def test_the_paper_preset_without_the_full_data_is_refused(
+    script: str,
+    scripts: dict[str, ModuleType],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    no_loading: None,
+) -> None:
+    """Only the packaged sample here: `--preset paper` would train for 8,750 epochs on 1,000 images."""
+    monkeypatch.delenv("RBL_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "_online", lambda name, timeout=3.0: False)
+    code, err = run(scripts[script].main, ["--preset", "paper", "--device", "cpu", "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "--preset paper trains on the full cifar10 training set" in err
 
 
 def test_rbl_data_with_one_split_is_refused_up_front(

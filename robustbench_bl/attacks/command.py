@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from robustbench_bl import Defended, attacks, channels, data, models
-from robustbench_bl.cli import ArgumentParser, command_line, parse_args, positive_int
+from robustbench_bl.cli import ArgumentParser, command_line, parse_args, positive_int, sample_test_images
 from robustbench_bl.runtime.checkpoints import CheckpointStore
 from robustbench_bl.runtime.output import RunFolder
 from robustbench_bl.runtime.sweep import run
@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     names = args.attack
     channel = channels.make(args.channel, seed=args.seed)
     # The test split first: a --n larger than the data is an error before any training.
-    test = data.load(args.dataset, "test", root=args.data, limit=args.n, seed=args.seed)
+    test = sample_test_images(args.dataset, args.data, args.n, args.seed)
     p = dict(PRESETS[args.preset])
     available = len(data.load(args.dataset, "train", root=args.data))
     size = budget(p.pop("train"), p.pop("epochs"), available)

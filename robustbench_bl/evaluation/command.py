@@ -19,7 +19,15 @@ from pathlib import Path
 
 from robustbench_bl import channels, data, zoo
 from robustbench_bl.attacks.command import channel_spec
-from robustbench_bl.cli import ArgumentParser, command_line, device, non_negative_int, positive_int, writable_folder
+from robustbench_bl.cli import (
+    ArgumentParser,
+    command_line,
+    device,
+    non_negative_int,
+    positive_int,
+    sample_test_images,
+    writable_folder,
+)
 from robustbench_bl.evaluation.benchmark import NORMS, BenchmarkResult, benchmark
 from robustbench_bl.models.external import from_factory, load_weights
 from robustbench_bl.precision import PRECISIONS
@@ -87,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> BenchmarkResult:
         model = from_factory(args.model)
         if args.weights is not None:
             model = load_weights(model, args.weights)
+    test = sample_test_images(args.dataset, args.data, args.n, args.seed)
     result = benchmark(
         model.to(args.device).eval(),
         args.channel,
@@ -97,8 +106,8 @@ def main(argv: Sequence[str] | None = None) -> BenchmarkResult:
         args.n,
         args.repeats,
         args.seed,
+        data=test,
         eot_samples=args.eot_samples,
-        data_root=args.data,
         progress=not args.quiet,
         precision=args.precision,
         name=args.name or args.model,

@@ -176,6 +176,7 @@ def hessian_top_eigenvalue(
     `tol` (see `top_eigenvalue`). Lanczos starts from a random vector drawn with `seed`.
     """
     batch_size = check_positive_int(batch_size, "batch_size")
+    seed = check_positive_int(seed, "seed", minimum=0)
     check_images(x, "x")
     if target is not None:
         check_labels(target, len(x), None, "target")
@@ -198,6 +199,16 @@ def taylor_bound(m1: Tensor | float, m2: Tensor | float, distortion: Tensor | fl
     m1, m2, delta = (torch.as_tensor(v, dtype=torch.float64) for v in (m1, m2, distortion))
     if (delta < 0).any() or not torch.isfinite(delta).all():
         raise ValueError(f"distortion must be finite and >= 0, got {distortion!r}")
+    for name, value in (("m1", m1), ("m2", m2)):
+        if not torch.isfinite(value).all():
+            raise ValueError(f"{name} must be finite, got {value!r}")
     if (m1 < 0).any():
         raise ValueError(f"m1 is a gradient norm and must be >= 0, got {m1!r}")
+    try:
+        torch.broadcast_shapes(m1.shape, m2.shape, delta.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"m1, m2 and distortion must have one value per example (or one for all), got shapes "
+            f"{tuple(m1.shape)}, {tuple(m2.shape)} and {tuple(delta.shape)}"
+        ) from None
     return delta * m1 + delta**2 * m2.abs() / 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -88,7 +89,13 @@ class CheckpointStore:
                 f"checkpoint {weights} is corrupted or was modified: sha256 {actual} does not match the "
                 f"recorded {expected}; delete it (and its .json) to retrain"
             )
-        return torch.load(weights, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(weights, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise ValueError(
+                f"checkpoint {weights} holds objects other than tensors, which are not loaded (nothing in it ran); "
+                "delete it (and its .json) to retrain"
+            ) from None
 
     def get_or_train(
         self,
@@ -107,7 +114,14 @@ class CheckpointStore:
         source = dataset.fingerprint
         model = build_model(config, dataset)
         if self.exists(config, source):
-            model.load_state_dict(self.load_state(config, source))
+            try:
+                model.load_state_dict(self.load_state(config, source))
+            except RuntimeError as err:  # another architecture's weights under this config's name
+                first = str(err).strip().splitlines()[0]
+                raise ValueError(
+                    f"checkpoint {self.paths(config, source)[0]} does not fit the model of its config ({first}); "
+                    "delete it (and its .json) to retrain"
+                ) from None
             return model.to(resolve_device(device)).eval(), self.metadata(config, source)
         start = time.perf_counter()
         if config.optimizer == "fast":

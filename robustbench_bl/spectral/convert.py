@@ -41,6 +41,11 @@ def bandlimit(
         raise TypeError("model is itself a convolution: use BandLimitedConv2d.from_conv(conv, ...) instead")
     rate, energy = check_band(compress_rate, energy)
     get_backend(backend)
+    if not any(isinstance(m, (*BAND_LIMITED, *TWINS)) for m in model.modules()):
+        raise ValueError(
+            f"model ({type(model).__name__}) has no nn.Conv1d/2d/3d and no band-limited layer: band-limiting it would "
+            "change nothing (an error rather than a model returned as it was)"
+        )
     twins: dict[int, nn.Module] = {}  # a conv used in several places keeps one (shared) twin
     for parent in list(model.modules()):
         for name, child in list(parent._modules.items()):  # every name, also a second name of one module

@@ -45,6 +45,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_choice(self.model, "model", models.names())
         check_choice(self.dataset, "dataset", datasets.IMAGE_DATASETS + datasets.UCR_DATASETS)
+        images = self.dataset in datasets.IMAGE_DATASETS
+        if (models.INPUT_RANK[self.model] == 4) != images:
+            accepted = [m for m in models.names() if (models.INPUT_RANK[m] == 4) == images]
+            raise ValueError(
+                f"model {self.model!r} does not take {'images' if images else 'time series'} ({self.dataset}); "
+                f"for {self.dataset} use one of {accepted}"
+            )
         check_positive_int(self.epochs, "epochs")
         check_positive_int(self.batch_size, "batch_size")
         check_choice(self.optimizer, "optimizer", OPTIMIZERS)
@@ -96,6 +103,7 @@ def budget(train: int, epochs: int, available: int) -> dict[str, int]:
     """`limit` and `epochs` for a preset asking for `train` images and `epochs` epochs from a source
     holding `available`: a smaller source (the packaged sample) gets proportionally more epochs, so
     training sees as many examples and takes as long."""
+    check_positive_int(available, "the training source's size (images available)")
     limit = min(train, available)
     return {"limit": limit, "epochs": max(epochs, round(epochs * train / limit))}
 

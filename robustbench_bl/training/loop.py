@@ -17,12 +17,24 @@ from robustbench_bl.runtime import distributed
 from robustbench_bl.training.config import TrainConfig
 from robustbench_bl.validation import check_images
 
+#: The device types the package runs on.
+DEVICE_TYPES = ("cpu", "cuda")
+
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' picks CUDA when available, else the CPU."""
+    """'auto' picks CUDA when available, else the CPU; 'cpu', 'cuda', 'cuda:1', ... as asked. Other
+    device types (mps, meta, ...) and CUDA on a machine without it are a ValueError."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if chosen.type not in DEVICE_TYPES:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r} (type {chosen.type})")
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asks for CUDA, but no CUDA device is available here")
+    return chosen
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4, mode: str = "constant") -> torch.Tensor:
