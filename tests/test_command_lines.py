@@ -154,7 +154,9 @@ def test_the_paper_preset_without_the_full_data_is_refused(
     monkeypatch.delenv("RBL_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(data, "_online", lambda name, timeout=3.0: False)
-    code, err = run(scripts[script].main, ["--preset", "paper", "--device", "cpu", "--out", str(tmp_path / "o")], capsys)
+    code, err = run(
+        scripts[script].main, ["--preset", "paper", "--device", "cpu", "--out", str(tmp_path / "o")], capsys
+    )
     assert code == 2 and err.count("\n") == 1 and "--preset paper trains on the full cifar10 training set" in err
 
 

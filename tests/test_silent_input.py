@@ -52,7 +52,11 @@ def small_model() -> nn.Module:
             ValueError,
             "bounds must be (low, high) with low < high",
         ),
-        (lambda: Defended(small_model()).foolbox(bounds=(0,)), TypeError, "bounds must be a (low, high) pair"),
+        (
+            lambda: Defended(small_model()).foolbox(bounds=(0,)),  # type: ignore[arg-type]
+            TypeError,
+            "bounds must be a (low, high) pair",
+        ),
         (lambda: bandlimit(nn.Sequential(nn.Linear(4, 2)), 0.5), ValueError, "has no nn.Conv1d/2d/3d"),
         (
             lambda: probes.hessian_top_eigenvalue(small_model(), torch.rand(2, 3, 32, 32), seed=-1),
