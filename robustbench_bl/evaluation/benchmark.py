@@ -14,7 +14,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from robustbench_bl import data as datasets
 from robustbench_bl.channels import Channel
 from robustbench_bl.channels import make as make_channel
 from robustbench_bl.defense import Defended
-from robustbench_bl.evaluation import stats
+from robustbench_bl.evaluation import sanity, stats
 from robustbench_bl.validation import check_choice, check_positive_int, check_range
 from robustbench_bl.versions import versions
 
@@ -93,6 +93,8 @@ class BenchmarkResult:
             },
             "per_attack_robust_accuracy": {str(k): float(v) for k, v in robust.groupby("attack").value.mean().items()},
             "flags": {k.removeprefix("flag_"): bool(v) for k, v in r.items() if k.startswith("flag_")},
+            "checks": json.loads(r["checks"]),
+            "trustworthy": r["trustworthy"],
             "warnings": [w for w in r["warnings"].split("; ") if w],
             "forward_passes": r["forward_passes"],
             "seconds": r["seconds"],
@@ -140,6 +142,7 @@ def benchmark(
     progress: bool = False,
     precision: str = "auto",
     name: str | None = None,
+    checks: str | Sequence[str] = "all",
 ) -> BenchmarkResult:
     """Clean and worst-case robust accuracy of Defended(model, channel, votes) with 95% intervals.
 
@@ -151,6 +154,8 @@ def benchmark(
     `robust_accuracy` is the mean over repeats, `robust_accuracy_every_repeat` counts examples
     robust in all of them. `options` overrides attack settings by name (e.g. {'pgd-linf': {'steps': 10}}).
     `precision` is the gradient attacker's arithmetic (see `attacks.run`); the judge stays float32.
+    `checks` names the sanity checks run after the suite ('all', the default, or some of
+    `sanity.CHECKS`; () for none): a failed one marks the result not trustworthy.
     `name` labels the model in the result (default: its class name). `forward_passes` in the row
     counts the images that went through the model, attacks and judge together.
     """
@@ -174,9 +179,13 @@ def benchmark(
     hook = model.register_forward_pre_hook(lambda _, args: forwarded.__setitem__(0, forwarded[0] + len(args[0])))
     try:
         threat = threat_for(defended, x, y)
-        frames, clean, robust = _suite(
+        frames, clean, robust, first = _suite(
             defended, suite, x, y, threat, eps, eot_samples, seed, runs, norm, votes, progress, precision
         )
+        evaluation = sanity.Evaluation(
+            defended, x, y, threat, norm, eps, eot_samples, seed, dict(options or {}), precision, first
+        )
+        done = sanity.run_checks(evaluation, _check_names(checks))
     finally:
         hook.remove()
     per_attack = attacks.flag_obfuscation(pd.concat(frames, ignore_index=True).assign(warnings=""))
@@ -185,6 +194,12 @@ def benchmark(
         defended, test, threat, suite, runs, eot_samples, norm, eps, seed, clean_mean, robust_mean, robust, per_attack
     )
     row["model"] = name or type(model).__name__
+    failed = [c.name for c in done if c.passed is False]
+    row["checks"] = json.dumps([c.to_json() for c in done])
+    row["trustworthy"] = not failed
+    if failed:
+        note = f"evaluation not trustworthy: sanity check(s) failed: {', '.join(failed)}"
+        row["warnings"] = "; ".join(w for w in (row["warnings"], note) if w)
     row["forward_passes"] = forwarded[0]
     row["seconds"] = time.perf_counter() - start
     return BenchmarkResult(row, per_attack)
@@ -204,10 +219,12 @@ def _suite(
     votes: int,
     progress: bool,
     precision: str,
-) -> tuple[list[pd.DataFrame], list[torch.Tensor], list[torch.Tensor]]:
-    """Every attack of the suite in every repeat: the tidy frames, and per repeat the clean and the
-    robust outcome per example (robust: clean vote right and no attack fooled it)."""
+) -> tuple[list[pd.DataFrame], list[torch.Tensor], list[torch.Tensor], dict[str, attacks.Outcome]]:
+    """Every attack of the suite in every repeat: the tidy frames, per repeat the clean and the
+    robust outcome per example (robust: clean vote right and no attack fooled it), and the first
+    repeat's outcome of each attack (what the sanity checks compare against)."""
     frames, clean, robust = [], [], []
+    first: dict[str, attacks.Outcome] = {}
     for r in range(runs):
         outcomes = []
         for name, opts in suite:
@@ -225,6 +242,7 @@ def _suite(
                 precision=precision,
             )
             outcomes.append(outcome)
+            first.setdefault(name, outcome)
             frames.append(
                 pd.DataFrame(attacks.summary_rows(outcome)).assign(
                     attack=name,
@@ -241,7 +259,18 @@ def _suite(
         clean.append(outcomes[0].clean_correct.float())
         fooled = torch.stack([o.fooled[0] for o in outcomes]).any(0)
         robust.append((outcomes[0].clean_correct & ~fooled).float())
-    return frames, clean, robust
+    return frames, clean, robust, first
+
+
+def _check_names(checks: str | Sequence[str]) -> tuple[str, ...]:
+    """The sanity checks asked for: 'all' or names from `sanity.CHECKS`."""
+    if checks == "all":
+        return sanity.CHECKS
+    if isinstance(checks, str):
+        checks = [checks]
+    for name in checks:
+        check_choice(name, "checks", sanity.CHECKS)
+    return tuple(checks)
 
 
 def _why(threat: attacks.Threat) -> str:

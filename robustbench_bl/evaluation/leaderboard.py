@@ -84,7 +84,7 @@ def to_markdown(board: pd.DataFrame, columns: Sequence[str]) -> str:
 def result_board(paths: Sequence[Path]) -> pd.DataFrame:
     """Benchmark result files (`BenchmarkResult.save`) as one board ranked by robust accuracy, then
     clean accuracy: rank, model, data, defense, threat model, accuracies with 95% intervals, the
-    flags raised, forward passes, time and the file. A damaged file is a ValueError naming it."""
+    flags raised, whether the sanity checks passed (and which failed), forward passes, time and the file. A damaged file is a ValueError naming it."""
     records = []
     for path in paths:
         try:
@@ -107,6 +107,8 @@ def result_board(paths: Sequence[Path]) -> pd.DataFrame:
                     "robust_ci_low": robust["ci95"][0],
                     "robust_ci_high": robust["ci95"][1],
                     "flags": ", ".join(name for name, raised in doc["flags"].items() if raised) or "none",
+                    "trustworthy": doc["trustworthy"],
+                    "failed_checks": ", ".join(c["name"] for c in doc["checks"] if c["passed"] is False) or "none",
                     "forward_passes": doc["forward_passes"],
                     "seconds": doc["seconds"],
                     "file": str(path),
