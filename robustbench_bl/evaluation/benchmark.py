@@ -58,6 +58,17 @@ SUITES: dict[str, tuple[tuple[str, dict[str, Any]], ...]] = {
 RESULT_SUFFIX = ".benchmark.json"
 
 
+#: AutoAttack's `rand` version for randomized defenses: APGD-CE and APGD-DLR (1 restart each, as
+#: torchattacks runs them) with EOT over `RAND_EOT` draws a step.
+RAND_SUITES: dict[str, tuple[tuple[str, dict[str, Any]], ...]] = {
+    "Linf": (("apgd-ce-linf", {}), ("apgd-dlr-linf", {})),
+    "L2": (("apgd-ce-l2", {}), ("apgd-dlr-l2", {})),
+}
+RAND_EOT = 20
+#: The protocol presets: the standard suite (`SUITES`) or AutoAttack's rand version (`RAND_SUITES`).
+PROTOCOLS = ("standard", "rand")
+
+
 @dataclass(frozen=True)
 class BenchmarkResult:
     """`row`: the protocol's one result row (accuracies, 95% intervals, flags, the exact suite and
@@ -85,11 +96,16 @@ class BenchmarkResult:
                 "suite": r["suite"].split("; "),
                 "repeats": r["repeats"],
             },
-            "clean_accuracy": {"value": r["clean_accuracy"], "ci95": [r["clean_ci_low"], r["clean_ci_high"]]},
+            "clean_accuracy": {
+                "value": r["clean_accuracy"],
+                "ci95": [r["clean_ci_low"], r["clean_ci_high"]],
+                "per_repeat": json.loads(r["clean_accuracy_per_repeat"]),
+            },
             "robust_accuracy": {
                 "value": r["robust_accuracy"],
                 "ci95": [r["robust_ci_low"], r["robust_ci_high"]],
                 "every_repeat": r["robust_accuracy_every_repeat"],
+                "per_repeat": json.loads(r["robust_accuracy_per_repeat"]),
             },
             "per_attack_robust_accuracy": {str(k): float(v) for k, v in robust.groupby("attack").value.mean().items()},
             "flags": {k.removeprefix("flag_"): bool(v) for k, v in r.items() if k.startswith("flag_")},
@@ -136,13 +152,14 @@ def benchmark(
     seed: int = 0,
     *,
     data: datasets.UserData | None = None,
-    eot_samples: int = 16,
+    eot_samples: int | None = None,
     data_root: str | os.PathLike[str] | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     progress: bool = False,
     precision: str = "auto",
     name: str | None = None,
     checks: str | Sequence[str] = "all",
+    protocol: str = "standard",
 ) -> BenchmarkResult:
     """Clean and worst-case robust accuracy of Defended(model, channel, votes) with 95% intervals.
 
@@ -154,6 +171,9 @@ def benchmark(
     `robust_accuracy` is the mean over repeats, `robust_accuracy_every_repeat` counts examples
     robust in all of them. `options` overrides attack settings by name (e.g. {'pgd-linf': {'steps': 10}}).
     `precision` is the gradient attacker's arithmetic (see `attacks.run`); the judge stays float32.
+    `protocol` 'rand' runs AutoAttack's rand version instead (`RAND_SUITES`, EOT over 20 draws
+    unless `eot_samples` says otherwise); `eot_samples` is 16 otherwise. Each repeat's clean and
+    robust accuracy are kept (`*_per_repeat`): the spread of the final stochastic prediction.
     `checks` names the sanity checks run after the suite ('all', the default, or some of
     `sanity.CHECKS`; () for none): a failed one marks the result not trustworthy.
     `name` labels the model in the result (default: its class name). `forward_passes` in the row
@@ -173,7 +193,10 @@ def benchmark(
         test = datasets.user_data(data).at_most(n, seed=seed)
     x, y = test.x, test.y
     runs = repeats if defended.channel.stochastic else 1
-    suite = [(name, {**opts, **(options or {}).get(name, {})}) for name, opts in SUITES[norm]]
+    protocol = check_choice(protocol, "protocol", PROTOCOLS)
+    eot_samples = check_positive_int(eot_samples or (RAND_EOT if protocol == "rand" else 16), "eot_samples")
+    suites = RAND_SUITES if protocol == "rand" else SUITES
+    suite = [(name, {**opts, **(options or {}).get(name, {})}) for name, opts in suites[norm]]
     start = time.perf_counter()
     forwarded = [0]
     hook = model.register_forward_pre_hook(lambda _, args: forwarded.__setitem__(0, forwarded[0] + len(args[0])))
@@ -194,6 +217,9 @@ def benchmark(
         defended, test, threat, suite, runs, eot_samples, norm, eps, seed, clean_mean, robust_mean, robust, per_attack
     )
     row["model"] = name or type(model).__name__
+    row["protocol"] = f"robustbench_bl.benchmark/{protocol}"
+    row["clean_accuracy_per_repeat"] = json.dumps([round(c.mean().item(), 6) for c in clean])
+    row["robust_accuracy_per_repeat"] = json.dumps([round(r.mean().item(), 6) for r in robust])
     failed = [c.name for c in done if c.passed is False]
     row["checks"] = json.dumps([c.to_json() for c in done])
     row["trustworthy"] = not failed

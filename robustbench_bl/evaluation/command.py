@@ -28,7 +28,7 @@ from robustbench_bl.cli import (
     sample_test_images,
     writable_folder,
 )
-from robustbench_bl.evaluation.benchmark import NORMS, BenchmarkResult, benchmark
+from robustbench_bl.evaluation.benchmark import NORMS, PROTOCOLS, BenchmarkResult, benchmark
 from robustbench_bl.models.external import from_factory, load_weights
 from robustbench_bl.precision import PRECISIONS
 
@@ -67,7 +67,10 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--eps", type=budget, default=8 / 255, help="the budget in --norm, e.g. 8/255 (default)")
     parser.add_argument("--n", type=positive_int, default=1000, help="class-balanced test images")
     parser.add_argument("--repeats", type=positive_int, default=5, help="evaluations of a random defense")
-    parser.add_argument("--eot-samples", type=positive_int, default=16, help="draws per EOT step")
+    parser.add_argument("--eot-samples", type=positive_int, default=None, help="draws per EOT step (16; rand: 20)")
+    parser.add_argument(
+        "--protocol", choices=PROTOCOLS, default="standard", help="the standard suite, or AutoAttack's rand version"
+    )
     parser.add_argument("--dataset", choices=data.IMAGE_DATASETS, default="cifar10")
     parser.add_argument("--data", default=None, help="data folder (torchvision layout or npz); default as for studies")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the sample, the attacks and draws")
@@ -111,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> BenchmarkResult:
         progress=not args.quiet,
         precision=args.precision,
         name=args.name or args.model,
+        protocol=args.protocol,
     )
     r = result.row
     print(

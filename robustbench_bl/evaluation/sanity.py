@@ -243,7 +243,7 @@ def binarization(ev: Evaluation, samples: int = 20) -> Check:
     model) must find one. Random channels: the readout is fitted on `eot_samples` draws per point
     and the guarantee is checked on the seeded vote the judge uses (docs/attacks.md)."""
     generator = torch.Generator().manual_seed(ev.seed)
-    chosen = torch.nonzero(ev.outcomes[ev.pgd].clean_correct).flatten()[:samples]
+    chosen = torch.nonzero(next(iter(ev.outcomes.values())).clean_correct).flatten()[:samples]
     gradient = [name for name, o in ev.outcomes.items() if o.kind == attacks.GRADIENT]
     tested = found = skipped = 0
     for i in chosen.tolist():
