@@ -1,4 +1,4 @@
-"""The repository's shape stays what the README says: the layout table matches the tree, the
+"""The repository's shape stays what the docs say: the layout table (docs/design.md) matches the tree, the
 README's example runs as printed, and the spectral core imports nothing beyond torch."""
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+DESIGN = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
 PACKAGE = ROOT / "robustbench_bl"
 
 
 def layout_paths() -> list[str]:
-    """The paths in the first column of the README's layout table."""
-    table = README.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    """The paths in the first column of the layout table (docs/design.md)."""
+    table = DESIGN.split("## Layout of the repository", 1)[1].split("\n## ", 1)[0]
     return [p for row in re.findall(r"^\| (.+?) \|", table, re.M) for p in re.findall(r"`([^`]+)`", row)]
 
 
