@@ -151,7 +151,10 @@ def load(
         check_positive_int(limit, "limit")
     x, y, source = _find(name, split, root, download)
     if len(y) == 0:
-        raise ValueError(f"{source} holds no {name} {split} images: add them, or point root / RBL_DATA elsewhere")
+        given = "" if root is None else f"root={str(root)!r}: "
+        raise ValueError(
+            f"{given}{source} holds no {name} {split} images: add them, or point root / RBL_DATA elsewhere"
+        )
     if limit is not None:
         idx = balanced_indices(y, limit, seed)
         x, y = x[idx], y[idx]

@@ -80,8 +80,9 @@ def test_folders_are_the_root_or_every_study_below_it(results: Path, tmp_path: P
     assert report.study_folders(results) == [results / "a", results / "b", results / "nested" / "c"]
     assert report.study_folders(results / "a") == [results / "a"]
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match=r"holds no results\.csv"):
-        report.study_folders(tmp_path / "empty")
+    assert report.study_folders(tmp_path / "empty") == [] and report.result_files(tmp_path / "empty") == []
+    with pytest.raises(ValueError, match=r"holds no results\.csv and no \*\.benchmark\.json"):
+        report.write(tmp_path / "empty")
     with pytest.raises(ValueError, match="not a folder"):
         report.study_folders(tmp_path / "missing")
 
