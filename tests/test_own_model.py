@@ -166,15 +166,26 @@ class Payload:
         (["--model", "fastnet-0", "--eps", "8/0"], "--eps: must be a number such as 8/255"),
     ],
 )
-def test_bad_benchmark_command_lines_are_one_line(
-    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A user's folder holding netfactory.py, made the working directory and importable; its names."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "netfactory.py").write_text(FACTORY)
     scope: dict[str, Any] = {}
     exec(FACTORY, scope)
-    torch.save(scope["wide"]().state_dict(), tmp_path / "wide.pt")
+    return scope
+
+
+def test_bad_benchmark_command_lines_are_one_line(
+    argv: list[str],
+    message: str,
+    factory: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    torch.save(factory["wide"]().state_dict(), tmp_path / "wide.pt")
     torch.save({"weight": Payload()}, tmp_path / "payload.pt")
     (tmp_path / "junk.safetensors").write_bytes(b"not safetensors")
     monkeypatch.setattr(robustbench_bl.evaluation.command, "benchmark", lambda *a, **k: pytest.fail("benchmark ran"))
@@ -188,14 +199,9 @@ def test_bad_benchmark_command_lines_are_one_line(
 
 
 def test_a_factory_model_with_its_weights_is_benchmarked_from_the_command_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    factory: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    (tmp_path / "netfactory.py").write_text(FACTORY)
-    scope: dict[str, Any] = {}
-    exec(FACTORY, scope)
-    net = scope["make_net"]()
+    net = factory["make_net"]()
     save_file(net.state_dict(), str(tmp_path / "net.safetensors"))
     seen: dict[str, Any] = {}
 
