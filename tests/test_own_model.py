@@ -150,6 +150,17 @@ class Payload:
         return (print, ("code ran",))
 
 
+@pytest.fixture
+def factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A user's folder holding netfactory.py, made the working directory and importable; its names."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "netfactory.py").write_text(FACTORY)
+    scope: dict[str, Any] = {}
+    exec(FACTORY, scope)
+    return scope
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -166,17 +177,6 @@ class Payload:
         (["--model", "fastnet-0", "--eps", "8/0"], "--eps: must be a number such as 8/255"),
     ],
 )
-@pytest.fixture
-def factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """A user's folder holding netfactory.py, made the working directory and importable; its names."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    (tmp_path / "netfactory.py").write_text(FACTORY)
-    scope: dict[str, Any] = {}
-    exec(FACTORY, scope)
-    return scope
-
-
 def test_bad_benchmark_command_lines_are_one_line(
     argv: list[str],
     message: str,
