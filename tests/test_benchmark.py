@@ -94,13 +94,14 @@ def test_a_no_op_suite_fails_the_break_test(monkeypatch: pytest.MonkeyPatch) -> 
 def test_the_rand_protocol_is_autoattacks_rand_version_and_keeps_each_repeat() -> None:
     model, _, _ = trained_lenet()
     result = robustbench_bl.benchmark(
-        model, "gauss:0.03", votes=3, n=12, repeats=3, options=OPTIONS, protocol="rand", checks=()
+        model, "gauss:0.03", votes=3, n=12, repeats=3, options=OPTIONS, protocol="rand", checks=("iterative",)
     )
     row = result.row
     assert set(result.attacks.attack) == {"apgd-ce-linf", "apgd-dlr-linf"} and row["eot_samples"] == 20
     assert row["protocol"] == "robustbench_bl.benchmark/rand" and row["threat"] == "eot"
     per_repeat = json.loads(row["robust_accuracy_per_repeat"])
     assert len(per_repeat) == 3 and sum(per_repeat) / 3 == pytest.approx(row["robust_accuracy"])
-    assert len(json.loads(row["clean_accuracy_per_repeat"])) == 3 and json.loads(row["checks"]) == []
+    assert len(json.loads(row["clean_accuracy_per_repeat"])) == 3
+    assert [c["name"] for c in json.loads(row["checks"])] == ["iterative"]  # the rand suite has no PGD: FGSM vs APGD
     with pytest.raises(ValueError, match="protocol must be one of"):
         robustbench_bl.benchmark(model, protocol="autoattack")

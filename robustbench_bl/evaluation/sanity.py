@@ -139,14 +139,13 @@ def unbounded(ev: Evaluation) -> Check:
 
 
 def iterative(ev: Evaluation) -> Check:
-    """A single gradient step (FGSM) fools nothing that the iterative PGD leaves robust."""
+    """A single gradient step (FGSM) fools nothing that the suite's iterative attacks leave robust."""
     if ev.norm != "Linf":
         return Check("iterative", None, "no single-step attack registered for L2")
     single = ev.attack("fgsm", ev.eps)
-    beaten = ~single & ev.outcomes[ev.pgd].robust[0]
-    return _count(
-        "iterative", beaten, "fooled by FGSM, robust under PGD", {"fgsm_robust": single.float().mean().item()}
-    )
+    beaten = ~single & ev.gradient_robust()
+    evidence = {"fgsm_robust": single.float().mean().item()}
+    return _count("iterative", beaten, "fooled by FGSM, robust under the iterative attacks", evidence)
 
 
 def gradient_free(ev: Evaluation) -> Check:
