@@ -105,3 +105,5 @@ def test_the_rand_protocol_is_autoattacks_rand_version_and_keeps_each_repeat() -
     assert [c["name"] for c in json.loads(row["checks"])] == ["iterative"]  # the rand suite has no PGD: FGSM vs APGD
     with pytest.raises(ValueError, match="protocol must be one of"):
         robustbench_bl.benchmark(model, protocol="autoattack")
+    with pytest.raises(ValueError, match="eot_samples must be >= 1"):
+        robustbench_bl.benchmark(model, "gauss:0.03", eot_samples=0)

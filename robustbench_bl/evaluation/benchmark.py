@@ -194,7 +194,9 @@ def benchmark(
     x, y = test.x, test.y
     runs = repeats if defended.channel.stochastic else 1
     protocol = check_choice(protocol, "protocol", PROTOCOLS)
-    eot_samples = check_positive_int(eot_samples or (RAND_EOT if protocol == "rand" else 16), "eot_samples")
+    if eot_samples is None:
+        eot_samples = RAND_EOT if protocol == "rand" else 16
+    eot_samples = check_positive_int(eot_samples, "eot_samples")  # 0 is an error, not the default
     suites = RAND_SUITES if protocol == "rand" else SUITES
     suite = [(name, {**opts, **(options or {}).get(name, {})}) for name, opts in suites[norm]]
     start = time.perf_counter()
