@@ -59,15 +59,20 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], name: str = "--
         raise ValueError(f"{name} {file} is not a readable weights file ({type(err).__name__}: {err})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{name} {file} must hold a state dict (names to tensors), got {type(state).__name__}")
+    if problem := state_mismatch(model, state):
+        raise ValueError(f"{name} {file} does not fit the model: {problem}")
+    model.load_state_dict(state)
+    return model
+
+
+def state_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
+    """What keeps `state` from loading into `model` (missing, unexpected and mis-shaped keys, a few
+    of each), or '' when it fits: a sentence instead of load_state_dict's RuntimeError."""
     mine = model.state_dict()
     missing, unexpected = sorted(set(mine) - set(state)), sorted(set(state) - set(mine))
     wrong = sorted(k for k in set(mine) & set(state) if mine[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        parts = [
-            f"{label} {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
-            for label, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", wrong))
-            if keys
-        ]
-        raise ValueError(f"{name} {file} does not fit the model: " + "; ".join(parts))
-    model.load_state_dict(state)
-    return model
+    return "; ".join(
+        f"{label} {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", wrong))
+        if keys
+    )

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from robustbench_bl import data as datasets
+from robustbench_bl.models.external import state_mismatch
 from robustbench_bl.runtime import distributed
 from robustbench_bl.runtime.files import atomic_write, sha256
 from robustbench_bl.training.config import TrainConfig, build_model, load_train_data
@@ -114,14 +115,13 @@ class CheckpointStore:
         source = dataset.fingerprint
         model = build_model(config, dataset)
         if self.exists(config, source):
-            try:
-                model.load_state_dict(self.load_state(config, source))
-            except RuntimeError as err:  # another architecture's weights under this config's name
-                first = str(err).strip().splitlines()[0]
+            state = self.load_state(config, source)
+            if problem := state_mismatch(model, state):  # another architecture's weights under this name
                 raise ValueError(
-                    f"checkpoint {self.paths(config, source)[0]} does not fit the model of its config ({first}); "
+                    f"checkpoint {self.paths(config, source)[0]} does not fit the model of its config ({problem}); "
                     "delete it (and its .json) to retrain"
-                ) from None
+                )
+            model.load_state_dict(state)
             return model.to(resolve_device(device)).eval(), self.metadata(config, source)
         start = time.perf_counter()
         if config.optimizer == "fast":
