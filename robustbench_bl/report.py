@@ -24,7 +24,7 @@ import pandas as pd
 from robustbench_bl import plots
 from robustbench_bl.evaluation import leaderboard
 from robustbench_bl.evaluation.benchmark import RESULT_SUFFIX
-from robustbench_bl.evaluation.stats import Finding
+from robustbench_bl.evaluation.stats import Claim, Finding
 from robustbench_bl.versions import versions
 
 #: Cells longer than this (packed per-image outcomes, JSON blobs) are left out of the row tables.
@@ -147,18 +147,28 @@ def finding_html(finding: Finding) -> str:
             f"<tr><td class='label'>{html.escape(c.label)}</td><td>{c.estimate:+.3f}</td>"
             f"<td>[{c.low:+.3f}, {c.high:+.3f}]</td><td>{html.escape(side)} {c.threshold:+.3f}</td>"
             f"<td class='label'>{html.escape(c.paper)}</td>"
-            f'<td><span class="verdict {_verdict_class(c.verdict.value)}">{c.verdict.value}</span></td></tr>'
+            f'<td><span class="verdict {_verdict_class(c.verdict.value)}">{c.verdict.value}</span></td>'
+            f"<td>{_family(c)}</td></tr>"
         )
     plot = base64.b64encode(plots.forest(finding)).decode("ascii")
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in finding.notes)
     return (
         f'<p class="claim">Claim: {html.escape(finding.claim)} <span class="context">({html.escape(finding.context)})</span></p>'
         '<div class="scroll"><table class="claims"><thead><tr><th>claim</th><th>estimate</th><th>95% interval</th>'
-        f"<th>needs</th><th>paper</th><th>verdict</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+        f"<th>needs</th><th>paper</th><th>verdict</th><th>family-wise</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
         f'<figure><img alt="forest plot of the claims" src="data:image/png;base64,{plot}">'
         "<figcaption>each claim's estimate and 95% interval against its threshold (tick)</figcaption></figure>"
+        + f"<p class='rule'>Overall: {html.escape(finding.rule)}</p>"
         + (f"<ul class='notes'>{notes}</ul>" if notes else "")
     )
+
+
+def _family(claim: Claim) -> str:
+    """A claim's family-wise interval and verdict (blank where it is the 95% one)."""
+    if claim.family_low is None or claim.family_high is None or claim.family_low == claim.low:
+        return ""
+    word = claim.family_verdict.value
+    return f'[{claim.family_low:+.3f}, {claim.family_high:+.3f}] <span class="verdict {_verdict_class(word)}">{word}</span>'
 
 
 def _verdict_class(verdict: str) -> str:

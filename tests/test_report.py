@@ -55,8 +55,8 @@ def results(tmp_path: Path) -> Path:
     root = tmp_path / "results"
     fails = stats.Claim("x <bigger>", -0.1, -0.2, -0.05, paper="paper: 5%")
     fake_study(root / "a", "alpha", [10.0, 9.0, 100.0, 0.5], stats.finding("x", [fails], "on 4 images", ["more"]))
-    open_ = stats.Claim("a", 0.1, -0.1, 0.2)
-    holds = stats.Claim("b", -0.3, -0.4, -0.2, threshold=-0.1, direction="below")
+    open_ = stats.Claim.measured("a", lambda level: (0.1, -0.1, 0.2))
+    holds = stats.Claim.measured("b", lambda level: (-0.3, -0.4, -0.2), threshold=-0.1, direction="below")
     fake_study(root / "b", "beta", [0.3, 0.2], stats.finding("y", [open_, holds], "on 2 images"))
     fake_study(root / "nested" / "c", "gamma", [0.1, 0.2], None)
     board = pd.DataFrame(

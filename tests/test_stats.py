@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import numpy as np
 import pytest
@@ -91,6 +92,11 @@ def test_claims_are_judged_against_their_threshold(low: float, high: float, thre
     assert stats.overall([claim]) == word
 
 
+def fixed(estimate: float, low: float, high: float) -> stats.Interval:
+    """An interval function that gives the same interval at every level (for verdict tests)."""
+    return lambda level: (estimate, low, high)
+
+
 def test_overall_verdict_and_finding_text() -> None:
     good = stats.Claim("a", 0.1, 0.05, 0.15)
     open_ = stats.Claim("b", 0.0, -0.1, 0.1)
@@ -98,10 +104,21 @@ def test_overall_verdict_and_finding_text() -> None:
     assert stats.overall([good, good]) == "HOLDS"
     assert stats.overall([good, open_]) == "INCONCLUSIVE"
     assert stats.overall([good, open_, bad]) == "DOES NOT HOLD"
-    finding = stats.finding("claim", [good, open_], "on 10 images", ["note"])
+    finding = stats.finding(
+        "claim",
+        [stats.Claim.measured("a", fixed(0.1, 0.05, 0.15)), stats.Claim.measured("b", fixed(0, -0.1, 0.1))],
+        "on 10 images",
+        ["note"],
+    )
     text = str(finding)
     assert text.splitlines()[0] == "Finding ('claim') INCONCLUSIVE on 10 images:"
-    assert text.splitlines()[1:] == [f"  {good}", f"  {open_}", "  note"]
+    assert text.splitlines()[1:] == [
+        f"  {finding.claims[0]}",
+        f"  {finding.claims[1]}",
+        "  overall: 2 claims: DOES NOT HOLD needs one contradicted at the family-wise level 97.50% (Bonferroni-Holm), "
+        "HOLDS needs all at 95% (intersection-union)",
+        "  note",
+    ]
     assert stats.Finding.from_json(json.loads(json.dumps(finding.to_json()))) == finding
     assert finding.to_json()["claims"][1]["verdict"] == "INCONCLUSIVE"
     with pytest.raises(ValueError, match="claims"):
@@ -161,3 +178,53 @@ def test_packed_outcomes_survive_a_csv_round_trip(tmp_path) -> None:
     assert np.array_equal(stats.unpack("0f", 8), np.r_[np.zeros(4), np.ones(4)].astype(bool))  # unprefixed
     with pytest.raises(TypeError, match="hex_string"):
         stats.unpack(0.0, 8)  # type: ignore[arg-type]  # the wrong type is the point
+
+
+def test_family_wise_intervals_come_from_each_claims_interval_function_at_the_bonferroni_level() -> None:
+    """Three binomial claims: each family interval is the exact interval at 1 - 0.05/3, wider than the
+    95% one, and survives the JSON round trip."""
+    counts = [(60, 100), (45, 100), (70, 120)]
+    finding = stats.finding(
+        "c",
+        [stats.Claim.measured(f"{k}/{n}", partial(stats.binomial_interval, k, n), threshold=0.5) for k, n in counts],
+        "",
+    )
+    assert stats.family_level(3) == pytest.approx(1 - 0.05 / 3)
+    for claim, (k, n) in zip(finding.claims, counts):
+        assert (claim.low, claim.high) == stats.binomial_interval(k, n)[1:]
+        assert (claim.family_low, claim.family_high) == stats.binomial_interval(k, n, 1 - 0.05 / 3)[1:]
+        assert claim.family_low < claim.low and claim.family_high > claim.high
+    assert stats.Finding.from_json(json.loads(json.dumps(finding.to_json()))) == finding
+
+
+@pytest.mark.parametrize(
+    ("m", "word"),
+    [(1, "DOES NOT HOLD"), (2, "DOES NOT HOLD"), (12, "INCONCLUSIVE")],
+)
+def test_one_claim_contradicted_at_95_percent_fails_the_family_only_when_it_survives_bonferroni(
+    m: int, word: str
+) -> None:
+    """A mean-difference claim with z = -2.5 (two-sided p 0.012): contradicted at 95%, at
+    97.5% (m = 2: z 2.24), not at 1 - 0.05/12 (z 2.87); the other claims hold. Normal intervals."""
+    from scipy.stats import norm
+
+    def normal(estimate: float, se: float) -> stats.Interval:
+        return lambda level: (
+            estimate,
+            estimate - norm.ppf((1 + level) / 2) * se,
+            estimate + norm.ppf((1 + level) / 2) * se,
+        )
+
+    bad = stats.Claim.measured("bad", normal(-0.025, 0.01))
+    good = [stats.Claim.measured(f"good {i}", normal(0.1, 0.01)) for i in range(m - 1)]
+    finding = stats.finding("c", [bad, *good], "")
+    assert finding.claims[0].verdict == "DOES NOT HOLD"
+    assert finding.verdict == word
+    assert ("family-wise" in str(finding.claims[0])) == (word == "INCONCLUSIVE")
+
+
+def test_a_finding_of_several_claims_needs_each_claims_interval_function() -> None:
+    with pytest.raises(ValueError, match=r"Claim\.measured"):
+        stats.finding("c", [stats.Claim("a", 0.1, 0.0, 0.2), stats.Claim("b", 0.1, 0.0, 0.2)], "")
+    exact = stats.Claim("memory", 0.3, 0.3, 0.3)  # an exact value is its own family-wise interval
+    assert stats.finding("c", [exact, exact], "").verdict == "HOLDS"

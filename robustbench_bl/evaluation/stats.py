@@ -3,6 +3,12 @@ intervals, bootstrap intervals of medians, per-example outcomes packed into resu
 `Claim` every study `Finding` is made of (a `Verdict`: HOLDS / DOES NOT HOLD / INCONCLUSIVE against a
 threshold, in the direction the paper predicts).
 
+A study's overall verdict controls the family-wise error over its claims (`overall`): it is DOES NOT
+HOLD only when some claim is contradicted at the Bonferroni level 1 - 0.05/m (Holm's first step, which
+alone decides "at least one claim fails"), and HOLDS when every claim holds at 95% (an
+intersection-union test needs no correction); a claim therefore carries the function that computes its
+interval at any level.
+
 Every measurement of a study uses the same test images, so resampling the images once and
 recomputing every statistic on that resample keeps the pairing between models and conditions.
 """
@@ -10,8 +16,9 @@ recomputing every statistic on that resample keeps the pairing between models an
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -64,6 +71,14 @@ def paired_bootstrap(
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return estimate, float(low), float(high)
+
+
+def paired_difference(
+    outcomes: Mapping[Any, np.ndarray], a: Any, b: Any, seed: int = 0
+) -> Callable[..., tuple[float, float, float]]:
+    """The `paired_bootstrap` interval of condition `a`'s mean outcome minus `b`'s, as a function of
+    `level` (a claim's `Interval`)."""
+    return partial(paired_bootstrap, outcomes, lambda m: m[a] - m[b], seed=seed)
 
 
 def stratified_bootstrap(
@@ -163,6 +178,11 @@ class Verdict(str, Enum):
 
 #: The two directions a paper can predict an effect in, relative to the claim's threshold.
 DIRECTIONS = ("above", "below")
+#: The confidence level of every claim's own interval.
+LEVEL = 0.95
+#: A claim's interval at a confidence level, called as interval(level=...) -> (estimate, low, high) (every
+#: interval function here takes `level`: bind the rest with functools.partial).
+Interval = Callable[..., tuple[float, float, float]]
 
 
 def verdict(low: float, high: float, threshold: float = 0.0, direction: str = "above") -> Verdict:
@@ -177,10 +197,19 @@ def verdict(low: float, high: float, threshold: float = 0.0, direction: str = "a
     return Verdict.INCONCLUSIVE
 
 
+def family_level(m: int) -> float:
+    """The Bonferroni confidence level for m claims judged together: 1 - (1 - LEVEL) / m."""
+    if m < 1:
+        raise ValueError(f"m must be a positive number of claims, got {m}")
+    return 1 - (1 - LEVEL) / m
+
+
 @dataclass(frozen=True)
 class Claim:
     """One judged comparison of a study: an effect that the paper predicts to lie `direction` of
-    `threshold`, its estimate with a 95% interval, and the paper's reference beside it."""
+    `threshold`, its estimate with a 95% interval, and the paper's reference beside it. A `Finding`
+    of m claims adds each claim's interval at the family-wise level (`family_low`, `family_high`),
+    computed by `interval` (build claims with `Claim.measured`); exact values need no function."""
 
     label: str
     estimate: float
@@ -189,39 +218,83 @@ class Claim:
     threshold: float = 0.0
     paper: str = ""
     direction: str = "above"
+    family_low: float | None = None
+    family_high: float | None = None
+    interval: Interval | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
 
+    @classmethod
+    def measured(
+        cls, label: str, interval: Interval, threshold: float = 0.0, paper: str = "", direction: str = "above"
+    ) -> Claim:
+        """A claim whose estimate and 95% interval come from `interval(level=LEVEL)`; a Finding calls it again
+        at its family-wise level."""
+        estimate, low, high = interval(level=LEVEL)
+        return cls(label, estimate, low, high, threshold, paper, direction, interval=interval)
+
+    def in_family(self, m: int) -> Claim:
+        """This claim with its interval at the family-wise level of m claims (its own when m = 1 or the
+        value is exact)."""
+        if m == 1 or self.low == self.high:
+            low, high = self.low, self.high
+        elif self.interval is not None:
+            _, low, high = self.interval(level=family_level(m))
+        elif self.family_low is not None and self.family_high is not None:
+            return self
+        else:
+            raise ValueError(
+                f"claim {self.label!r} is one of {m} and has no interval function for the family-wise level: "
+                "build it with Claim.measured"
+            )
+        return replace(self, family_low=low, family_high=high)
+
     @property
     def verdict(self) -> Verdict:
         return verdict(self.low, self.high, self.threshold, self.direction)
 
+    @property
+    def family_verdict(self) -> Verdict:
+        """The verdict of the family-wise interval (the 95% one where none was computed)."""
+        if self.family_low is None or self.family_high is None:
+            return self.verdict
+        return verdict(self.family_low, self.family_high, self.threshold, self.direction)
+
     def __str__(self) -> str:
         paper = f" (paper: {self.paper})" if self.paper else ""
         needs = ">" if self.direction == "above" else "<"
+        family = ""
+        if self.family_verdict != self.verdict:
+            family = f" (family-wise [{self.family_low:+.3f}, {self.family_high:+.3f}]: {self.family_verdict})"
         return (
             f"{self.label}: {self.estimate:+.3f} [{self.low:+.3f}, {self.high:+.3f}], needs {needs} "
-            f"{self.threshold:+.3f}: {self.verdict}{paper}"
+            f"{self.threshold:+.3f}: {self.verdict}{family}{paper}"
         )
+
+    def to_json(self) -> dict[str, Any]:
+        """The claim's fields (not its interval function) and its verdicts."""
+        record = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "interval"}
+        return record | {"verdict": self.verdict.value, "family_verdict": self.family_verdict.value}
 
 
 def overall(claims: Iterable[Claim]) -> Verdict:
-    """DOES NOT HOLD if any claim does not hold, HOLDS if all hold, else INCONCLUSIVE."""
-    words = {c.verdict for c in claims}
-    if not words:
+    """DOES NOT HOLD if some claim is contradicted at the family-wise level, HOLDS if every claim holds
+    at 95%, else INCONCLUSIVE (give claims in their family: `Claim.in_family`)."""
+    claims = list(claims)
+    if not claims:
         raise ValueError("claims must hold at least one Claim")
-    if Verdict.DOES_NOT_HOLD in words:
+    if any(c.family_verdict == Verdict.DOES_NOT_HOLD for c in claims):
         return Verdict.DOES_NOT_HOLD
-    return Verdict.HOLDS if words == {Verdict.HOLDS} else Verdict.INCONCLUSIVE
+    return Verdict.HOLDS if all(c.verdict == Verdict.HOLDS for c in claims) else Verdict.INCONCLUSIVE
 
 
 @dataclass(frozen=True)
 class Finding:
     """A study's finding as data: the claim it tests (in the paper's words and direction), its judged
-    `claims`, the context (images, intervals) and notes. `str` is the text a person reads,
-    `to_json` / `from_json` the file `rbl report` and the tests read."""
+    `claims` (each with its family-wise interval), the context (images, intervals) and notes. `str` is
+    the text a person reads, `to_json` / `from_json` the file `rbl report` and the tests read."""
 
     claim: str
     claims: tuple[Claim, ...]
@@ -236,27 +309,42 @@ class Finding:
     def verdict(self) -> Verdict:
         return overall(self.claims)
 
+    @property
+    def rule(self) -> str:
+        """How the overall verdict was reached, in a line."""
+        m = len(self.claims)
+        if m == 1:
+            return "one claim: its 95% interval decides"
+        return (
+            f"{m} claims: DOES NOT HOLD needs one contradicted at the family-wise level {family_level(m):.2%} "
+            "(Bonferroni-Holm), HOLDS needs all at 95% (intersection-union)"
+        )
+
     def __str__(self) -> str:
-        lines = [str(c) for c in self.claims] + list(self.notes)
+        lines = [str(c) for c in self.claims] + [f"overall: {self.rule}"] + list(self.notes)
         return f"Finding ({self.claim!r}) {self.verdict} {self.context}:\n  " + "\n  ".join(lines)
 
     def to_json(self) -> dict[str, Any]:
-        """The finding as JSON-ready fields, every claim with its verdict."""
+        """The finding as JSON-ready fields, every claim with its verdicts."""
         return {
             "claim": self.claim,
             "verdict": self.verdict.value,
+            "rule": self.rule,
             "context": self.context,
-            "claims": [{**asdict(c), "verdict": c.verdict.value} for c in self.claims],
+            "claims": [c.to_json() for c in self.claims],
             "notes": list(self.notes),
         }
 
     @classmethod
     def from_json(cls, record: Mapping[str, Any]) -> Finding:
         """The Finding of `to_json`'s fields (verdicts are recomputed, not trusted)."""
-        claims = tuple(Claim(**{k: v for k, v in c.items() if k != "verdict"}) for c in record["claims"])
+        names = {f.name for f in fields(Claim)} - {"interval"}
+        claims = tuple(Claim(**{k: v for k, v in c.items() if k in names}) for c in record["claims"])
         return cls(record["claim"], claims, record["context"], tuple(record.get("notes", ())))
 
 
 def finding(claim: str, claims: Iterable[Claim], context: str, notes: Iterable[str] = ()) -> Finding:
-    """A study's Finding; printed, it reads 'Finding ('claim') VERDICT context:' then a line per claim and note."""
-    return Finding(claim, tuple(claims), context, tuple(notes))
+    """A study's Finding, each claim with its interval at the family-wise level of all of them; printed,
+    it reads 'Finding ('claim') VERDICT context:' then a line per claim, the verdict rule and the notes."""
+    claims = list(claims)
+    return Finding(claim, tuple(c.in_family(len(claims)) for c in claims), context, tuple(notes))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -74,13 +75,13 @@ def energy_claim(
         return None
     (f0, k0), (f1, k1) = next((a, b) for a, b in itertools.pairwise(static) if a[0] <= fraction[k] <= b[0])
     w = (fraction[k] - f0) / (f1 - f0) if f1 > f0 else 0.0
-    est, lo, hi = stats.paired_bootstrap(outcomes, lambda a: a[k] - ((1 - w) * a[k0] + w * a[k1]), seed=seed)
     mean = {key: float(outcomes[key].mean()) for key in (k, k0, k1)}
     label = (
         f"seed +{k[2]}: energy {k[1]:g} ({fraction[k]:.0%} discarded, {mean[k]:.3f}) - static "
         f"interpolated at {fraction[k]:.0%} ({(1 - w) * mean[k0] + w * mean[k1]:.3f})"
     )
-    return stats.Claim(label, est, lo, hi, paper=PAPER_ENERGY, direction="below")
+    interval = partial(stats.paired_bootstrap, outcomes, lambda a: a[k] - ((1 - w) * a[k0] + w * a[k1]), seed=seed)
+    return stats.Claim.measured(label, interval, paper=PAPER_ENERGY, direction="below")
 
 
 def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
@@ -94,12 +95,12 @@ def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
         static = sorted((fraction[k], k) for k in outcomes if k[0] == "static" and k[2] == s)
         plain, half = ("static", 0.0, s), ("static", 0.5, s)
         if plain in outcomes and half in outcomes:
-            est, lo, hi = stats.paired_bootstrap(outcomes, lambda a: a[half] - a[plain], seed=seed)
             label = (
                 f"seed +{s}: static 50% ({fraction[half]:.0%} discarded, {outcomes[half].mean():.3f}) - 0% "
                 f"({outcomes[plain].mean():.3f})"
             )
-            claims.append(stats.Claim(label, est, lo, hi, threshold=-GRACEFUL, paper=PAPER_GRACEFUL))
+            interval = stats.paired_difference(outcomes, half, plain, seed)
+            claims.append(stats.Claim.measured(label, interval, threshold=-GRACEFUL, paper=PAPER_GRACEFUL))
         energy = (
             energy_claim(outcomes, fraction, static, k, seed)
             for k in sorted(outcomes)

@@ -75,12 +75,12 @@ def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
     claims, notes = [], []
     for name in [c for c in CHANNELS if (c, "nonadaptive") in outcomes]:
         strongest = min((a for a in ADAPTIVE if (name, a) in outcomes), key=lambda a: outcomes[name, a].mean())
-        est, lo, hi = stats.paired_bootstrap(outcomes, lambda m: m[bare] - m[name, strongest], seed=seed)
         label = (
             f"{name}: bare {outcomes[bare].mean():.3f} - {strongest} {outcomes[name, strongest].mean():.3f} "
             f"(non-adaptive {outcomes[name, 'nonadaptive'].mean():.3f}, transfer {outcomes[name, TRANSFER].mean():.3f})"
         )
-        claim = stats.Claim(label, est, lo, hi, threshold=-TOLERANCE, paper=PAPER)
+        interval = stats.paired_difference(outcomes, bare, (name, strongest), seed)
+        claim = stats.Claim.measured(label, interval, threshold=-TOLERANCE, paper=PAPER)
         if name in PAPER_CHANNELS:
             claims.append(claim)
         else:

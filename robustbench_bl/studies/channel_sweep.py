@@ -64,6 +64,17 @@ RECOVERED = 0.75
 PAPER = "second paper Fig. 3.1: all channels recover ~0.85 of clean accuracy"
 
 
+def recovery(robust: float, n: int, bare: float) -> stats.Interval:
+    """The interval of a recovery (robust accuracy over n images / the bare model's clean accuracy
+    `bare`): the exact binomial interval of the robust accuracy, scaled by `bare`."""
+
+    def interval(level: float) -> tuple[float, float, float]:
+        _, lo, hi = stats.binomial_interval(round(robust * n), n, level)
+        return robust / bare, lo / bare, hi / bare
+
+    return interval
+
+
 def finding(best: pd.DataFrame, n: int, bare: float) -> stats.Finding:
     """Per seed channel and attack: recovery at the best strength (defended robust accuracy / the bare
     model's clean accuracy `bare`) with the exact binomial interval of the robust accuracy over the n
@@ -72,9 +83,8 @@ def finding(best: pd.DataFrame, n: int, bare: float) -> stats.Finding:
     for r in best.to_dict("records"):
         for attack in [c.removeprefix("robust_") for c in r if c.startswith("robust_")]:
             robust = r[f"robust_{attack}"]
-            _, lo, hi = stats.binomial_interval(round(robust * n), n)
             label = f"{r['channel']} at {r['strength']:g} (distortion {r['distortion']:.3f}), {attack}: recovery"
-            claim = stats.Claim(label, robust / bare, lo / bare, hi / bare, threshold=RECOVERED, paper=PAPER)
+            claim = stats.Claim.measured(label, recovery(robust, n, bare), threshold=RECOVERED, paper=PAPER)
             if r["channel"] in PAPER_CHANNELS:
                 claims.append(claim)
             else:

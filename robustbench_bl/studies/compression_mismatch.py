@@ -13,8 +13,11 @@ accuracy off it, with a 95% paired-bootstrap interval over the same test images.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -62,6 +65,11 @@ PRESETS = {
 }
 
 
+def own_minus_best(model: tuple[float, int], others: list[float]) -> Callable[[Mapping[Any, np.ndarray]], np.ndarray]:
+    """The statistic 'accuracy at the model's own test rate minus the best of the `others`'."""
+    return lambda a: a[model, model[0]] - np.max(np.stack([a[model, t] for t in others]), axis=0)
+
+
 def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
     """Per trained model, accuracy at its own rate minus its best accuracy at any other test rate,
     with a 95% paired-bootstrap interval over the test images (ties are INCONCLUSIVE, not a pass)."""
@@ -75,17 +83,13 @@ def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
         if model[0] not in rates:
             continue
         others = [t for t in rates if t != model[0]]
-        est, lo, hi = stats.paired_bootstrap(
-            outcomes,
-            lambda a: a[model, model[0]] - np.max(np.stack([a[model, t] for t in others]), axis=0),
-            seed=seed,
-        )
         best = max(others, key=lambda t: outcomes[model, t].mean())
         label = (
             f"trained at {model[0]:.0%} (seed +{model[1]}): {outcomes[model, model[0]].mean():.3f} at its own rate - "
             f"best other ({best:.0%}: {outcomes[model, best].mean():.3f})"
         )
-        claims.append(stats.Claim(label, est, lo, hi, paper=PAPER))
+        interval = partial(stats.paired_bootstrap, outcomes, own_minus_best(model, others), seed=seed)
+        claims.append(stats.Claim.measured(label, interval, paper=PAPER))
     diagonal = np.mean([outcomes[m, m[0]].mean() for m in {m for m, _ in outcomes} if (m, m[0]) in outcomes])
     off = np.mean([v.mean() for (m, t), v in outcomes.items() if t != m[0]])
     notes.append(f"mean accuracy on the diagonal {diagonal:.3f}, off it {off:.3f}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -113,8 +114,9 @@ def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
     claims = []
 
     def claim(diff: pd.Series, label: str) -> None:
-        est, lo, hi = stats.bootstrap(diff.to_numpy(), np.mean, seed=seed)
-        claims.append(stats.Claim(label, est, lo, hi, paper=PAPER))
+        values = diff.to_numpy()
+        interval = partial(stats.bootstrap, values, np.mean, seed=seed)
+        claims.append(stats.Claim.measured(label, interval, paper=PAPER))
 
     rates = sorted(table.compress_rate.unique())
     low, high = (0.5, 0.85) if {0.5, 0.85} <= set(rates) else (rates[len(rates) // 2], rates[-1])

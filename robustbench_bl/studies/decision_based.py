@@ -19,6 +19,7 @@ import json
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +74,15 @@ def finding(shares: pd.DataFrame) -> stats.Finding:
     for r in shares.itertuples():
         if r.decided == 0:
             continue
-        est, lo, hi = stats.binomial_interval(r.larger, r.decided)
         label = (
             f"{r.train_compress:.0%} vs 0%, {r.attack}: larger in {r.larger} of {r.decided} untied pairs "
             f"({r.ties:.0%} tied; medians {r.median:.3g} vs {r.median_reference:.3g})"
         )
-        claims.append(stats.Claim(label, est, lo, hi, threshold=0.5, paper=PAPER))
+        claims.append(
+            stats.Claim.measured(
+                label, partial(stats.binomial_interval, r.larger, r.decided), threshold=0.5, paper=PAPER
+            )
+        )
     return stats.finding(
         "band-limited models need larger perturbations",
         claims,

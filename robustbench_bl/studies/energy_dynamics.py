@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -63,9 +64,8 @@ def finding(table: pd.DataFrame) -> stats.Finding:
         if layer == "conv1":
             notes.append(f"energy {energy:g} {layer} (fixed input images, not judged): {path}")
             continue
-        est, lo, hi = stats.mean_interval(fall)
         label = f"energy {energy:g} {layer}: fall init -> end over {len(fall)} seeds ({path}, mean over seeds)"
-        claims.append(stats.Claim(label, est, lo, hi, paper=PAPER))
+        claims.append(stats.Claim.measured(label, partial(stats.mean_interval, fall), paper=PAPER))
     return stats.finding(
         "per-layer compression falls during training",
         claims,

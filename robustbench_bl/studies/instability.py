@@ -21,6 +21,7 @@ import copy
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -178,9 +179,10 @@ def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
                     if len(values) == 0:
                         notes.append(f"{rate:.0%} model, {name}, f={f}: no example counts")
                         continue
-                    est, lo, hi = stats.bootstrap(values, seed=seed)
+                    interval = partial(stats.bootstrap, values, seed=seed)
+                    est = float(np.median(values))
                     label = f"{rate:.0%} model, {name}, {LABELS[metric]} of f={f}: median log ratio over {len(values)} examples (x{np.exp(est):.2f})"
-                    claim = stats.Claim(label, est, lo, hi, paper=PAPER)
+                    claim = stats.Claim.measured(label, interval, paper=PAPER)
                     if f == JUDGED and name.startswith(ADVERSARIAL):
                         claims.append(claim)
                     else:

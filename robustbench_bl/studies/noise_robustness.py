@@ -19,6 +19,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -120,8 +121,8 @@ class Outcomes:
         def high(m: Mapping[Any, np.ndarray], model: Model) -> np.ndarray:
             return np.mean([m[noise, variant, model, level] for level in levels], axis=0)
 
-        est, lo, hi = stats.paired_bootstrap(self.correct, lambda m: high(m, a) - high(m, b), seed=self.seed)
-        return stats.Claim(label, est, lo, hi, paper=paper)
+        interval = partial(stats.paired_bootstrap, self.correct, lambda m: high(m, a) - high(m, b), seed=self.seed)
+        return stats.Claim.measured(label, interval, paper=paper)
 
     def controls(self, s: int) -> list[Model]:
         """The early-stopped plain models of seed offset `s`."""

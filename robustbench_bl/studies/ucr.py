@@ -18,6 +18,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -123,9 +124,9 @@ def equivalence(table: pd.DataFrame, seed: int) -> tuple[list[stats.Claim], list
                 [np.mean([m[rate, rate, s] - m[0.0, 0.0, s] for s in seeds], axis=0) for m in per_set], axis=0
             )
 
-        est, lo, hi = stats.stratified_bootstrap(strata, diff, seed=seed)
+        interval = partial(stats.stratified_bootstrap, strata, diff, seed=seed)
         label = f"trained and tested at {rate:.0%} - at 0%, mean over {len(strata)} data sets and {len(seeds)} seeds"
-        claims.append(stats.Claim(label, est, lo, hi, threshold=-MARGIN, paper=PAPER))
+        claims.append(stats.Claim.measured(label, interval, threshold=-MARGIN, paper=PAPER))
         means = [{k: v.mean(keepdims=True) for k, v in m.items()} for m in strata]
         per_set = ", ".join(f"{name} {float(diff([m])[0]):+.3f}" for (name, _), m in zip(parts, means))
         notes.append(f"per data set at {rate:.0%} - 0%: {per_set}")
