@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterator
+from copy import deepcopy
 from pathlib import Path
 
 import torch
@@ -89,3 +90,27 @@ class AttackerView(nn.Module):
 def for_attacker(model: nn.Module, precision: str, device: torch.device | str) -> AttackerView:
     """`model` as an attacker differentiates it, in `precision` (resolved: see `resolve`)."""
     return AttackerView(model, bfloat16=resolve(precision, device) == "bfloat16")
+
+
+def rounded(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
+    """A copy of `model` that emulates reduced-precision arithmetic (RPA, the first paper's comparator):
+    every parameter and buffer and every leaf module's input is rounded to `dtype`, products and sums
+    stay float32 (as mixed precision accumulates). Runs at float32 speed on any CPU; for judging how
+    a model behaves in reduced precision, not for speed."""
+    if not dtype.is_floating_point or torch.finfo(dtype).bits >= 32:
+        raise ValueError(f"dtype must be a floating type narrower than float32 (bfloat16, float16), got {dtype}")
+    copy = deepcopy(model)
+    with torch.no_grad():
+        for tensor in [*copy.parameters(), *copy.buffers()]:
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.to(dtype).to(tensor.dtype))
+
+    def round_inputs(_: nn.Module, inputs: tuple[object, ...]) -> tuple[object, ...]:
+        return tuple(
+            i.to(dtype).to(i.dtype) if isinstance(i, torch.Tensor) and i.is_floating_point() else i for i in inputs
+        )
+
+    for module in copy.modules():
+        if not any(True for _ in module.children()):
+            module.register_forward_pre_hook(round_inputs)
+    return copy

@@ -37,7 +37,14 @@ def test_top_mask_keeps_the_largest_coefficients() -> None:
 
 def test_errors_zero_at_rate_zero_and_same_count_per_scheme() -> None:
     x, w = inputs()
-    assert all(e < 1e-12 and d == 0 for e, d in conv_errors(x, w, 2, 0.0).values())
+    exact = conv_errors(x, w, 2, 0.0)
+    assert all(exact[s][0] < 1e-12 and exact[s][1] == 0 for s in ("lead", "top"))
+    # the paper's finest point: one coefficient (of the 16 x 8 one-sided spectrum) discarded, a small error,
+    # below top's at the smallest static compression
+    one, fraction = exact["top-one"]
+    smallest = conv_errors(x, w, 2, 0.01)
+    assert fraction == 1 / (16 * 8) and 0 < one < smallest["top"][0] < smallest["lead"][0]
+    assert "top-one" not in smallest
     errors = conv_errors(x, w, 2, 0.6)
     assert errors["lead"][1] == errors["top"][1] > 0.5
     assert all(e > 0 for e, _ in errors.values())

@@ -49,37 +49,89 @@ def test_compression_mismatch_judges_the_diagonal_against_the_best_other_rate(of
     assert estimates(text) == pytest.approx([0.1, 0.8 - off_diagonal], abs=1e-9)
 
 
-def noise_table(band_limited_high: float) -> pd.DataFrame:
-    """Plain (0, 0, 6) and early-stopped (0, 0, 1) keep 0.10 at the high levels; 50% keeps `band_limited_high`."""
+#: (architecture, rate, seed offset, epochs), arithmetic -> accuracy at Gaussian std 0, 0.1, 0.5, 1, 2 (and
+#: the same at Foolbox epsilon 0, 0.02, 0.1, 0.3, 1). The plain model keeps > 0.2 (2 x chance) at 0.1
+#: and 0.5 only: those are the informative levels.
+PLAIN = (0.9, 0.5, 0.25, 0.1, 0.1)
+
+
+def noise_table(curves: dict[tuple[tuple[str, float, int, int], str], tuple[float, ...]]) -> pd.DataFrame:
     rows = []
-    for i, (model, clean, high) in enumerate(
-        [((0.0, 0, 6), 0.9, 0.1), ((0.5, 0, 6), 0.85, band_limited_high), ((0.0, 0, 1), 0.8, 0.1)]
-    ):
-        for noise in ("gauss", "uniform"):
-            for variant in ("normalized", "clipped"):
-                for level, share in ((0.0, clean), (0.5, (clean + high) / 2), (1.0, high), (2.0, high)):
-                    rows.append(
-                        dict(
-                            zip(("train_compress", "seed_offset", "train_epochs"), model),
-                            noise=noise,
-                            variant=variant,
-                            level=level,
-                            metric="accuracy",
-                            n=N,
-                            value=share,
-                            correct=bits(share, i * 100 + int(level * 10) + len(noise) + len(variant)),
-                        )
+    for i, ((model, arithmetic), shares) in enumerate(curves.items()):
+        for noise, variant, levels in (
+            ("gauss", "normalized", (0, 0.1, 0.5, 1, 2)),
+            ("uniform", "foolbox", (0, 0.02, 0.1, 0.3, 1)),
+        ):
+            for j, (level, share) in enumerate(zip(levels, shares)):
+                rows.append(
+                    dict(
+                        zip(("model", "train_compress", "seed_offset", "train_epochs"), model),
+                        arithmetic=arithmetic,
+                        noise=noise,
+                        variant=variant,
+                        level=float(level),
+                        metric="accuracy",
+                        n=N,
+                        value=share,
+                        correct=bits(share, i * 100 + j),
                     )
+                )
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize(("high", "word"), [(0.3, "HOLDS"), (0.1, "INCONCLUSIVE"), (0.02, "DOES NOT HOLD")])
-def test_noise_robustness_judges_accuracy_at_the_high_noise_levels(high: float, word: str) -> None:
-    text = studies.module("noise_robustness").finding(noise_table(high))
-    assert verdict(text) == word
-    # the two claims (gauss, uniform; normalized) are the accuracy difference at std 1 and 2
-    assert estimates(text)[:2] == pytest.approx([high - 0.1] * 2, abs=1e-9)
-    assert "plain stopped at 1 epoch(s) (clean 0.800)" in str(text)
+def shifted(d: float, far: float = 0.35) -> tuple[float, ...]:
+    """The plain curve plus d at the informative levels and `far` (anything) where the plain model is at chance."""
+    return (0.85, PLAIN[1] + d, PLAIN[2] + d, far, far)
+
+
+@pytest.mark.parametrize(("d", "word"), [(0.1, "HOLDS"), (0.0, "INCONCLUSIVE"), (-0.1, "DOES NOT HOLD")])
+def test_noise_robustness_judges_the_informative_levels_only(d: float, word: str) -> None:
+    """Band-limited minus plain is d at std 0.1 and 0.5 (where the plain model keeps > 2 x chance) and
+    +0.25 where it is at chance: the estimate is d on both judged axes, the chance levels left out."""
+    finding = studies.module("noise_robustness").finding(
+        noise_table(
+            {
+                (("fastnet", 0.0, 0, 6), "fp32"): PLAIN,
+                (("fastnet", 0.5, 0, 6), "fp32"): shifted(d),
+                (("fastnet", 0.0, 0, 1), "fp32"): (0.8, 0.45, 0.2, 0.1, 0.1),
+                (("fastnet", 0.0, 0, 6), "bf16-rounded"): PLAIN,
+            }
+        )
+    )
+    assert verdict(finding) == word
+    assert estimates(finding) == pytest.approx([d, d], abs=1e-9)
+    assert all("[levels 0.1-0.5]" in c.label or "[levels 0.02-0.1]" in c.label for c in finding.claims)
+    notes = "\n".join(finding.notes)
+    assert "0% (1 ep.) (clean 0.800)" in notes and "the RPA comparator" in notes
+
+
+def test_noise_robustness_judges_each_seed_pooled_and_the_order_of_rates() -> None:
+    """Seed 0: 50% +0.10, 85% +0.20 over plain; seed 1: 50% +0.04. Claims per axis: 50% - 0% per seed,
+    pooled (the mean, +0.07), 85% - 0%, and 85% - 50% on 50%'s own informative levels (all four: it
+    keeps 0.35 where plain is at chance, and 85% ties with it there: +0.10, +0.10, 0, 0 -> +0.05)."""
+    finding = studies.module("noise_robustness").finding(
+        noise_table(
+            {
+                (("fastnet", 0.0, 0, 6), "fp32"): PLAIN,
+                (("fastnet", 0.5, 0, 6), "fp32"): shifted(0.1),
+                (("fastnet", 0.85, 0, 6), "fp32"): shifted(0.2),
+                (("fastnet", 0.0, 1, 6), "fp32"): PLAIN,
+                (("fastnet", 0.5, 1, 6), "fp32"): shifted(0.04),
+            }
+        )
+    )
+    gauss = {c.label.split("[Fig. 6]: ")[1].split(" [")[0]: c.estimate for c in finding.claims if "Fig. 6" in c.label}
+    assert gauss == pytest.approx(
+        {
+            "fastnet 50% (6 ep.) - fastnet 0% (6 ep.)": 0.1,
+            "fastnet 50% seed +1 (6 ep.) - fastnet 0% seed +1 (6 ep.)": 0.04,
+            "fastnet 50% - 0%, pooled over 2 seeds": 0.07,
+            "fastnet 85% (6 ep.) - fastnet 0% (6 ep.)": 0.2,
+            "fastnet 85% (6 ep.) - fastnet 50% (6 ep.)": 0.05,
+        },
+        abs=1e-9,
+    )
+    assert len(finding.claims) == 10 and "family-wise level 99.50%" in str(finding)
 
 
 def accuracy_table(half: float, energy: float) -> pd.DataFrame:

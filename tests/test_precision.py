@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from robustbench_bl import attacks, data, models, precision
@@ -131,3 +132,28 @@ def test_training_in_bfloat16_keeps_float32_weights_and_records_the_precision() 
     history = train_fast(model, train, recipe, device="cpu", progress=False, precision="bfloat16")
     assert [h["precision"] for h in history] == ["bfloat16"]
     assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_rounded_model_is_the_closed_form_of_rounded_weights_and_inputs(dtype: torch.dtype) -> None:
+    """Linear -> ReLU -> Linear in emulated reduced precision equals the float32 computation on
+    dtype-rounded weights, biases and layer inputs, and differs from the plain float32 model."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(7, 5), nn.ReLU(), nn.Linear(5, 3))
+    x = torch.randn(4, 7)
+
+    def r(t: torch.Tensor) -> torch.Tensor:
+        return t.to(dtype).float()
+
+    first, second = model[0], model[2]
+    hidden = torch.relu(F.linear(r(x), r(first.weight), r(first.bias)))
+    expected = F.linear(r(r(hidden)), r(second.weight), r(second.bias))
+    low = precision.rounded(model, dtype)
+    assert torch.equal(low(x), expected)
+    assert not torch.equal(low(x), model(x))
+    assert torch.equal(model[0].weight, first.weight) and not torch.equal(low[0].weight, model[0].weight)  # a copy
+
+
+def test_rounded_refuses_a_dtype_that_is_not_narrower() -> None:
+    with pytest.raises(ValueError, match="dtype must be a floating type narrower than float32"):
+        precision.rounded(nn.Linear(2, 2), torch.float64)

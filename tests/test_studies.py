@@ -9,6 +9,7 @@ from types import ModuleType
 
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from robustbench_bl import channels, studies
@@ -52,8 +53,12 @@ def test_noise_robustness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     # A cell's distortion comes from the noisy images its accuracy uses, not from extra draws.
     monkeypatch.setattr(channels.Channel, "distortion", lambda *a, **k: pytest.fail("extra draws for the distortion"))
     table = run_smoke("noise_robustness", tmp_path)
-    assert len(table) == len(p.models) * 2 * len(module.VARIANTS) * len(p.levels)
+    # every curve on the judged axes; the clipped variant for the fully trained seed-0 models only
+    judged, full = len(p.levels) + len(p.epsilons), [m for m in p.models if m[2] == 0 and m[3] == 2]
+    assert len(table) == (len(p.models) + len(p.rpa)) * judged + len(full) * len(p.clipped)
+    assert set(table.arithmetic) == {module.FP32, module.RPA}
     assert {
+        "arithmetic",
         "train_compress",
         "seed_offset",
         "train_epochs",
@@ -75,6 +80,21 @@ def test_noise_robustness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     # a second run finds every cell stored and measures nothing
     monkeypatch.setattr(module, "predict", lambda *a, **k: pytest.fail("a stored cell was measured again"))
     module.main(["--preset", "smoke", "--out", str(tmp_path), "--quiet"])
+
+
+@pytest.mark.parametrize("eps", [0.02, 0.3])
+def test_noise_on_the_foolbox_axis_is_uniform_in_pixels_and_clipped(eps: float) -> None:
+    """Foolbox 2's additive uniform noise with bounds (0, 1): U[-eps, eps] per pixel, then clipped."""
+    module = load_study("noise_robustness")
+    x = torch.full((4, 3, 32, 32), 0.5)
+    out = module.noisy(x, "uniform", eps, "foolbox", torch.ones(3), seed=1)
+    delta = out - x
+    assert delta.abs().max() <= eps and delta.abs().max() > 0.95 * eps
+    assert delta.abs().mean().item() == pytest.approx(eps / 2, rel=0.03)  # |U[-eps, eps]| has mean eps / 2
+    edge = module.noisy(torch.ones(2, 3, 8, 8), "uniform", eps, "foolbox", torch.ones(3), seed=1)
+    assert edge.max() == 1 and edge.min() < 1  # clipped at the top, not shifted
+    with pytest.raises(ValueError, match="noise must be 'uniform'"):
+        module.noisy(x, "gauss", eps, "foolbox", torch.ones(3), seed=1)
 
 
 def test_channel_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,6 +4,7 @@ plain nn.Conv1d/2d, so `spectral.bandlimit` can swap the convolutions later."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from torch import nn
 
@@ -21,10 +22,12 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "densenet121": DenseNet121,
     "fcn1d": FCN1d,
     "fastnet": FastNet,
+    # the whitening-free control: FastNet with a learned first convolution instead of the frozen whitening
+    "fastnet_nw": partial(FastNet, stem="learned"),
 }
 
 #: The input rank each model expects: 4 for images N x C x H x W, 3 for series N x C x L.
-INPUT_RANK = {"lenet": 4, "fastnet": 4, "resnet18": 4, "densenet121": 4, "fcn1d": 3}
+INPUT_RANK = {"lenet": 4, "fastnet": 4, "fastnet_nw": 4, "resnet18": 4, "densenet121": 4, "fcn1d": 3}
 
 
 def names() -> list[str]:

@@ -46,7 +46,7 @@ def trained_models(
     got: dict[K, tuple[nn.Module, dict[str, Any]]] = {}
     keys: dict[K, str] = {}
     for k, cfg in wanted.items():
-        name = _zoo_name(cfg) if cfg.model == "fastnet" else None
+        name = zoo_name(cfg)
         if name is not None:
             card = zoo.card(name)
             meta = {
@@ -64,12 +64,19 @@ def trained_models(
     return Trained(test, {k: model for k, (model, _) in got.items()}, keys, {k: meta for k, (_, meta) in got.items()})
 
 
-def _zoo_name(cfg: TrainConfig) -> str | None:
-    """The zoo model of this band and seed that saw as many training examples (a budget scales the
-    epochs up on a smaller source), else the zoo's full-length one, else None."""
+#: The zoo's first layer of each FastNet variant the studies train.
+ZOO_STEMS = {"fastnet": "whiten", "fastnet_nw": "learned"}
+
+
+def zoo_name(cfg: TrainConfig) -> str | None:
+    """The zoo model of this architecture, band and seed that saw as many training examples (a budget
+    scales the epochs up on a smaller source), else the zoo's full-length one, else None."""
+    if cfg.model not in ZOO_STEMS:
+        return None
+    stem = ZOO_STEMS[cfg.model]
     epochs = round(cfg.epochs * (cfg.limit or zoo.TRAIN_SIZE) / zoo.TRAIN_SIZE)
-    return zoo.find(cfg.compress_rate, cfg.energy, cfg.seed, epochs) or zoo.find(
-        cfg.compress_rate, cfg.energy, cfg.seed
+    return zoo.find(cfg.compress_rate, cfg.energy, cfg.seed, epochs, stem) or zoo.find(
+        cfg.compress_rate, cfg.energy, cfg.seed, stem=stem
     )
 
 

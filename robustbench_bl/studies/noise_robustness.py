@@ -1,21 +1,31 @@
-"""Noise robustness of band-limited models (first paper, Fig. 28; second paper, Fig. 2.5).
+"""Noise robustness of band-limited models (first paper section 4.4, Figs. 6 and 28; second paper Fig. 2.5).
 
-Takes the same CNN trained at several compression rates of its band-limited convolutions (the
-zoo's FastNets by default, LeNets with --preset smoke) and measures test accuracy under Gaussian
-and uniform noise of increasing level, in the papers' units: noise added after normalization (its
-standard deviation in units of the model's per-channel input std) and not clipped; the clipped
-pixel variant (the same draws, then clipped to [0, 1]) is measured beside it. Finding to check:
-the more band-limited the model, the more accuracy it keeps under noise, judged by the paired
-accuracy difference at the high noise levels with 95% paired-bootstrap intervals, against plain
-models of the same seed and against early-stopped plain models of lower clean accuracy (so that
-"band-limited" is told apart from "less accurate").
+Takes the same CNN trained at several compression rates of its band-limited convolutions (the zoo's
+FastNets by default, and its whitening-free family where the zoo ships it; LeNets with --preset smoke)
+and measures test accuracy under noise of increasing level, on three axes:
 
-    python studies/noise_robustness.py                 # quick preset (default), <= 15 min on a CPU
+- Gaussian noise (Fig. 6, sigma 0 to 2): added after normalization, its std in units of the model's
+  per-channel input std, not clipped; a dense grid where the plain model collapses. Judged.
+- Uniform noise on Fig. 28's epsilon axis (0 to 1), as Foolbox 2's additive uniform noise draws it:
+  U[-eps, eps] x (max - min) in [0, 1] pixels, clipped to [0, 1]. Judged.
+- The Gaussian draws clipped to [0, 1] pixels (what a camera could deliver), on a coarse grid. Not judged.
+
+The paper's claim: "models trained with higher compression are more robust to the inserted noise",
+and band-limited CNNs "outperform the RPA-based method and under-fitted models (e.g., via early
+stopping)". Judged on the paired accuracy difference (band-limited minus plain, same architecture and
+seed; and the more compressed minus the less) averaged over the *informative* levels: those where the
+plain model keeps more than twice chance accuracy (where every model sits at chance a difference is
+zero by construction and would only dilute). Per training seed and pooled over seeds; the RPA
+comparator (the plain model with bfloat16-rounded weights and activations, `precision.rounded`) and
+the early-stopped plain models are controls with their own intervals.
+
+    python studies/noise_robustness.py                 # quick preset (default), <= 5 min on the packaged sample
     python studies/noise_robustness.py --preset smoke  # seconds, what the tests run
 """
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,159 +36,282 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from robustbench_bl import plots
 from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation import stats
 from robustbench_bl.models.common import input_std
-from robustbench_bl.studies.common import discarded_per_layer
+from robustbench_bl.precision import rounded
+from robustbench_bl.studies.common import discarded_per_layer, zoo_name
 from robustbench_bl.studies.study import Cell, Row, TrainedStudy, text
 from robustbench_bl.training import TrainConfig, budget, predict, recipe
 
 EVAL = 500  # images on which each model's discarded fractions are reported
-#: Noise levels at or above this share of the largest level are the "high-noise levels" judged.
-HIGH = 0.5
-#: The ways noise reaches the model: the papers' (normalized units, unclipped) and clipped pixels.
-VARIANTS = ("normalized", "clipped")
-NOISES = ("gauss", "uniform")
-PAPER = "first paper Fig. 28: 85% > 50% > 0% in figures, no number"
+CHANCE = 0.1  # CIFAR-10's ten classes
+#: A level informs the claim where the plain model compared against keeps more than this x chance.
+INFORMATIVE = 2.0
+#: The axes noise is measured on, as (noise, variant): see the module docstring.
+GAUSS, FOOLBOX, CLIPPED = ("gauss", "normalized"), ("uniform", "foolbox"), ("gauss", "clipped")
+PANELS = (GAUSS, FOOLBOX, CLIPPED)
+#: The judged axes and the paper's figure for each.
+PAPER = {
+    GAUSS: "first paper Fig. 6 (sigma 0-2, ResNet-18): more compression, more robust; in figures, no number",
+    FOOLBOX: "first paper Fig. 28 (uniform, epsilon 0-1, ResNet-18): more compression, more robust; no number",
+}
+AXIS = {
+    GAUSS: "Gaussian: std (x the model's input std), unclipped [Fig. 6]",
+    FOOLBOX: "uniform: Foolbox epsilon (pixels), clipped [Fig. 28]",
+    CLIPPED: "Gaussian: std (x the model's input std), clipped to [0, 1]",
+}
+#: Arithmetic of an evaluation: float32, or the RPA comparator (bfloat16-rounded, `precision.rounded`).
+FP32, RPA = "fp32", "bf16-rounded"
 
-Model = tuple[float, int, int]  # (train compression rate, training seed offset, epochs)
+Model = tuple[str, float, int, int]  # (architecture, train compression rate, training seed offset, epochs)
+Curve = tuple[Model, str]  # a model and the arithmetic it is evaluated in
 
 
 @dataclass(frozen=True)
 class Preset:
-    """`models`: (train compression rate, training seed offset, epochs); plain models with fewer
-    epochs than the others are the early-stopped controls of lower clean accuracy. `levels`: noise
-    std in normalized units. `train` / `test`: training budget and test images."""
+    """`models`: (architecture, train compression rate, training seed offset, epochs); plain models
+    with fewer epochs than the others are the early-stopped controls. `optional`: models used only
+    where the zoo ships them (never trained by the study). `rpa`: models also evaluated in reduced
+    precision. `levels`: Gaussian std (normalized units); `epsilons`: Foolbox uniform epsilon;
+    `clipped`: the clipped Gaussian's std. `train` / `test`: training budget and test images."""
 
-    model: str
     train: int
     test: int
     models: tuple[Model, ...]
     levels: tuple[float, ...]
+    epsilons: tuple[float, ...]
+    clipped: tuple[float, ...]
+    rpa: tuple[Model, ...] = ()
+    optional: tuple[Model, ...] = ()
 
 
+#: The dense grid where the plain FastNet collapses (std 0.25 leaves it near 0.2) and on to Fig. 6's 2.
+DENSE = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
+#: Fig. 28's epsilon axis, dense at the low end (eps 0.1 is a pixel std of 0.058, about std 0.23 above).
+EPSILONS = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
+FAST = "fastnet"
 PRESETS = {
-    "smoke": Preset("lenet", 200, 100, ((0.0, 0, 2), (0.5, 0, 2), (0.0, 0, 1)), (0.0, 1.0, 2.0)),
-    # The shipped zoo FastNets (no training): 0 / 50 / 85% at seed 0, 0 / 50% at seed 1, and the
-    # plain models stopped after 1 and 2 epochs, on 3,000 class-balanced offline test images with
-    # RBL_DATA / --data, else on the packaged 1,000-image sample. Noise std 0..2 in normalized
-    # units, as in the papers (2 is 0.49-0.52 in [0, 1] pixels with the models' CIFAR-10 std).
+    "smoke": Preset(
+        200,
+        100,
+        (("lenet", 0.0, 0, 2), ("lenet", 0.5, 0, 2), ("lenet", 0.0, 0, 1)),
+        (0.0, 0.5, 2.0),
+        (0.0, 0.1, 0.5),
+        (0.0, 1.0),
+        rpa=(("lenet", 0.0, 0, 2),),
+    ),
+    # The shipped zoo FastNets (no training): 0 / 50 / 85% at seed 0, 0 / 50% at seed 1, the plain
+    # models stopped after 1 and 2 epochs, and the whitening-free 0 / 50 / 85% where the zoo has them;
+    # 3,000 class-balanced offline test images with RBL_DATA / --data, else the packaged 1,000-image sample.
     "quick": Preset(
-        "fastnet",
         50000,
         3000,
-        ((0.0, 0, 6), (0.5, 0, 6), (0.85, 0, 6), (0.0, 1, 6), (0.5, 1, 6), (0.0, 0, 1), (0.0, 0, 2)),
-        (0.0, 0.25, 0.5, 1.0, 2.0),
+        (
+            (FAST, 0.0, 0, 6),
+            (FAST, 0.5, 0, 6),
+            (FAST, 0.85, 0, 6),
+            (FAST, 0.0, 1, 6),
+            (FAST, 0.5, 1, 6),
+            (FAST, 0.0, 0, 1),
+            (FAST, 0.0, 0, 2),
+        ),
+        DENSE,
+        EPSILONS,
+        (0.0, 0.1, 0.25, 0.5, 2.0),
+        rpa=((FAST, 0.0, 0, 6),),
+        optional=(("fastnet_nw", 0.0, 0, 6), ("fastnet_nw", 0.5, 0, 6), ("fastnet_nw", 0.85, 0, 6)),
     ),
     "paper": Preset(
-        "resnet18",
         50000,
         10000,
-        ((0.0, 0, 350), (0.5, 0, 350), (0.85, 0, 350), (0.0, 1, 350), (0.5, 1, 350), (0.0, 0, 20)),
-        (0.0, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0),
+        tuple(
+            ("resnet18", r, s, e)
+            for r, s, e in ((0.0, 0, 350), (0.5, 0, 350), (0.85, 0, 350), (0.0, 1, 350), (0.5, 1, 350), (0.0, 0, 20))
+        ),
+        DENSE,
+        EPSILONS,
+        (0.0, 0.25, 0.5, 1.0, 2.0),
+        rpa=(("resnet18", 0.0, 0, 350),),
     ),
 }
 
 
 def noisy(x: torch.Tensor, noise: str, level: float, variant: str, std: torch.Tensor, seed: int) -> torch.Tensor:
-    """x plus one seeded draw of zero-mean noise whose standard deviation is `level` in normalized
-    units (per channel, `level` x the model's input std); uniform noise is drawn on [-b, b] with
-    b = sqrt(3) x that std. The 'clipped' variant clips the same draw to [0, 1] pixels."""
+    """x plus one seeded draw of zero-mean noise. 'normalized' / 'clipped': std `level` in normalized
+    units (per channel, `level` x the model's input std), Gaussian or uniform on [-b, b] with b = sqrt(3)
+    x that std; 'clipped' clips the draw to [0, 1] pixels. 'foolbox' (uniform only): U[-level, level]
+    in [0, 1] pixels, clipped, as Foolbox 2's additive uniform noise with bounds (0, 1)."""
     generator = torch.Generator(device=x.device).manual_seed(seed)
     if noise == "gauss":
         draw = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     else:
-        draw = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype).mul_(2).sub_(1).mul_(3**0.5)
+        draw = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype).mul_(2).sub_(1)
+    if variant == "foolbox":
+        if noise != "uniform":
+            raise ValueError(
+                f"the 'foolbox' variant is Foolbox's uniform noise; noise must be 'uniform', got {noise!r}"
+            )
+        return (x + draw * level).clamp_(0, 1)
+    if noise == "uniform":
+        draw.mul_(3**0.5)
     out = x + draw * (level * std.to(x).view(1, -1, 1, 1))
     return out.clamp_(0, 1) if variant == "clipped" else out
 
 
 class Outcomes:
-    """Per-image correctness by (noise, variant, model, level), compared model against model as the
-    paired accuracy difference averaged over the high noise levels."""
+    """Per-image correctness by (panel, curve, level), compared curve against curve as the paired
+    accuracy difference averaged over the informative levels of the reference."""
 
     def __init__(self, table: pd.DataFrame, seed: int) -> None:
         acc = table[table.metric == "accuracy"]
         self.n = int(acc.n.iloc[0])
         self.seed = seed
         self.correct = {
-            (r.noise, r.variant, (r.train_compress, r.seed_offset, r.train_epochs), r.level): stats.unpack(
-                r.correct, self.n
-            )
+            (
+                (r.noise, r.variant),
+                ((r.model, r.train_compress, r.seed_offset, r.train_epochs), r.arithmetic),
+                r.level,
+            ): stats.unpack(r.correct, self.n)
             for r in acc.itertuples()
         }
-        self.models = sorted({m for _, _, m, _ in self.correct})
-        self.full = max(e for _, _, e in self.models)
-        self.clean = {m: float(self.correct["gauss", "normalized", m, 0.0].mean()) for m in self.models}
+        self.curves = sorted({c for _, c, _ in self.correct})
+        self.models = sorted({m for m, a in self.curves if a == FP32})
+        self.full = max(m[3] for m in self.models)
+        self.clean = {c: float(self.correct[GAUSS, c, 0.0].mean()) for c in self.curves}
+
+    def levels(self, panel: tuple[str, str], reference: Curve) -> tuple[list[float], str]:
+        """The informative levels of `panel` for comparisons against `reference` (> 0, where it keeps
+        more than INFORMATIVE x chance), else the smallest level > 0; and a word on which."""
+        above = [lv for p, c, lv in self.correct if p == panel and c == reference and lv > 0]
+        informative = [lv for lv in sorted(above) if self.correct[panel, reference, lv].mean() > INFORMATIVE * CHANCE]
+        if informative:
+            return informative, f"levels {informative[0]:g}-{informative[-1]:g}"
+        return sorted(above)[:1], f"level {min(above):g} (no informative level)"
 
     def compare(
-        self, a: Model, b: Model, noise: str, variant: str, levels: list[float], label: str, paper: str = ""
+        self, pairs: list[tuple[Curve, Curve]], panel: tuple[str, str], label: str, paper: str = ""
     ) -> stats.Claim:
-        """Accuracy of `a` minus `b`, mean over `levels`, with a 95% paired-bootstrap interval."""
+        """Accuracy of a minus b over each pair's informative levels (those of b), averaged over the pairs
+        (one pair per seed; pooled when several), with a 95% paired-bootstrap interval over the images."""
+        levels = [self.levels(panel, b)[0] for _, b in pairs]
 
-        def high(m: Mapping[Any, np.ndarray], model: Model) -> np.ndarray:
-            return np.mean([m[noise, variant, model, level] for level in levels], axis=0)
-
-        interval = partial(stats.paired_bootstrap, self.correct, lambda m: high(m, a) - high(m, b), seed=self.seed)
-        return stats.Claim.measured(label, interval, paper=paper)
-
-    def controls(self, s: int) -> list[Model]:
-        """The early-stopped plain models of seed offset `s`."""
-        return [m for m in self.models if m[0] == 0 and m[2] < self.full and m[1] == s]
-
-
-def judge(
-    o: Outcomes, noise: str, variant: str, high: list[float]
-) -> tuple[list[stats.Claim], list[stats.Claim], list[str]]:
-    """Claims (normalized variant), controls and notes of one noise and variant at the levels `high`."""
-    where = f"{noise} {variant}, std {', '.join(f'{v:g}' for v in high)}"
-    claims, controls, notes = [], [], []
-    for rate, s, e in o.models:
-        if rate == 0 or e != o.full or (0.0, s, o.full) not in o.models:
-            continue
-        model = (rate, s, e)
-        label = f"{where}: {rate:.0%} - 0% (seed +{s})"
-        if variant == VARIANTS[0]:
-            claims.append(o.compare(model, (0.0, s, o.full), noise, variant, high, label, PAPER))
-        else:
-            notes.append(str(o.compare(model, (0.0, s, o.full), noise, variant, high, label)))
-        for ctrl in o.controls(s):
-            label = (
-                f"{where}: {rate:.0%} (clean {o.clean[model]:.3f}) - plain stopped at {ctrl[2]} epoch(s) "
-                f"(clean {o.clean[ctrl]:.3f})"
+        def effect(m: Mapping[Any, np.ndarray]) -> np.ndarray:
+            return np.mean(
+                [
+                    np.mean([m[panel, a, lv] - m[panel, b, lv] for lv in lvs], axis=0)
+                    for (a, b), lvs in zip(pairs, levels)
+                ],
+                axis=0,
             )
-            controls.append(o.compare(model, ctrl, noise, variant, high, label))
-    for rate, s, e in o.models:
-        if s > 0 and (rate, 0, e) in o.models:
-            c = o.compare((rate, s, e), (rate, 0, e), noise, variant, high, "")
+
+        where = "; ".join(self.levels(panel, b)[1] for _, b in pairs)
+        interval = partial(stats.paired_bootstrap, self.correct, effect, seed=self.seed)
+        return stats.Claim.measured(f"{label} [{where}]", interval, paper=paper)
+
+    def full_models(self, arch: str, seed: int) -> list[Model]:
+        """The fully trained fp32 models of `arch` and `seed`, by compression rate."""
+        return [m for m in self.models if m[0] == arch and m[2] == seed and m[3] == self.full]
+
+    def controls(self, arch: str, seed: int) -> list[Model]:
+        """The early-stopped plain models of `arch` and `seed`."""
+        return [m for m in self.models if m[0] == arch and m[1] == 0 and m[2] == seed and m[3] < self.full]
+
+
+def name(curve: Curve) -> str:
+    """A curve as a person reads it: 'fastnet 50% seed +1', '(1 ep.)', '[bf16-rounded]'."""
+    (arch, rate, s, e), arithmetic = curve
+    return (
+        f"{arch} {rate:.0%}"
+        + (f" seed +{s}" if s else "")
+        + f" ({e} ep.)"
+        + (f" [{arithmetic}]" if arithmetic != FP32 else "")
+    )
+
+
+def claims_of(o: Outcomes, panel: tuple[str, str]) -> list[stats.Claim]:
+    """The judged claims of one panel: per architecture, each band-limited model minus the plain one
+    (per seed, then pooled over seeds), and each more compressed model minus the next less compressed."""
+    claims = []
+    for arch in sorted({m[0] for m in o.models}):
+        by_seed = {
+            s: {m[1]: m for m in o.full_models(arch, s)} for s in sorted({m[2] for m in o.models if m[0] == arch})
+        }
+        rates = sorted({r for models in by_seed.values() for r in models if r > 0})
+        for rate in rates:
+            pairs = [((m[rate], FP32), (m[0.0], FP32)) for m in by_seed.values() if rate in m and 0.0 in m]
+            for pair in pairs:
+                claims.append(
+                    o.compare([pair], panel, f"{AXIS[panel]}: {name(pair[0])} - {name(pair[1])}", PAPER[panel])
+                )
+            if len(pairs) > 1:
+                claims.append(
+                    o.compare(
+                        pairs,
+                        panel,
+                        f"{AXIS[panel]}: {arch} {rate:.0%} - 0%, pooled over {len(pairs)} seeds",
+                        PAPER[panel],
+                    )
+                )
+        for _s, models in by_seed.items():
+            steps = sorted(r for r in models if r > 0)
+            for low, high in itertools.pairwise(steps):
+                pair = ((models[high], FP32), (models[low], FP32))
+                claims.append(
+                    o.compare([pair], panel, f"{AXIS[panel]}: {name(pair[0])} - {name(pair[1])}", PAPER[panel])
+                )
+    return claims
+
+
+def controls_of(o: Outcomes, panel: tuple[str, str]) -> list[str]:
+    """Notes with verdicts: each band-limited model against the early-stopped plain models and the RPA
+    comparator of its seed, the RPA comparator against fp32, and seed against seed (the yardstick)."""
+    notes = []
+    for arch, _, s, _ in [m for m in o.models if m[1] == 0 and m[3] == o.full]:
+        plain = ((arch, 0.0, s, o.full), FP32)
+        others = [(c, f"{name(c)} (clean {o.clean[c]:.3f})") for c in [(m, FP32) for m in o.controls(arch, s)]]
+        others += [
+            (c, f"{name(c)} (the RPA comparator, clean {o.clean[c]:.3f})")
+            for c in o.curves
+            if c[0] == plain[0] and c[1] == RPA
+        ]
+        for model in [m for m in o.full_models(arch, s) if m[1] > 0]:
+            for other, label in others:
+                c = o.compare([((model, FP32), other)], panel, f"{AXIS[panel]}: {name((model, FP32))} - {label}")
+                notes.append(f"control ({c.verdict}): {c}")
+        for rpa in [c for c in o.curves if c[0] == plain[0] and c[1] == RPA]:
+            c = o.compare([(rpa, plain)], panel, f"{AXIS[panel]}: {name(rpa)} - {name(plain)}")
+            notes.append(f"RPA against float32 (yardstick): {c.estimate:+.3f} [{c.low:+.3f}, {c.high:+.3f}]")
+    for m in [m for m in o.models if m[2] > 0]:
+        first = (m[0], m[1], 0, m[3])
+        if first in o.models:
+            c = o.compare([((m, FP32), (first, FP32))], panel, "")
             notes.append(
-                f"{where}: seed +{s} - seed +0 at {rate:.0%} (yardstick): {c.estimate:+.3f} [{c.low:+.3f}, {c.high:+.3f}]"
+                f"{AXIS[panel]}: seed +{m[2]} - seed +0 at {m[0]} {m[1]:.0%} (yardstick): {c.estimate:+.3f} [{c.low:+.3f}, {c.high:+.3f}]"
             )
-    return claims, controls, notes
+    return notes
 
 
 def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
-    """Per noise and variant, the accuracy of each band-limited model minus a plain model's, averaged
-    over the high noise levels, with 95% paired-bootstrap intervals: against the plain model of the
-    same seed (the claim), against the early-stopped plain controls, and seed against seed."""
+    """Per judged axis (Fig. 6's Gaussian, Fig. 28's uniform): each band-limited model minus the plain
+    one and each more compressed minus the less, averaged over the informative levels, with 95%
+    paired-bootstrap intervals; the early-stopped and RPA controls and the seed yardstick as notes."""
     o = Outcomes(table, seed)
-    claims, controls, notes = [], [], []
-    for (noise, variant), part in table[table.metric == "accuracy"].groupby(["noise", "variant"]):
-        levels = sorted(part.level.unique())
-        judged = judge(o, noise, variant, [v for v in levels if v > 0 and v >= HIGH * max(levels)])
-        claims += judged[0]
-        controls += judged[1]
-        notes += judged[2]
+    panels = [p for p in PAPER if any(k[0] == p for k in o.correct)]
+    claims = [c for p in panels for c in claims_of(o, p)]
+    notes = [n for p in panels for n in controls_of(o, p)]
+    seeds = sorted({m[2] for m in o.models})
     return stats.finding(
-        "more band-limited, more robust to noise",
+        "models trained with higher compression are more robust to the inserted noise",
         claims,
-        f"on {o.n} test images: accuracy of the band-limited model minus the plain model's (same seed), mean over the "
-        f"high noise levels (std >= {HIGH:g} x the largest, normalized units, unclipped as in the papers); 95% "
-        "paired-bootstrap intervals; the clipped-pixel variant, the early-stopped controls and seed-to-seed "
-        "differences follow",
-        [f"control ({c.verdict}): {c}" for c in controls] + notes,
+        f"on {o.n} test images and {len(seeds)} training seed(s): accuracy of the more band-limited model minus the "
+        f"less (same architecture and seed; pooled over seeds), mean over the informative levels (where the "
+        f"compared-against model keeps > {INFORMATIVE:g} x chance); 95% paired-bootstrap intervals; early-stopped and "
+        "RPA controls, the clipped variant's table and seed-to-seed differences follow",
+        notes,
     )
 
 
@@ -188,51 +321,67 @@ class NoiseRobustness(TrainedStudy[Preset, Model]):
     presets = PRESETS
 
     def configs(self, train_size: int) -> dict[Model, TrainConfig]:
-        """One training configuration per model; rate 0 means plain convolutions."""
+        """One training configuration per model (rate 0: plain convolutions); the preset's optional
+        models only where the zoo ships them."""
         seed = self.args.seed
-        return {
-            (rate, s, e): recipe(
-                self.p.model, "cifar10", compress_rate=rate, seed=seed + s, **budget(self.p.train, e, train_size)
-            )
-            for rate, s, e in self.p.models
-        }
+
+        def config(m: Model) -> TrainConfig:
+            arch, rate, s, e = m
+            return recipe(arch, "cifar10", compress_rate=rate, seed=seed + s, **budget(self.p.train, e, train_size))
+
+        wanted = {m: config(m) for m in self.p.models}
+        shipped = {m: config(m) for m in self.p.optional if zoo_name(config(m)) is not None}
+        if missing := [m for m in self.p.optional if m not in shipped]:
+            print(f"not in this zoo, left out (not trained): {', '.join(name((m, FP32)) for m in missing)}")
+        return wanted | shipped
 
     def prepare(self) -> None:
         super().prepare()
         self.x, self.y = self.test.x.to(self.args.device), self.test.y.to(self.args.device)
         self.discarded = {m: discarded_per_layer(model, self.x[:EVAL]) for m, model in self.models.items()}
-        self.clean: dict[Model, torch.Tensor] = {}  # level 0 is the same images for every noise and variant
+        self.evaluated: dict[Curve, nn.Module] = {(m, FP32): model for m, model in self.models.items()}
+        self.evaluated |= {(m, RPA): rounded(self.models[m]) for m in self.p.rpa if m in self.models}
+        self.clean: dict[Curve, torch.Tensor] = {}  # level 0 is the same images on every axis
 
     def cells(self) -> list[Cell]:
+        grid = {GAUSS: self.p.levels, FOOLBOX: self.p.epsilons, CLIPPED: self.p.clipped}
         return [
             self.cell(
-                self.p.model,
-                model_key=self.keys[rate, s, e],
-                train_compress=rate,
-                seed_offset=s,
-                train_epochs=e,
+                m[0],
+                model_key=self.keys[m],
+                train_compress=m[1],
+                seed_offset=m[2],
+                train_epochs=m[3],
+                arithmetic=arithmetic,
                 noise=noise,
                 variant=variant,
                 level=level,
             )
-            for rate, s, e in self.p.models
-            for noise in NOISES
-            for variant in VARIANTS
-            for level in self.p.levels
+            for m, arithmetic in self.evaluated
+            for noise, variant in self.panels((m, arithmetic))
+            for level in grid[noise, variant]
         ]
 
+    def panels(self, curve: Curve) -> list[tuple[str, str]]:
+        """The axes a curve is measured on: the judged ones for every curve, the clipped variant (not
+        judged) for the fully trained float32 models of seed 0 only."""
+        (_, _, s, e), arithmetic = curve
+        full = e == max(m[3] for m in self.p.models)
+        return [p for p in PANELS if p in PAPER or (arithmetic == FP32 and s == 0 and full)]
+
     def measure(self, cell: Cell) -> list[Row]:
-        key = (cell["train_compress"], cell["seed_offset"], cell["train_epochs"])
-        model, x = self.models[key], self.x
+        key = (cell["model"], cell["train_compress"], cell["seed_offset"], cell["train_epochs"])
+        curve, x = (key, cell["arithmetic"]), self.x
+        model = self.evaluated[curve]
         with torch.no_grad():  # one seeded draw: the accuracy and the distortion are measured on the same images
-            images = noisy(x, cell["noise"], cell["level"], cell["variant"], input_std(model), cell["seed"])
+            images = noisy(x, cell["noise"], cell["level"], cell["variant"], input_std(self.models[key]), cell["seed"])
             distortion = (images - x).flatten(1).norm(dim=1).mean().item()
-        if cell["level"] == 0 and key in self.clean:
-            correct = self.clean[key]
+        if cell["level"] == 0 and curve in self.clean:
+            correct = self.clean[curve]
         else:
-            correct = predict(model, images, unclipped=cell["variant"] != "clipped").cpu() == self.y.cpu()
+            correct = predict(model, images, unclipped=cell["variant"] == "normalized").cpu() == self.y.cpu()
         if cell["level"] == 0:
-            self.clean[key] = correct
+            self.clean[curve] = correct
         return [
             {
                 "metric": "accuracy",
@@ -246,28 +395,27 @@ class NoiseRobustness(TrainedStudy[Preset, Model]):
         ]
 
     def figures(self, table: pd.DataFrame) -> list[Path]:
-        full = max(e for _, _, e in self.p.models)
-        labels = [
-            f"{r:.0%}" + (f" seed +{s}" if s else "") + (f" ({e} ep.)" if e < full else "")
-            for r, s, e in zip(table.train_compress, table.seed_offset, table.train_epochs)
-        ]
+        curves = zip(table.model, table.train_compress, table.seed_offset, table.train_epochs, table.arithmetic)
+        labels = [name(((a, r, s, e), ar)) for a, r, s, e, ar in curves]
+        panels = [AXIS[p] for p in zip(table.noise, table.variant)]
         return plots.lines(
-            table.assign(model=labels, panel=table.noise + ", " + table.variant),
+            table.assign(curve=labels, panel=panels),
             x="level",
             y="value",
-            hue="model",
+            hue="curve",
             col="panel",
-            col_wrap=2,
-            xlabel="noise std (x the model's input std)",
+            col_wrap=3,
+            sharex=False,
+            xlabel="noise level",
             ylabel="test accuracy",
-            title=f"{self.p.model} on CIFAR-10 ({len(self.test)} {self.test.source_kind} test images): accuracy under noise",
+            title=f"CIFAR-10 ({len(self.test)} {self.test.source_kind} test images): accuracy under noise",
             stem=self.figure(),
         )
 
     def summary(self, table: pd.DataFrame) -> str:
         summary = table.pivot_table(
             index=["noise", "variant", "level"],
-            columns=["train_compress", "seed_offset", "train_epochs"],
+            columns=["model", "train_compress", "seed_offset", "train_epochs", "arithmetic"],
             values="value",
         )
         return text(summary)
