@@ -80,6 +80,15 @@ def zoo_name(cfg: TrainConfig) -> str | None:
     )
 
 
+def zoo_only(configs: Mapping[K, TrainConfig]) -> dict[K, TrainConfig]:
+    """The configurations whose model the zoo ships (a preset's optional models: never trained by a
+    study, too long on a CPU); says which were left out."""
+    shipped = {k: cfg for k, cfg in configs.items() if zoo_name(cfg) is not None}
+    if missing := [k for k in configs if k not in shipped]:
+        print(f"not in this zoo, left out (not trained): {', '.join(map(str, missing))}")
+    return shipped
+
+
 def discarded_per_layer(model: nn.Module, x: torch.Tensor) -> str:
     """Each band-limited layer's fraction of the one-sided spectrum discarded on `x`, as JSON for
     result rows ('{}' for a model of plain convolutions)."""

@@ -43,7 +43,7 @@ from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation import stats
 from robustbench_bl.models.common import input_std
 from robustbench_bl.precision import rounded
-from robustbench_bl.studies.common import discarded_per_layer, zoo_name
+from robustbench_bl.studies.common import discarded_per_layer, zoo_only
 from robustbench_bl.studies.study import Cell, Row, TrainedStudy, text
 from robustbench_bl.training import TrainConfig, budget, predict, recipe
 
@@ -329,11 +329,7 @@ class NoiseRobustness(TrainedStudy[Preset, Model]):
             arch, rate, s, e = m
             return recipe(arch, "cifar10", compress_rate=rate, seed=seed + s, **budget(self.p.train, e, train_size))
 
-        wanted = {m: config(m) for m in self.p.models}
-        shipped = {m: config(m) for m in self.p.optional if zoo_name(config(m)) is not None}
-        if missing := [m for m in self.p.optional if m not in shipped]:
-            print(f"not in this zoo, left out (not trained): {', '.join(name((m, FP32)) for m in missing)}")
-        return wanted | shipped
+        return {m: config(m) for m in self.p.models} | zoo_only({m: config(m) for m in self.p.optional})
 
     def prepare(self) -> None:
         super().prepare()
