@@ -280,3 +280,43 @@ def test_energy_dynamics_checks_the_direction_the_seed_states(end: float, word: 
     assert verdict(text) == word
     assert estimates(text) == [pytest.approx(0.6 - end, abs=1e-9)]
     assert "conv1 (fixed input images, not judged)" in str(text)
+
+
+def ucr_table(at_own: float) -> pd.DataFrame:
+    """Two data sets (N and N // 2 series); the 50%-trained model scores `at_own` at 50% and 0.80 / 0.70
+    at 0% / 85%; the 0%-trained model 0.90 at 0%, 0.85 at 50%, 0.60 at 85%."""
+    accuracy = {
+        (0.0, 0.0): 0.9,
+        (0.0, 0.5): 0.85,
+        (0.0, 0.85): 0.6,
+        (0.5, 0.0): 0.8,
+        (0.5, 0.5): at_own,
+        (0.5, 0.85): 0.7,
+    }
+    rows = []
+    for d, (name, n) in enumerate((("A", N), ("B", N // 2))):
+        for i, ((train, test), a) in enumerate(accuracy.items()):
+            right = np.zeros(n, dtype=bool)
+            right[: round(a * n)] = True
+            rows.append(
+                dict(
+                    dataset=name,
+                    train_compress=train,
+                    test_compress=test,
+                    seed=0,
+                    n=n,
+                    value=a,
+                    correct=stats.pack(np.random.default_rng(10 * d + i).permutation(right)),
+                )
+            )
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(("at_own", "word"), [(0.86, "HOLDS"), (0.80, "INCONCLUSIVE"), (0.72, "DOES NOT HOLD")])
+def test_ucr_judges_each_model_at_its_own_rate_against_the_best_other(at_own: float, word: str) -> None:
+    """Claims: 50% - 0% trained and tested (equivalence, at_own - 0.90 against -2 points), then per train
+    rate own minus best other: 0%: 0.90 - 0.85; 50%: at_own - 0.80."""
+    finding = studies.module("ucr").finding(ucr_table(at_own))
+    assert estimates(finding) == pytest.approx([at_own - 0.9, 0.05, at_own - 0.8], abs=1e-9)
+    assert [c.verdict.value for c in finding.claims[1:]] == ["HOLDS", word]
+    assert "models trained at 50%, average ranks" in "\n".join(finding.notes)

@@ -1,13 +1,21 @@
-"""Band-limited FCN on UCR time series: train against test compression, Friedman and Nemenyi
-ranking across data sets (first paper, Figs. 22, 23 and 27).
+"""Band-limited FCN on time series: train against test compression, Friedman and Nemenyi ranking
+across data sets (first paper, Figs. 8, 22, 23 and 27).
 
-Trains the FCN (Wang et al. 2017) with band-limited 1D convolutions at several compression
-rates and training seeds on each of the six bundled UCR data sets and tests each model at every
-rate (band changed on a copy). Finding to check, as an equivalence: a model trained and tested at
-50% loses at most MARGIN accuracy against 0%, i.e. the 95% interval of the mean difference (over
-data sets and seeds; stratified paired bootstrap over each data set's test series) lies above
--MARGIN. As in the paper's Friedman figures, the test compression rates of the models trained at
-0% are ranked per data set (Friedman test, Nemenyi critical difference CD).
+Trains the FCN (Wang et al. 2017) with band-limited 1D convolutions at several compression rates and
+training seeds on the bundled sets (five univariate sets of the UCR archive, as the paper's, and
+BasicMotions from the UEA multivariate archive) and tests each model at every rate (band changed on
+a copy). Findings to check:
+
+- Fig. 8, as an equivalence: a model trained and tested at 50% loses at most MARGIN accuracy against
+  0% (the 95% interval of the mean difference over data sets and seeds, stratified paired bootstrap
+  over each set's test series, lies above -MARGIN).
+- Figs. 22 and 23: "the best test accuracy is achieved when the same compression rate is used during
+  training and inference", for the compressed-trained model (Fig. 22; the paper trains at 90% energy,
+  here at a static 50%) and the plain one (Fig. 23): accuracy at the training rate minus the best
+  other test rate, mean over data sets and seeds; with each one's Friedman test and Nemenyi CD.
+
+ACSF1 (1,460-step series) is in the paper preset only: in the quick preset's budget it did not
+converge (final training accuracy 0.55 and 0.41 after 10 epochs) and alone decided the equivalence.
 
     python studies/ucr.py                 # quick preset (default), <= 15 min on a CPU
     python studies/ucr.py --preset smoke  # seconds, what the tests run
@@ -36,7 +44,8 @@ from robustbench_bl.training import predict, recipe
 
 #: The accuracy a model trained and tested at 50% may lose against 0% for the finding to hold.
 MARGIN = 0.02
-PAPER = "first paper Figs. 22, 23, 27: up to 50% not significantly worse than 0% (ranks, no number)"
+PAPER = "first paper Fig. 8: 50% preserves the accuracy of 0% (within +/- 5% lines on 25 UCR sets, no mean)"
+PAPER_RANK = "first paper Figs. 22, 23: the training rate ranks first at test (Friedman + Nemenyi, 25 UCR sets)"
 
 
 @dataclass(frozen=True)
@@ -67,14 +76,14 @@ PRESETS = {
         train_rates=(0.0, 0.5),
         test_rates=(0.0, 0.5, 0.85),
     ),
-    # All six data sets, every test series, two training seeds. The two long-series sets cost
-    # ~6-12 s per epoch on a 2-core CPU, so they get 10 epochs; the four others 50 (the final
-    # training accuracy is printed to show how far each converged).
+    # Every set but ACSF1 (module docstring), every test series, two training seeds. OSULeaf's long
+    # series cost ~6-12 s per epoch on a 2-core CPU, so it gets 10 epochs; the four others 50 (the
+    # final training accuracy is printed to show how far each converged).
     "quick": Preset(
-        datasets=data.UCR_DATASETS,
+        datasets=tuple(d for d in data.UCR_DATASETS if d != "ACSF1"),
         train=None,
         test=None,
-        epochs={"OSULeaf": 10, "ACSF1": 10},
+        epochs={"OSULeaf": 10},
         default_epochs=50,
         lr=3e-3,
         seeds=(0, 1),
@@ -107,14 +116,7 @@ def ranking(table: pd.DataFrame, train_rate: float = 0.0) -> tuple[pd.DataFrame,
 def equivalence(table: pd.DataFrame, seed: int) -> tuple[list[stats.Claim], list[str]]:
     """Per train rate > 0: trained and tested there minus at 0%, mean over data sets and seeds, with a
     95% stratified paired-bootstrap interval (the claims), and the per data set means (notes)."""
-    parts = list(table.groupby("dataset"))
-    strata = [
-        {
-            (r.train_compress, r.test_compress, r.seed): stats.unpack(r.correct, int(part.n.iloc[0])).astype(np.float64)
-            for r in part.itertuples()
-        }
-        for _, part in parts
-    ]
+    parts, strata = list(table.groupby("dataset")), strata_of(table)
     seeds = sorted(table.seed.unique())
     claims, notes = [], []
     for rate in sorted(r for r in table.train_compress.unique() if r > 0):
@@ -133,23 +135,59 @@ def equivalence(table: pd.DataFrame, seed: int) -> tuple[list[stats.Claim], list
     return claims, notes
 
 
+def strata_of(table: pd.DataFrame) -> list[dict[tuple[float, float, int], np.ndarray]]:
+    """Per data set, the per-series outcomes by (train rate, test rate, seed)."""
+    return [
+        {
+            (r.train_compress, r.test_compress, r.seed): stats.unpack(r.correct, int(part.n.iloc[0])).astype(np.float64)
+            for r in part.itertuples()
+        }
+        for _, part in table.groupby("dataset")
+    ]
+
+
+def own_rate_first(table: pd.DataFrame, seed: int) -> tuple[list[stats.Claim], list[str]]:
+    """Per train rate: accuracy at that test rate minus the best other test rate (the one with the highest
+    mean over data sets and seeds), 95% stratified paired-bootstrap interval; its Friedman / Nemenyi ranking."""
+    strata, seeds = strata_of(table), sorted(table.seed.unique())
+    claims, notes = [], []
+    for train in sorted(table.train_compress.unique()):
+        others = sorted(t for t in table.test_compress.unique() if t != train)
+        if train not in set(table.test_compress) or not others:
+            continue
+
+        def own_minus_best(per_set: Sequence[Mapping[Any, np.ndarray]], train: float = train) -> np.ndarray:
+            def mean(test: float) -> np.ndarray:
+                return np.mean([np.mean([m[train, test, s] for s in seeds], axis=0) for m in per_set], axis=0)
+
+            return mean(train) - np.max(np.stack([mean(t) for t in others]), axis=0)
+
+        label = f"trained at {train:.0%}: tested at {train:.0%} - at the best other rate, mean over {len(strata)} sets"
+        interval = partial(stats.stratified_bootstrap, strata, own_minus_best, seed=seed)
+        claims.append(stats.Claim.measured(label, interval, paper=PAPER_RANK))
+        _, ranks, stat, p, cd = ranking(table, train)
+        groups = "; ".join("{" + ", ".join(f"{r:.0%}" for r in g) + "}" for g in cliques(ranks, cd)) or "none"
+        notes.append(
+            f"test compression of the models trained at {train:.0%}, average ranks "
+            + ", ".join(f"{r:.0%}: {v:.2f}" for r, v in ranks.items())
+            + f"; Friedman chi2 = {stat:.2f}, p = {p:.3g}; Nemenyi CD (alpha 0.05) = {cd:.2f}; not significantly "
+            f"different: {groups}"
+        )
+    return claims, notes
+
+
 def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
-    """The equivalence claim (trained and tested at each rate > 0 against 0%), per data set numbers,
-    and the Friedman / Nemenyi ranking of test compression rates for the models trained at 0%."""
+    """The equivalence claim (trained and tested at each rate > 0 against 0%) with per data set numbers,
+    and per train rate the own-rate-first claim with its Friedman / Nemenyi ranking of test rates."""
     claims, notes = equivalence(table, seed)
-    _, ranks, stat, p, cd = ranking(table)
-    groups = "; ".join("{" + ", ".join(f"{r:.0%}" for r in g) + "}" for g in cliques(ranks, cd)) or "none"
-    notes.append(
-        "test compression of the models trained at 0%, average ranks "
-        + ", ".join(f"{r:.0%}: {v:.2f}" for r, v in ranks.items())
-        + f"; Friedman chi2 = {stat:.2f}, p = {p:.3g}; Nemenyi CD (alpha 0.05) = {cd:.2f}; not significantly "
-        f"different: {groups}"
-    )
+    ranked, ranking_notes = own_rate_first(table, seed)
     return stats.finding(
-        f"up to 50% compression costs at most {MARGIN:.0%} accuracy (equivalence)",
-        claims,
-        "(accuracy difference with 95% stratified paired-bootstrap intervals over the test series)",
-        notes,
+        f"up to 50% compression costs at most {MARGIN:.0%} accuracy (equivalence), and each model is most accurate "
+        "at the rate it was trained at",
+        claims + ranked,
+        f"on {table.dataset.nunique()} data sets and {table.seed.nunique()} training seed(s) (accuracy differences "
+        "with 95% stratified paired-bootstrap intervals over the test series)",
+        notes + ranking_notes,
     )
 
 
@@ -239,13 +277,15 @@ class UCR(Study[Preset]):
             ylabel="test accuracy",
             title="FCN on UCR: accuracy by train (hue) and test compression",
         )
-        scores, ranks, _, p_value, cd = ranking(table)
-        return paths + plots.rank_intervals(
-            ranks.rename(index="{:.0%}".format),
-            cd,
-            stem=self.figure(f"{self.name}_cd"),
-            title=f"FCN trained at 0%: test compression over {len(scores)} UCR data sets (Friedman p = {p_value:.3f})",
-        )
+        for train in sorted(table.train_compress.unique()):
+            scores, ranks, _, p_value, cd = ranking(table, train)
+            paths += plots.rank_intervals(
+                ranks.rename(index="{:.0%}".format),
+                cd,
+                stem=self.figure(f"{self.name}_cd" + (f"_{train:.0%}".replace("%", "") if train else "")),
+                title=f"FCN trained at {train:.0%}: test compression over {len(scores)} data sets (Friedman p = {p_value:.3f})",
+            )
+        return paths
 
     def summary(self, table: pd.DataFrame) -> str:
         scores = ranking(table)[0]
