@@ -67,9 +67,10 @@ GRADIENT = (
     "apgd-dlr-l2",
     "deepfool-linf",
     "cw-l2",
+    "pgd-linf-minimal",
 )
 #: Minimization attacks: the perturbation they return is at most this factor times the minimum.
-MINIMAL = {"deepfool-linf": 1.15, "cw-l2": 1.7, "hopskipjump": 2.0, "boundary": 6.0}
+MINIMAL = {"deepfool-linf": 1.15, "cw-l2": 1.7, "hopskipjump": 2.0, "boundary": 6.0, "pgd-linf-minimal": 1.001}
 #: Gradient-free attacks fool every example whose minimum is this factor below eps. Random
 #: directions in D = 108 dimensions are ~sqrt(D) worse than the optimal one, hence 100 for the
 #: noise attacks; Square's random search needs ~3x at 1,000 queries, the boundary walkers ~10x.

@@ -12,6 +12,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from robustbench_bl._foolbox import import_foolbox
+from robustbench_bl.attacks.minimal_pgd import Search, minimal_pgd
 from robustbench_bl.attacks.pgd import pgd
 from robustbench_bl.validation import check_choice, check_positive_int, check_range
 
@@ -27,6 +28,7 @@ BUDGET_OPTIONS = (
     "binary_search_steps",
     "directions",
     "n_restarts",
+    "tries",
 )
 STEP_OPTIONS = (
     "rel_stepsize",
@@ -113,6 +115,23 @@ class PGDAttack(BoundedAttack):
         return pgd(module, x, y, eps, self.norm, **self.options)
 
 
+class MinimalPGDAttack(Attack):
+    """PGD-Linf with Foolbox 2's epsilon search (`attacks.minimal_pgd`): a minimization attack, so an
+    epsilon only clips its adversarial onto the epsilon ball (None: the adversarial as found)."""
+
+    accepted = ("epsilon", "rel_stepsize", "steps", "tries")
+
+    @property
+    def minimizes(self) -> bool:
+        return True
+
+    def craft(
+        self, module: nn.Module, x: Tensor, y: Tensor, epsilons: Sequence[float | None], seed: int
+    ) -> list[Tensor]:
+        _, adversarial = minimal_pgd(module, x, y, Search(**self.options))
+        return [adversarial if eps is None else x + (adversarial - x).clamp(-eps, eps) for eps in epsilons]
+
+
 class TorchattacksAttack(BoundedAttack):
     """An attack of torchattacks (APGD, Square), seeded by `seed`."""
 
@@ -189,11 +208,13 @@ class AttackSpec:
 
 _FB, _TA = FoolboxAttack, TorchattacksAttack
 #: The package's PGD: 100 steps of eps/4 (halved at 1/2 and 3/4), a CE run then a margin run,
-#: best iterate kept. APGD and Square as AutoAttack runs them (100 steps, 5,000 queries).
+#: best iterate kept; 'pgd-linf-minimal' is the second paper's minimal-epsilon PGD instead. APGD and Square as AutoAttack runs them (100 steps, 5,000 queries).
 REGISTRY: dict[str, AttackSpec] = {
     "fgsm": AttackSpec(_FB, "LinfFastGradientAttack", budget=None),
     "pgd-linf": AttackSpec(PGDAttack, "pgd", {"steps": 100}, norm="Linf"),
     "pgd-l2": AttackSpec(PGDAttack, "pgd", {"steps": 100}, norm="L2"),
+    # the second paper's PGD: 40 steps, no random start, Foolbox 2's search for the smallest epsilon
+    "pgd-linf-minimal": AttackSpec(MinimalPGDAttack, "minimal_pgd", {"steps": 40}, norm="Linf"),
     "apgd-ce-linf": AttackSpec(_TA, "APGD", {"steps": 100, "loss": "ce"}, norm="Linf"),
     "apgd-dlr-linf": AttackSpec(_TA, "APGD", {"steps": 100, "loss": "dlr"}, norm="Linf"),
     "apgd-ce-l2": AttackSpec(_TA, "APGD", {"steps": 100, "loss": "ce"}, norm="L2"),
