@@ -41,6 +41,15 @@ def test_strengths_span_the_sweep_range(name: str) -> None:
     assert low <= default_strength(name) <= high
 
 
+@pytest.mark.parametrize("name", ["gauss", "uniform", "laplace"])
+def test_noise_grids_are_geometric_from_a_32nd_of_the_range(name: str) -> None:
+    """The best noise strength can sit below 0.01 in pixels: 6 points are 0, then sweep / 32 up to the
+    sweep's end in 4 geometric steps (ratio 32 ** (1 / 4))."""
+    top = channel_class(name).sweep[1]
+    expected = [0.0] + [top / 32 * 32 ** (i / 4) for i in range(5)]
+    assert strengths(name, 6) == pytest.approx(expected, abs=1e-5)
+
+
 def test_bad_arguments_name_the_range() -> None:
     with pytest.raises(ValueError, match="points"):
         strengths("fft", 1)
@@ -70,7 +79,7 @@ def _sweep_table() -> pd.DataFrame:
 
 
 def test_best_strength_maximizes_mean_robust_accuracy_and_prefers_less_distortion() -> None:
-    best = best_strengths(_sweep_table()).set_index("channel")
+    best = best_strengths(_sweep_table(), attacks=("pgd-linf", "cw-l2")).set_index("channel")
     assert list(best.index) == ["fft", "gauss"]  # in CHANNELS order
     assert best.loc["fft", "strength"] == 0.5  # ties with 0.9, which distorts more
     assert not best.loc["fft", "at_edge"] and best.loc["gauss", "at_edge"] == (0.05 == channel_class("gauss").sweep[1])
@@ -81,6 +90,8 @@ def test_best_strength_maximizes_mean_robust_accuracy_and_prefers_less_distortio
     # the edge is the lossy end of the range actually swept when it is given
     assert best_strengths(_sweep_table(), {"gauss": 0.05}).set_index("channel").loc["gauss", "at_edge"]
     assert not best_strengths(_sweep_table(), {"gauss": 0.1}).set_index("channel").loc["gauss", "at_edge"]
+    # by default only the thesis's attacks choose: C&W alone here (PGD-Linf is the strong check)
+    assert best_strengths(_sweep_table()).set_index("channel").loc["fft", "recovery_mean"] == pytest.approx(0.5 / 0.8)
 
 
 @pytest.mark.parametrize(
@@ -100,7 +111,7 @@ def test_extend_steps_one_spacing_past_the_lossy_end(name: str, grid: list[float
 
 
 def test_read_best_takes_the_sweep_for_this_model_and_nothing_else(tmp_path: Path) -> None:
-    rows = best_rows(best_strengths(_sweep_table()))
+    rows = best_rows(best_strengths(_sweep_table(), attacks=("pgd-linf", "cw-l2")))
     assert [r["metric"] for r in rows["fft"]] == ["best_strength", "recovery", "recovery", "recovery"]
     csv = tmp_path / "results.csv"
     frame = pd.DataFrame([{**row, "channel": name, "model_key": "abc"} for name, part in rows.items() for row in part])

@@ -98,7 +98,7 @@ def test_noise_on_the_foolbox_axis_is_uniform_in_pixels_and_clipped(eps: float) 
 
 
 def test_channel_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from robustbench_bl.studies.channel_setup import CHANNELS, SWEEP_ATTACKS, strengths
+    from robustbench_bl.studies.channel_setup import CHANNELS, SWEEP_ATTACKS, THESIS_ATTACKS, strengths
 
     module = load_study("channel_sweep")
     out = tmp_path / "channel_sweep"
@@ -109,7 +109,7 @@ def test_channel_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert all(points[c] == swept[c] >= len(strengths(c, module.PRESETS["smoke"].points)) for c in CHANNELS)
     cells = 1 + int(points.sum())
     per_cell = 1 + len(SWEEP_ATTACKS)  # clean, then robust per attack
-    per_best = 1 + len(SWEEP_ATTACKS) + 1  # best_strength, recovery per attack and their mean
+    per_best = 1 + len(THESIS_ATTACKS) + 1  # best_strength, recovery per thesis attack and their mean
     assert len(table) == cells * per_cell + len(CHANNELS) * per_best
     assert {"channel", "strength", "votes", "attack", "distortion", "threat", "eps", "model_key", "data_source"} <= set(
         table.columns

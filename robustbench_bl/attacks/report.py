@@ -19,6 +19,7 @@ from robustbench_bl.attacks.threats import Threat, channel_label
 from robustbench_bl.channels import Channel
 from robustbench_bl.channels import make as make_channel
 from robustbench_bl.defense import Defended
+from robustbench_bl.evaluation import stats
 from robustbench_bl.versions import versions
 
 
@@ -132,10 +133,15 @@ def _mean(mask: Tensor) -> float:
 @torch.no_grad()
 def judge_rows(defended: Defended, x: Tensor, y: Tensor, adversarials: Mapping[str, Tensor]) -> list[dict[str, Any]]:
     """Tidy rows from `judge` (the one judge): the defended vote's clean accuracy and, per
-    attack, its robust accuracy with the attack's median L2."""
+    attack, its robust accuracy with the attack's median L2; `correct` packs the per-image outcomes."""
     clean = defended.predict(x)[0]
     rows: list[dict[str, Any]] = [
-        {"metric": "clean_accuracy", "attack": "none", "value": (clean == y).float().mean().item()}
+        {
+            "metric": "clean_accuracy",
+            "attack": "none",
+            "value": (clean == y).float().mean().item(),
+            "correct": stats.pack(clean == y),
+        }
     ]
     for name, adv in adversarials.items():
         verdict = judge(defended, x, y, [adv], clean_labels=clean)
@@ -145,6 +151,7 @@ def judge_rows(defended: Defended, x: Tensor, y: Tensor, adversarials: Mapping[s
                 "metric": "robust_accuracy",
                 "attack": name,
                 "value": verdict.robust[0].float().mean().item(),
+                "correct": stats.pack(verdict.robust[0]),
                 "attack_l2_median": size,
             }
         )

@@ -2,16 +2,23 @@
 
 For each of the paper's channels (FC = fft, CD = cd, SVD, Gaussian, Uniform, Laplace noise; JPEG
 beside them, not in the verdict) across its strengths: the channel's distortion against the
-defended model's accuracy on clean inputs and after PGD-Linf (40 steps, 8/255) and C&W-L2 (100
-steps, unbounded) crafted on the bare model; the noise channels take a majority vote. A channel
-whose best strength sits at the lossy end of its swept range is swept further, one step at a time,
-until the best lies inside (or the channel's bound is reached). Finding to check, per channel and
-attack: the defended classifier recovers most of the bare model's clean accuracy (the paper: ~85%),
-judged as recovery above RECOVERED with an exact binomial 95% interval. JPEG: the offline CIFAR-10
-copy was itself decoded from JPEG q75, so JPEG near that quality measures the data, not a defense.
-Each channel's best strength is stored for the adaptive-attack and leaderboard studies.
+defended model's accuracy on clean inputs and on adversarials crafted on the bare model by the
+thesis's attacks, "PGD attack with 40 iterations and C&W L2 with 100 iterations", both as Foolbox 2
+ran them: minimal-perturbation attacks that return the closest adversarial they find
+(`pgd-linf-minimal`, `cw-l2`). Beside them, judged apart and not the thesis's setting, the strong
+check: PGD-Linf at 8/255 keeping the most confident iterate. The noise channels take a majority
+vote; a channel whose best strength sits at the lossy end of its range is swept further.
 
-    python studies/channel_sweep.py                 # quick preset (default), <= 15 min on a CPU
+Each channel's strength is tuned per attack on half of the test images (seeded) and judged on the
+other half. Finding to check, per channel and thesis attack: "all the channels can achieve about 85%
+accuracy for CIFAR-10" at the thesis's 93.56% clean accuracy, i.e. a recovery (defended robust
+accuracy / bare clean accuracy) of ~0.91, judged as recovery above RECOVERED (the thesis's ~0.91 less
+an allowance of 0.11) with an exact binomial 95% interval. JPEG: the offline CIFAR-10 copy was
+itself decoded from JPEG q75, so JPEG near that quality measures the data, not a defense. Each
+channel's strength tuned for the mean of the thesis's attacks is stored for the adaptive-attack and
+leaderboard studies.
+
+    python studies/channel_sweep.py                 # quick preset (default)
     python studies/channel_sweep.py --preset smoke  # seconds, what the tests run
 """
 
@@ -21,6 +28,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -32,13 +40,17 @@ from robustbench_bl.evaluation import stats
 from robustbench_bl.studies.channel_setup import (
     CHANNELS,
     PAPER_CHANNELS,
+    STRONG_ATTACK,
     SWEEP_ATTACKS,
+    THESIS_ATTACKS,
     ChannelStudy,
     best_rows,
     best_strengths,
     channel_at,
     extend,
+    on_images,
     strengths,
+    tuning_split,
     votes_for,
 )
 from robustbench_bl.studies.study import Cell, Row, Sweeper, text
@@ -59,9 +71,11 @@ PRESETS = {
     "quick": Preset(test=2000, points=6, widen=8),
     "paper": Preset(test=10000, points=10, widen=10),
 }
-#: The recovery a channel must exceed: the paper's ~0.85, less 10 points of slack.
-RECOVERED = 0.75
-PAPER = "second paper Fig. 3.1: all channels recover ~0.85 of clean accuracy"
+#: The thesis's recovery: ~85% accuracy after the attacks at 93.56% clean (ResNet-18).
+THESIS_RECOVERY = 0.85 / 0.9356
+#: The recovery a channel must exceed: the thesis's ~0.91 less an allowance of 0.11.
+RECOVERED = 0.80
+PAPER = "second paper ch. 3: 'all the channels can achieve about 85% accuracy' at 93.56% clean: recovery ~0.91"
 
 
 def recovery(robust: float, n: int, bare: float) -> stats.Interval:
@@ -75,28 +89,60 @@ def recovery(robust: float, n: int, bare: float) -> stats.Interval:
     return interval
 
 
-def finding(best: pd.DataFrame, n: int, bare: float) -> stats.Finding:
-    """Per seed channel and attack: recovery at the best strength (defended robust accuracy / the bare
-    model's clean accuracy `bare`) with the exact binomial interval of the robust accuracy over the n
-    images, scaled by `bare`; JPEG and the channels left at the edge of their range as notes."""
+def tuned(table: pd.DataFrame, tuning: np.ndarray) -> pd.DataFrame:
+    """Per channel and attack: the strength with the highest robust accuracy on the tuning images (ties:
+    the least distortion) and there, on the judged images (the others), the defended robust accuracy
+    (`robust`, over `n` images) and the bare model's clean accuracy (`bare`)."""
+    accuracy = table[table.metric.isin(["clean_accuracy", "robust_accuracy"])]
+    tune, judge = on_images(accuracy, tuning), on_images(accuracy, ~tuning)
+    bare = judge[(judge.channel == "identity") & (judge.metric == "clean_accuracy")].value.iloc[0]
+    robust = tune[(tune.metric == "robust_accuracy") & (tune.channel != "identity")]
+    best = robust.sort_values(["value", "distortion"], ascending=[False, True]).groupby(["channel", "attack"]).head(1)
+    judged = judge[judge.metric == "robust_accuracy"].set_index(["channel", "strength", "attack"]).value
+    order = {name: i for i, name in enumerate(CHANNELS)}
+    rows = [
+        {
+            "channel": r.channel,
+            "attack": r.attack,
+            "strength": r.strength,
+            "distortion": r.distortion,
+            "tuned": r.value,
+            "robust": judged[r.channel, r.strength, r.attack],
+            "bare": bare,
+            "n": int((~tuning).sum()),
+        }
+        for r in best.itertuples()
+    ]
+    return pd.DataFrame(rows).sort_values(
+        ["channel", "attack"], key=lambda c: c.map(order) if c.name == "channel" else c
+    )
+
+
+def finding(per_attack: pd.DataFrame, edge: list[str]) -> stats.Finding:
+    """Per seed channel and thesis attack: recovery on the judged images at the strength tuned on the
+    others, with the exact binomial interval of the robust accuracy scaled by the bare accuracy; the
+    strong PGD check, JPEG and the channels left at the edge of their range as notes."""
     claims, notes = [], []
-    for r in best.to_dict("records"):
-        for attack in [c.removeprefix("robust_") for c in r if c.startswith("robust_")]:
-            robust = r[f"robust_{attack}"]
-            label = f"{r['channel']} at {r['strength']:g} (distortion {r['distortion']:.3f}), {attack}: recovery"
-            claim = stats.Claim.measured(label, recovery(robust, n, bare), threshold=RECOVERED, paper=PAPER)
-            if r["channel"] in PAPER_CHANNELS:
-                claims.append(claim)
-            else:
-                notes.append(f"not judged (JPEG, see the docstring): {claim}")
-    edge = ", ".join(best[best.at_edge].channel) or "none"
-    notes.append(f"best strength still at the lossy end of the widened range: {edge}")
+    for r in per_attack.itertuples():
+        label = (
+            f"{r.channel} at {r.strength:g} (tuned for {r.attack}, distortion {r.distortion:.3f}), {r.attack}: "
+            f"accuracy {r.robust:.3f} (thesis ~0.85), recovery"
+        )
+        claim = stats.Claim.measured(label, recovery(r.robust, r.n, r.bare), threshold=RECOVERED, paper=PAPER)
+        if r.channel not in PAPER_CHANNELS:
+            notes.append(f"not judged (JPEG, see the docstring): {claim}")
+        elif r.attack == STRONG_ATTACK:
+            notes.append(f"strong check, not the thesis's setting ({claim.verdict}): {claim}")
+        else:
+            claims.append(claim)
+    notes.append(f"best strength still at the lossy end of the widened range: {', '.join(edge) or 'none'}")
+    n, bare = int(per_attack.n.iloc[0]), float(per_attack.bare.iloc[0])
     return stats.finding(
-        f"tuned right, every channel recovers most of the clean accuracy (> {RECOVERED})",
+        f"tuned right, every channel recovers most of the clean accuracy after the thesis's attacks (> {RECOVERED})",
         claims,
-        f"on {n} test images: recovery = defended robust accuracy / bare clean accuracy at each channel's best strength, "
-        "exact binomial 95% interval of the robust accuracy (the bare accuracy and the choice of the best strength "
-        "are taken as fixed)",
+        f"on {n} judged test images (strengths tuned on {n} others; bare clean accuracy {bare:.3f} there, thesis "
+        f"0.9356): recovery = defended robust accuracy / bare clean accuracy, exact binomial 95% interval of the "
+        f"robust accuracy; the thesis's recovery is {THESIS_RECOVERY:.2f}",
         notes,
     )
 
@@ -110,12 +156,13 @@ class ChannelSweep(ChannelStudy[Preset]):
         super().prepare()
         self.crafted: dict[str, torch.Tensor] = {}  # crafted on first need: a resumed sweep with nothing left skips it
         self.grid = {name: strengths(name, self.p.points) for name in CHANNELS}
+        self.tuning = tuning_split(len(self.x), self.args.seed)
 
     def craft(self) -> dict[str, torch.Tensor]:
         """The non-adaptive adversarials of the plain model, crafted once."""
         if not self.crafted:
             s = self.setting
-            epsilons = {"pgd-linf": s.eps, "cw-l2": None}
+            epsilons = {STRONG_ATTACK: s.eps, **{name: None for name in THESIS_ATTACKS}}
             self.crafted = {
                 name: craft_nonadaptive(
                     self.models[0.0],
@@ -152,7 +199,8 @@ class ChannelSweep(ChannelStudy[Preset]):
         there (at most `widen` rounds); then store each channel's best strength and recovery."""
         for round_ in range(self.p.widen + 1):
             table = super().sweep(measure_cells)
-            self.best = best_strengths(table, {name: g[-1] for name, g in self.grid.items()})
+            tuning = on_images(table[table.metric.isin(["clean_accuracy", "robust_accuracy"])], self.tuning)
+            self.best = best_strengths(tuning, {name: g[-1] for name, g in self.grid.items()})
             wider = {name: extend(name, self.grid[name]) for name in self.best[self.best.at_edge].channel}
             if all(s is None for s in wider.values()) or round_ == self.p.widen:
                 break
@@ -167,8 +215,9 @@ class ChannelSweep(ChannelStudy[Preset]):
     def labels(self) -> dict[str, str]:
         return {
             "none": "clean",
-            "pgd-linf": f"PGD-Linf {self.setting.eps * 255:.0f}/255",
-            "cw-l2": "C&W-L2 (unbounded)",
+            "pgd-linf-minimal": "PGD-Linf, minimal (thesis)",
+            "cw-l2": "C&W-L2, minimal (thesis)",
+            STRONG_ATTACK: f"PGD-Linf {self.setting.eps * 255:.0f}/255, best iterate (strong check)",
         }
 
     def figures(self, table: pd.DataFrame) -> list[Path]:
@@ -189,15 +238,14 @@ class ChannelSweep(ChannelStudy[Preset]):
         bare = table[table.channel == "identity"].set_index("attack").value
         labels = self.labels()
         return (
-            "bare model: "
+            "bare model (all images): "
             + ", ".join(f"{labels[a]} {v:.3f}" for a, v in bare.items())
-            + "\n"
-            + text(self.best, index=False)
+            + "\nper channel and attack, tuned on half the images and judged on the other half:\n"
+            + text(tuned(table, self.tuning), index=False)
         )
 
     def finding(self, table: pd.DataFrame) -> stats.Finding:
-        bare = table[(table.channel == "identity") & (table.attack == "none")].value.iloc[0]
-        return finding(self.best, len(self.x), bare)
+        return finding(tuned(table, self.tuning), list(self.best[self.best.at_edge].channel))
 
 
 main = ChannelSweep.main
