@@ -411,3 +411,18 @@ def test_adaptive_vs_nonadaptive_compares_robust_accuracy_where_the_bare_model_k
     assert "fft at 4/255 (bare keeps 0.500)" in accuracy.label
     assert accuracy.estimate == pytest.approx(-0.5) and accuracy.verdict.value == "DOES NOT HOLD"
     assert finding.claims[0].estimate == pytest.approx(2.5)  # median of x4 and x1 ratios: (1 + 4) / 2
+
+
+def test_decision_based_puts_the_first_papers_shares_beside_its_own() -> None:
+    rows = [
+        dict(
+            attack=a, train_compress=0.85, pairs=100, ties=0.0, larger=60, decided=100, median=1.0, median_reference=1.0
+        )
+        for a in ("additive-uniform", "salt-and-pepper", "boundary")
+    ]
+    claims = studies.module("decision_based").finding(pd.DataFrame(rows)).claims
+    assert [c.paper.rsplit("; ", 1)[-1] for c in claims[:2]] == [
+        "first paper 4.4: 70% of cases",
+        "first paper 4.4: 99% of cases",
+    ]
+    assert "first paper" not in claims[2].paper
