@@ -261,9 +261,9 @@ def test_instability(tmp_path: Path) -> None:
     table = run_smoke("instability", tmp_path)
     p = module.PRESETS["smoke"]
     assert (table.n > 0).all() and (table.n <= p.n).all()
-    # per model: natural, PGD per budget, C&W, noisy; M1, M2, Taylor bound; every definition of f
+    # per model: natural, PGD per budget, minimal PGD, C&W, noisy; M1, M2, Taylor bound; every definition of f
     per_model = table.groupby("train_compress").n.first()
-    assert len(table) == sum(per_model) * (3 + len(p.eps)) * 3 * len(module.FS)
+    assert len(table) == sum(per_model) * (4 + len(p.eps)) * 3 * len(module.FS)
     assert sorted(per_model.index) == sorted(p.rates)
     assert {
         "kind",

@@ -41,9 +41,11 @@ from robustbench_bl.studies.study import Cell, Row
 from robustbench_bl.training import predict
 from robustbench_bl.validation import check_choice, check_positive_int
 
-#: Natural images, adversarials crafted on the model (PGD-Linf, C&W-L2), Gaussian-noisy images.
-KINDS = ("natural", "pgd-linf", "cw-l2", "gauss")
-ADVERSARIAL = ("pgd-linf", "cw-l2")
+#: Natural images, adversarials crafted on the model (PGD-Linf at fixed budgets, keeping the most
+#: confident iterate; the thesis's minimal-epsilon PGD and C&W-L2, which stop just past the boundary),
+#: Gaussian-noisy images.
+KINDS = ("natural", "pgd-linf", "pgd-linf-minimal", "cw-l2", "gauss")
+ADVERSARIAL = ("pgd-linf", "pgd-linf-minimal", "cw-l2")
 
 
 def condition(kind: str, eps: float | None = None) -> str:
@@ -70,8 +72,8 @@ def examples(
     options: Mapping[str, Any] | None = None,
 ) -> Tensor:
     """The examples of `kind` made from natural images x: x itself, PGD-Linf adversarials within
-    `eps`, unbounded C&W-L2 adversarials (both crafted on the model, seeded), or x through the
-    Gaussian channel with std `sigma` (seeded draws, clipped to [0, 1])."""
+    `eps`, the minimal-epsilon PGD's and unbounded C&W-L2 adversarials (all crafted on the model,
+    seeded), or x through the Gaussian channel with std `sigma` (seeded draws, clipped to [0, 1])."""
     check_choice(kind, "kind", KINDS)
     if kind == "pgd-linf" and eps is None:
         raise ValueError("eps must be a Linf budget (a float) for kind 'pgd-linf', got None")
@@ -90,8 +92,9 @@ FS = (
     ("ce-adversarial", "ce", "predicted"),
     ("margin", "margin", "predicted"),
 )
-#: The paper's f, on which the verdict is judged.
-JUDGED = "ce-original"
+#: The definitions of f judged, each on its own claims: the thesis's text ("a single class confidence
+#: value") and its code (the cross-entropy at the original label).
+JUDGED = ("confidence", "ce-original")
 
 
 def probe_rows(
@@ -163,7 +166,9 @@ PRESETS = {
     "quick": Preset(test=600, n=200, iters=30, eps=(2 / 255, 8 / 255), sigma=0.03, rates=(0.0, 0.5)),
     "paper": Preset(test=2000, n=1000, iters=100, eps=(2 / 255, 8 / 255), sigma=0.03, rates=(0.0, 0.5)),
 }
-PAPER = "second paper 3.2.2: M1 and M2 larger around adversarial examples, no number"
+PAPER = (
+    "second paper 3.2.2: M1 and M2 (f: 'a single class confidence value') larger around adversarial examples, no number"
+)
 LABELS = {"m1": "M1", "m2": "|M2|"}
 
 
@@ -183,15 +188,16 @@ def finding(table: pd.DataFrame, seed: int = 0) -> stats.Finding:
                     est = float(np.median(values))
                     label = f"{rate:.0%} model, {name}, {LABELS[metric]} of f={f}: median log ratio over {len(values)} examples (x{np.exp(est):.2f})"
                     claim = stats.Claim.measured(label, interval, paper=PAPER)
-                    if f == JUDGED and name.startswith(ADVERSARIAL):
+                    if f in JUDGED and name.startswith(ADVERSARIAL):
                         claims.append(claim)
                     else:
                         notes.append(str(claim))
     return stats.finding(
         "adversarial examples are less stable: larger M1 and M2",
         claims,
-        "per model and attack, f = cross-entropy at the original label (the paper's), adversarials that fool paired "
-        "with their natural images, 95% bootstrap intervals of the median log ratio (0 = no change)",
+        "per model, attack and f (the thesis's class confidence, and its code's cross-entropy at the original label), "
+        "adversarials that fool paired with their natural images, 95% bootstrap intervals of the median log ratio "
+        "(0 = no change)",
         notes,
     )
 
@@ -212,7 +218,13 @@ class Instability(ChannelStudy[Preset]):
 
     def cells(self) -> list[Cell]:
         p = self.p
-        kinds = [("natural", None), *(("pgd-linf", eps) for eps in p.eps), ("cw-l2", None), ("gauss", None)]
+        kinds = [
+            ("natural", None),
+            *(("pgd-linf", eps) for eps in p.eps),
+            ("pgd-linf-minimal", None),
+            ("cw-l2", None),
+            ("gauss", None),
+        ]
         return [
             self.cell(
                 self.setting.model,
@@ -240,7 +252,7 @@ class Instability(ChannelStudy[Preset]):
     def figures(self, table: pd.DataFrame) -> list[Path]:
         labels = {"m1": "M1 = ||grad f||", "m2": "|M2| = |lambda_max|"}
         counted = table[
-            (table.f == JUDGED)
+            (table.f == "ce-original")
             & table.metric.isin(labels)
             & (~table.kind.isin(ADVERSARIAL) | table.misclassified.astype(bool))
         ]
