@@ -139,19 +139,20 @@ def test_rounded_model_is_the_closed_form_of_rounded_weights_and_inputs(dtype: t
     """Linear -> ReLU -> Linear in emulated reduced precision equals the float32 computation on
     dtype-rounded weights, biases and layer inputs, and differs from the plain float32 model."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(7, 5), nn.ReLU(), nn.Linear(5, 3))
+    first, second = nn.Linear(7, 5), nn.Linear(5, 3)
+    model = nn.Sequential(first, nn.ReLU(), second)
     x = torch.randn(4, 7)
 
     def r(t: torch.Tensor) -> torch.Tensor:
         return t.to(dtype).float()
 
-    first, second = model[0], model[2]
     hidden = torch.relu(F.linear(r(x), r(first.weight), r(first.bias)))
     expected = F.linear(r(r(hidden)), r(second.weight), r(second.bias))
     low = precision.rounded(model, dtype)
     assert torch.equal(low(x), expected)
     assert not torch.equal(low(x), model(x))
-    assert torch.equal(model[0].weight, first.weight) and not torch.equal(low[0].weight, model[0].weight)  # a copy
+    copied = next(low.children())
+    assert isinstance(copied, nn.Linear) and not torch.equal(copied.weight, first.weight)  # a copy; the model is kept
 
 
 def test_rounded_refuses_a_dtype_that_is_not_narrower() -> None:

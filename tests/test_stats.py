@@ -193,6 +193,7 @@ def test_family_wise_intervals_come_from_each_claims_interval_function_at_the_bo
     for claim, (k, n) in zip(finding.claims, counts):
         assert (claim.low, claim.high) == stats.binomial_interval(k, n)[1:]
         assert (claim.family_low, claim.family_high) == stats.binomial_interval(k, n, 1 - 0.05 / 3)[1:]
+        assert claim.family_low is not None and claim.family_high is not None
         assert claim.family_low < claim.low and claim.family_high > claim.high
     assert stats.Finding.from_json(json.loads(json.dumps(finding.to_json()))) == finding
 
