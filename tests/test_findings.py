@@ -188,7 +188,8 @@ def test_decision_based_is_a_sign_test_with_an_exact_binomial_interval(larger: i
         [
             dict(
                 attack="boundary",
-                train_compress=0.5,
+                member="50%",
+                reference="0%",
                 pairs=520,
                 ties=20 / 520,
                 larger=larger,
@@ -200,7 +201,7 @@ def test_decision_based_is_a_sign_test_with_an_exact_binomial_interval(larger: i
         ]
     )
     text = studies.module("decision_based").finding(shares)
-    assert verdict(text) == word
+    assert verdict(text) == word and "50% vs 0%, boundary" in str(text)
     ci = binomtest(larger, 500).proportion_ci(method="exact")
     assert f"[{ci.low:+.3f}, {ci.high:+.3f}]" in str(text) and estimates(text) == [
         pytest.approx(larger / 500, abs=5e-4)
@@ -413,16 +414,28 @@ def test_adaptive_vs_nonadaptive_compares_robust_accuracy_where_the_bare_model_k
     assert finding.claims[0].estimate == pytest.approx(2.5)  # median of x4 and x1 ratios: (1 + 4) / 2
 
 
-def test_decision_based_puts_the_first_papers_shares_beside_its_own() -> None:
+def test_decision_based_puts_the_first_papers_shares_beside_its_own_and_controls_in_notes() -> None:
     rows = [
         dict(
-            attack=a, train_compress=0.85, pairs=100, ties=0.0, larger=60, decided=100, median=1.0, median_reference=1.0
+            attack=a,
+            member="85%",
+            reference=ref,
+            pairs=100,
+            ties=0.0,
+            larger=60,
+            decided=100,
+            median=1.0,
+            median_reference=1.0,
         )
+        for ref in ("0%", "0% (1 ep.)")
         for a in ("additive-uniform", "salt-and-pepper", "boundary")
     ]
-    claims = studies.module("decision_based").finding(pd.DataFrame(rows)).claims
+    finding = studies.module("decision_based").finding(pd.DataFrame(rows), [("85%", "0% (1 ep.)")])
+    claims = finding.claims
+    assert len(claims) == 3 and all(" vs 0%," in c.label for c in claims)
     assert [c.paper.rsplit("; ", 1)[-1] for c in claims[:2]] == [
         "first paper 4.4: 70% of cases",
         "first paper 4.4: 99% of cases",
     ]
     assert "first paper" not in claims[2].paper
+    assert sum(n.startswith("control, plain model stopped early") for n in finding.notes) == 3

@@ -287,10 +287,12 @@ def test_decision_based(tmp_path: Path) -> None:
     module = load_study("decision_based")
     p = module.PRESETS["smoke"]
     table = run_smoke("decision_based", tmp_path)
-    assert len(table) == len(p.rates) * len(module.ATTACKS) * p.test
-    assert {"train_compress", "attack", "example", "clean_correct", "fooled", "options", "model_key"} <= set(
+    assert len(table) == len(p.models) * len(module.ATTACKS) * p.test
+    assert {"member", "train_compress", "seed_offset", "train_epochs", "attack", "example", "clean_correct"} <= set(
         table.columns
     )
+    assert set(table.member) == {"0%", "50%", "0% (1 ep.)"}  # smoke trains 1 epoch: the control is the plain model
+    assert module.pairs(p.models) == ([("50%", "0%")], [("50%", "0% (1 ep.)")])
     assert set(table.metric) == {"min_l2", "min_linf"}
     assert set(table[table.attack == "additive-uniform"].metric) == {"min_linf"}
     assert table[table.fooled].value.notna().all() and table[~table.fooled].value.isna().all()

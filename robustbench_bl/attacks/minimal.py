@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -64,9 +64,12 @@ def minimal_perturbations(
     ]
 
 
-def larger_share(table: pd.DataFrame, reference: float = 0.0) -> pd.DataFrame:
-    """Per attack and train compression other than `reference`: on the examples both that model and
-    the reference model classify right, the share on which it needs the larger perturbation.
+def larger_share(
+    table: pd.DataFrame, reference: Any = 0.0, *, by: str = "train_compress", pairs: Sequence[tuple[Any, Any]] = ()
+) -> pd.DataFrame:
+    """Per attack and pair (model, reference model), models named by their `by` column (default:
+    every model other than `reference` against it): on the examples both classify right, the share
+    on which the model needs the larger perturbation.
 
     An example the attack did not fool needs more than any found size (infinity); ties (both not
     fooled, say) count half, so 0.5 means no difference. Also: pairs, ties, the sign test's counts
@@ -74,24 +77,30 @@ def larger_share(table: pd.DataFrame, reference: float = 0.0) -> pd.DataFrame:
     """
     sizes = table.assign(size=table.value.where(table.fooled.astype(bool), math.inf))
     keys = ["attack", "example"]
-    base = sizes[sizes.train_compress == reference][[*keys, "clean_correct", "size"]]
+    pairs = list(pairs) or [(m, reference) for m in sizes[by].unique() if m != reference]
     rows = []
-    for (attack, rate), part in sizes[sizes.train_compress != reference].groupby(["attack", "train_compress"]):
-        pair = part.merge(base, on=keys, suffixes=("", "_reference"))
-        pair = pair[pair.clean_correct.astype(bool) & pair.clean_correct_reference.astype(bool)]
-        wins, tied = int((pair["size"] > pair.size_reference).sum()), int((pair["size"] == pair.size_reference).sum())
-        larger, ties = wins / max(len(pair), 1), tied / max(len(pair), 1)
-        rows.append(
-            {
-                "attack": attack,
-                "train_compress": rate,
-                "pairs": len(pair),
-                "larger_share": larger + ties / 2,
-                "ties": ties,
-                "larger": wins,
-                "decided": len(pair) - tied,
-                "median": pair["size"].median(),
-                "median_reference": pair.size_reference.median(),
-            }
-        )
+    for model, ref in pairs:
+        base = sizes[sizes[by] == ref][[*keys, "clean_correct", "size"]]
+        for attack, part in sizes[sizes[by] == model].groupby("attack"):
+            pair = part.merge(base, on=keys, suffixes=("", "_reference"))
+            pair = pair[pair.clean_correct.astype(bool) & pair.clean_correct_reference.astype(bool)]
+            wins, tied = (
+                int((pair["size"] > pair.size_reference).sum()),
+                int((pair["size"] == pair.size_reference).sum()),
+            )
+            larger, ties = wins / max(len(pair), 1), tied / max(len(pair), 1)
+            rows.append(
+                {
+                    "attack": attack,
+                    by: model,
+                    "reference": ref,
+                    "pairs": len(pair),
+                    "larger_share": larger + ties / 2,
+                    "ties": ties,
+                    "larger": wins,
+                    "decided": len(pair) - tied,
+                    "median": pair["size"].median(),
+                    "median_reference": pair.size_reference.median(),
+                }
+            )
     return pd.DataFrame(rows)

@@ -209,7 +209,7 @@ class AdaptiveVsNonadaptive(ChannelStudy[Preset]):
         self.proxy = attacks.channel_label(channel_at("laplace", self.best["laplace"]))
 
     def cells(self) -> list[Cell]:
-        base = self.cell(self.setting.model, model_key=self.keys[0.0], eps=self.setting.eps)
+        base = self.cell(self.setting.model, model_key=self.keys[self.plain], eps=self.setting.eps)
         bare = {
             "channel": "identity",
             "strength": 0.0,
@@ -231,7 +231,7 @@ class AdaptiveVsNonadaptive(ChannelStudy[Preset]):
         ]
 
     def measure(self, cell: Cell) -> list[Row]:
-        defended = Defended(self.models[0.0], channel_at(cell["channel"], cell["strength"]), cell["votes"])
+        defended = Defended(self.models[self.plain], channel_at(cell["channel"], cell["strength"]), cell["votes"])
         transfer = cell["attacker"] == TRANSFER
         threat = attacks.Threat.parse("eot" if transfer else cell["attacker"])
         out = attacks.run(

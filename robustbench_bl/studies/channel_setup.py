@@ -80,10 +80,12 @@ def setting_for(args: argparse.Namespace) -> Setting:
     return replace(chosen, model=args.model) if getattr(args, "model", None) is not None else chosen
 
 
-def train_config(setting: Setting, train_size: int, seed: int, compress_rate: float = 0.0) -> TrainConfig:
+def train_config(
+    setting: Setting, train_size: int, seed: int, compress_rate: float = 0.0, epochs: int | None = None
+) -> TrainConfig:
     """The training configuration of `setting` on a source of `train_size` images (compress_rate 0
-    means plain convolutions); the studies' shared recipe, so noise_robustness's quick models are these."""
-    size = budget(setting.train, setting.epochs, train_size)
+    means plain convolutions; `epochs`: fewer than the setting's for an early-stopped control)."""
+    size = budget(setting.train, epochs or setting.epochs, train_size)
     return recipe(setting.model, "cifar10", compress_rate=compress_rate, seed=seed, **size)
 
 
@@ -222,20 +224,43 @@ def read_best(path: str | Path, model_key: str) -> dict[str, float]:
     return {str(k): float(v) for k, v in rows.groupby("channel").value.last().items()}
 
 
-class ChannelStudy(TrainedStudy[PT, float]):
-    """A study of the preset's `Setting` models (one per train compression rate of `rates()`, the
-    plain model alone by default) and, after `prepare`, its test images `x`, `y` on the device."""
+#: A model of a channel study: (train compression rate, training seed offset, epochs); epochs 0 means
+#: the setting's own (a fully trained model), fewer are the early-stopped controls of lower accuracy.
+Member = tuple[float, int, int]
+
+
+class ChannelStudy(TrainedStudy[PT, Member]):
+    """A study of the preset's `Setting` models (`members()`: the plain model alone by default) and,
+    after `prepare`, its test images `x`, `y` on the device."""
 
     @property
     def setting(self) -> Setting:
         return setting_for(self.args)
 
-    def rates(self) -> tuple[float, ...]:
-        """The train compression rates of the study's models."""
-        return (0.0,)
+    def members(self) -> tuple[Member, ...]:
+        """The study's models."""
+        return (self.plain,)
 
-    def configs(self, train_size: int) -> dict[float, TrainConfig]:
-        return {rate: train_config(self.setting, train_size, self.args.seed, rate) for rate in self.rates()}
+    @property
+    def plain(self) -> Member:
+        """The fully trained plain model of seed offset 0 (the one the channels defend)."""
+        return (0.0, 0, 0)
+
+    def configs(self, train_size: int) -> dict[Member, TrainConfig]:
+        return {
+            (rate, s, e): train_config(self.setting, train_size, self.args.seed + s, rate, e or None)
+            for rate, s, e in self.members()
+        }
+
+    def coordinates(self, member: Member) -> dict[str, Any]:
+        """A member's cell coordinates: its checkpoint key, train compression, seed offset and epochs."""
+        rate, s, e = member
+        return {
+            "model_key": self.keys[member],
+            "train_compress": rate,
+            "seed_offset": s,
+            "train_epochs": e or self.setting.epochs,
+        }
 
     def prepare(self) -> None:
         super().prepare()
@@ -243,7 +268,7 @@ class ChannelStudy(TrainedStudy[PT, float]):
 
     def tuned(self) -> dict[str, float]:
         """Each channel's best strength for the plain model, from the channel sweep (required)."""
-        key = self.keys[0.0]
+        key = self.keys[self.plain]
         path = self.required("channel_sweep", lambda csv: set(read_best(csv, key)) >= set(CHANNELS))
         best = read_best(path, key)
         print(f"strengths tuned by channel_sweep ({path}): " + ", ".join(f"{n} {best[n]:g}" for n in CHANNELS))

@@ -165,7 +165,7 @@ class ChannelSweep(ChannelStudy[Preset]):
             epsilons = {STRONG_ATTACK: s.eps, **{name: None for name in THESIS_ATTACKS}}
             self.crafted = {
                 name: craft_nonadaptive(
-                    self.models[0.0],
+                    self.models[self.plain],
                     name,
                     self.x,
                     self.y,
@@ -179,7 +179,9 @@ class ChannelSweep(ChannelStudy[Preset]):
         return self.crafted
 
     def base(self) -> Cell:
-        return self.cell(self.setting.model, model_key=self.keys[0.0], threat="nonadaptive", eps=self.setting.eps)
+        return self.cell(
+            self.setting.model, model_key=self.keys[self.plain], threat="nonadaptive", eps=self.setting.eps
+        )
 
     def cells(self) -> list[Cell]:
         swept = [("identity", 0.0)] + [(name, s) for name in CHANNELS for s in self.grid[name]]
@@ -190,7 +192,7 @@ class ChannelSweep(ChannelStudy[Preset]):
     def measure(self, cell: Cell) -> list[Row]:
         channel = channel_at(cell["channel"], cell["strength"], seed=cell["seed"])  # seeded: a resume is bit-identical
         distortion = channel.distortion(self.x, draws=1).mean().item()  # one draw: a mean over all of x
-        defended = Defended(self.models[0.0], channel, cell["votes"], seed=cell["seed"]).eval()
+        defended = Defended(self.models[self.plain], channel, cell["votes"], seed=cell["seed"]).eval()
         rows = judge_rows(defended, self.x, self.y, self.craft())
         return [{**row, "distortion": distortion, "data_source": self.test.source_kind} for row in rows]
 

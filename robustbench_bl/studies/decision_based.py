@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -29,25 +29,27 @@ from robustbench_bl import plots
 from robustbench_bl.attacks.minimal import ATTACKS, larger_share, minimal_perturbations
 from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation import stats
-from robustbench_bl.studies.channel_setup import ChannelStudy
+from robustbench_bl.studies.channel_setup import ChannelStudy, Member
 from robustbench_bl.studies.study import Cell, Row, Sweeper, text
 
 
 @dataclass(frozen=True)
 class Preset:
-    """`test`: images attacked; `rates`: the models' train compression; `points`: epsilon steps of
-    the additive-noise attack; `options`: attack budgets (the registry's defaults where absent)."""
+    """`test`: images attacked; `models`: (train compression, training seed offset, epochs; 0: the
+    setting's, fewer: an early-stopped control); `points`: epsilon steps of the additive-noise attack;
+    `options`: attack budgets (the registry's defaults where absent)."""
 
     test: int
-    rates: tuple[float, ...]
+    models: tuple[Member, ...]
     points: int
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
+MODELS: tuple[Member, ...] = ((0.0, 0, 0), (0.5, 0, 0), (0.85, 0, 0), (0.0, 1, 0), (0.5, 1, 0), (0.0, 0, 1))
 PRESETS = {
     "smoke": Preset(
         test=16,
-        rates=(0.0, 0.5),
+        models=((0.0, 0, 0), (0.5, 0, 0), (0.0, 0, 1)),
         points=4,
         options={
             "boundary": {"steps": 20},
@@ -58,9 +60,10 @@ PRESETS = {
             "gaussian-blur": {"steps": 10},
         },
     ),
-    # 500 images at the registry's budgets (the paper's attacks as Foolbox ships them).
-    "quick": Preset(test=500, rates=(0.0, 0.5, 0.85), points=16),
-    "paper": Preset(test=2000, rates=(0.0, 0.5, 0.85), points=32, options={"boundary": {"steps": 5000}}),
+    # 500 images at the registry's budgets (the paper's attacks as Foolbox ships them); 0 / 50 / 85% at
+    # seed 0, 0 / 50% at seed 1, and the plain model stopped after one epoch (lower accuracy, no band).
+    "quick": Preset(test=500, models=MODELS, points=16),
+    "paper": Preset(test=2000, models=MODELS, points=32, options={"boundary": {"steps": 5000}}),
 }
 
 
@@ -71,30 +74,50 @@ PAPER = "second paper 2.3.3: band-limited models need larger perturbations"
 PAPER_SHARES = {"additive-uniform": 0.70, "salt-and-pepper": 0.99}
 
 
-def finding(shares: pd.DataFrame) -> stats.Finding:
+def label(member: Member) -> str:
+    """'50% seed +1' / '0% (1 ep.)': a model as the finding names it (epochs only when stopped early)."""
+    rate, s, e = member
+    return f"{rate:.0%}" + (f" seed +{s}" if s else "") + (f" ({e} ep.)" if e else "")
+
+
+def pairs(members: Sequence[Member]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(claims, controls) as (model, reference) labels: each fully trained band-limited model against the
+    plain model of its seed, and against the early-stopped plain models of its seed."""
+    full = [m for m in members if m[2] == 0]
+    claims = [(label(m), label((0.0, m[1], 0))) for m in full if m[0] > 0 and (0.0, m[1], 0) in members]
+    controls = [(label(m), label(c)) for m in full if m[0] > 0 for c in members if c[0] == 0 and c[1] == m[1] and c[2]]
+    return claims, controls
+
+
+def finding(shares: pd.DataFrame, controls: Sequence[tuple[str, str]] = ()) -> stats.Finding:
     """Per band-limited model and attack: the share of untied pairs on which it needs the larger
-    perturbation, with an exact binomial 95% interval, against one half."""
-    claims = []
+    perturbation than the plain model of its seed, with an exact binomial 95% interval, against one half
+    (the first paper's 70% / 99% beside it); against the early-stopped controls as notes."""
+    claims, notes = [], []
     for r in shares.itertuples():
         if r.decided == 0:
             continue
-        label = (
-            f"{r.train_compress:.0%} vs 0%, {r.attack}: larger in {r.larger} of {r.decided} untied pairs "
+        text = (
+            f"{r.member} vs {r.reference}, {r.attack}: larger in {r.larger} of {r.decided} untied pairs "
             f"({r.ties:.0%} tied; medians {r.median:.3g} vs {r.median_reference:.3g})"
         )
         paper = PAPER + (
             f"; first paper 4.4: {PAPER_SHARES[r.attack]:.0%} of cases" if r.attack in PAPER_SHARES else ""
         )
-        claims.append(
-            stats.Claim.measured(
-                label, partial(stats.binomial_interval, r.larger, r.decided), threshold=0.5, paper=paper
-            )
+        claim = stats.Claim.measured(
+            text, partial(stats.binomial_interval, r.larger, r.decided), threshold=0.5, paper=paper
         )
+        if (r.member, r.reference) in controls:
+            notes.append(f"control, plain model stopped early ({claim.verdict}): {claim}")
+        else:
+            claims.append(claim)
     return stats.finding(
         "band-limited models need larger perturbations",
         claims,
-        "per model and attack: share of the examples both models classify right on which the band-limited one needs "
-        "the larger perturbation, exact binomial 95% intervals (needs > 0.5)",
+        f"per model ({', '.join(sorted(set(shares.member)))}) and attack: share of the examples both it and the plain "
+        "model of its seed classify right on which the band-limited one needs the larger perturbation, exact binomial 95% "
+        "intervals (needs > 0.5); against the early-stopped plain controls as notes",
+        notes,
     )
 
 
@@ -103,40 +126,47 @@ class DecisionBased(ChannelStudy[Preset]):
     title = __doc__.splitlines()[0]
     presets = PRESETS
 
-    def rates(self) -> tuple[float, ...]:
-        return self.p.rates
+    def members(self) -> tuple[Member, ...]:
+        return self.p.models
 
     def cells(self) -> list[Cell]:
         return [
             self.cell(
                 self.setting.model,
                 points=self.p.points,
-                model_key=self.keys[rate],
-                train_compress=rate,
+                member=label(member),
+                **self.coordinates(member),
                 attack=attack,
                 options=json.dumps(self.p.options.get(attack, {}), sort_keys=True),
             )
-            for rate in self.p.rates
+            for member in self.p.models
             for attack in ATTACKS
         ]
 
     def measure(self, cell: Cell) -> list[Row]:
-        model, options = self.models[cell["train_compress"]], self.p.options.get(cell["attack"])
+        member = next(m for m in self.p.models if label(m) == cell["member"])
+        options = self.p.options.get(cell["attack"])
         rows = minimal_perturbations(
-            model, cell["attack"], self.x, self.y, seed=cell["seed"], points=self.p.points, options=options
+            self.models[member],
+            cell["attack"],
+            self.x,
+            self.y,
+            seed=cell["seed"],
+            points=self.p.points,
+            options=options,
         )
         return [{**row, "data_source": self.test.source_kind} for row in rows]
 
     def sweep(self, measure_cells: Sweeper) -> pd.DataFrame:
-        """Attack every model; then per band-limited model the share of pairs where it needs more."""
+        """Attack every model; then per band-limited model the share of pairs where it needs more than
+        the plain model of its seed (and than the early-stopped controls)."""
         table = super().sweep(measure_cells)
-        self.shares = larger_share(table)
+        claims, self.controls = pairs(self.p.models)
+        self.shares = larger_share(table, by="member", pairs=claims + self.controls)
         return table
 
     def figures(self, table: pd.DataFrame) -> list[Path]:
-        found = table[table.fooled.astype(bool)].assign(
-            compression=lambda t: t.train_compress.map(lambda r: f"{r:.0%}")
-        )
+        found = table[table.fooled.astype(bool)].assign(compression=lambda t: t.member)
         return plots.distributions(
             found,
             x="attack",
@@ -154,7 +184,7 @@ class DecisionBased(ChannelStudy[Preset]):
         return text(self.shares, index=False)
 
     def finding(self, table: pd.DataFrame) -> stats.Finding:
-        return finding(self.shares)
+        return finding(self.shares, self.controls)
 
 
 main = DecisionBased.main

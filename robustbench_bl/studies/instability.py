@@ -36,7 +36,7 @@ from robustbench_bl.channels import make as make_channel
 from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation import stats
 from robustbench_bl.evaluation.probes import gradient_norm, hessian_top_eigenvalue, taylor_bound
-from robustbench_bl.studies.channel_setup import ChannelStudy
+from robustbench_bl.studies.channel_setup import ChannelStudy, Member
 from robustbench_bl.studies.study import Cell, Row
 from robustbench_bl.training import predict
 from robustbench_bl.validation import check_choice, check_positive_int
@@ -207,12 +207,12 @@ class Instability(ChannelStudy[Preset]):
     title = __doc__.splitlines()[0]
     presets = PRESETS
 
-    def rates(self) -> tuple[float, ...]:
-        return self.p.rates
+    def members(self) -> tuple[Member, ...]:
+        return tuple((rate, 0, 0) for rate in self.p.rates)
 
     def prepare(self) -> None:
         super().prepare()
-        self.naturals = {r: correctly_classified(self.models[r], self.x, self.y, self.p.n) for r in self.p.rates}
+        self.naturals = {r: correctly_classified(self.models[r, 0, 0], self.x, self.y, self.p.n) for r in self.p.rates}
         noise = channels.make("gauss", self.p.sigma, seed=self.args.seed)
         self.delta = noise.distortion(self.naturals[0.0][0]).mean().item()
 
@@ -228,7 +228,7 @@ class Instability(ChannelStudy[Preset]):
         return [
             self.cell(
                 self.setting.model,
-                model_key=self.keys[rate],
+                model_key=self.keys[rate, 0, 0],
                 train_compress=rate,
                 sigma=p.sigma,
                 iters=p.iters,
@@ -242,7 +242,7 @@ class Instability(ChannelStudy[Preset]):
         ]
 
     def measure(self, cell: Cell) -> list[Row]:
-        kind, model = cell["kind"], self.models[cell["train_compress"]]
+        kind, model = cell["kind"], self.models[cell["train_compress"], 0, 0]
         x, y = self.naturals[cell["train_compress"]]
         options = self.setting.options.get(kind)
         made = examples(model, kind, x, y, eps=cell["eps"], sigma=self.p.sigma, seed=cell["seed"], options=options)

@@ -25,7 +25,7 @@ import robustbench_bl
 from robustbench_bl import plots
 from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation import leaderboard, stats
-from robustbench_bl.studies.channel_setup import CHANNELS, ChannelStudy, channel_at, votes_for
+from robustbench_bl.studies.channel_setup import CHANNELS, ChannelStudy, Member, channel_at, votes_for
 from robustbench_bl.studies.study import Cell, Row, Sweeper, text
 
 
@@ -108,8 +108,8 @@ class Leaderboard(ChannelStudy[Preset]):
     presets = PRESETS
     requires = ("channel_sweep",)
 
-    def rates(self) -> tuple[float, ...]:
-        return self.p.rates
+    def members(self) -> tuple[Member, ...]:
+        return tuple((rate, 0, 0) for rate in self.p.rates)
 
     def prepare(self) -> None:
         super().prepare()
@@ -124,7 +124,7 @@ class Leaderboard(ChannelStudy[Preset]):
         return [
             {
                 **base,
-                "model_key": self.keys[rate],
+                "model_key": self.keys[rate, 0, 0],
                 "train_compress": rate,
                 "defense": name,
                 "strength": strength,
@@ -136,7 +136,7 @@ class Leaderboard(ChannelStudy[Preset]):
 
     def measure(self, cell: Cell) -> list[Row]:
         result = robustbench_bl.benchmark(
-            self.models[cell["train_compress"]],
+            self.models[cell["train_compress"], 0, 0],
             channel_at(cell["defense"], cell["strength"]),
             cell["votes"],
             norm=cell["norm"],
