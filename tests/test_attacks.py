@@ -22,6 +22,7 @@ FAST: dict[str, dict[str, object]] = {
     "fgsm": {},
     "pgd-linf": {"steps": 8},
     "pgd-l2": {"steps": 8},
+    "pgd-linf-minimal": {"steps": 5, "tries": 3},
     "apgd-ce-linf": {"steps": 5},
     "apgd-dlr-linf": {"steps": 5},
     "apgd-ce-l2": {"steps": 5},

@@ -4,6 +4,8 @@ the threshold, and its estimates equal the hand-computed differences."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,12 +31,32 @@ def estimates(finding: stats.Finding) -> list[float]:
     return [c.estimate for c in finding.claims]
 
 
-def mismatch_table(accuracy: dict[tuple[float, float], float]) -> pd.DataFrame:
+def mismatch_table(accuracy: dict[tuple[float, float], float], same: tuple[float, ...] = ()) -> pd.DataFrame:
+    """Rows per (train, test rate); the test rates in `same` keep the band of 50% in every layer."""
     rows = [
-        {"train_compress": tr, "seed_offset": 0, "test_compress": te, "n": N, "correct": bits(a, i), "value": a}
+        {
+            "train_compress": tr,
+            "seed_offset": 0,
+            "test_compress": te,
+            "n": N,
+            "correct": bits(a, i),
+            "value": a,
+            "discarded_per_layer": json.dumps({"conv": 0.5 if te in same else te}),
+        }
         for i, ((tr, te), a) in enumerate(accuracy.items())
     ]
     return pd.DataFrame(rows)
+
+
+def test_compression_mismatch_does_not_count_a_test_rate_with_the_very_same_band_as_another_rate() -> None:
+    """25% keeps 50%'s band in every layer here: for the 50% model it is the same computation (0.95,
+    as good as its own rate), so the best *other* rate is 0% (0.60), not 25%."""
+    module = studies.module("compression_mismatch")
+    table = mismatch_table({(0.5, 0.0): 0.6, (0.5, 0.5): 0.8, (0.5, 0.25): 0.8}, same=(0.25,))
+    finding = module.finding(table)
+    assert estimates(finding) == pytest.approx([0.2], abs=1e-9)
+    assert any("test rate(s) 25% keep the very band of its own rate" in n for n in finding.notes)
+    assert module.bands(table)[0.25].tolist() == [0.5]
 
 
 @pytest.mark.parametrize(("off_diagonal", "word"), [(0.70, "HOLDS"), (0.80, "INCONCLUSIVE"), (0.85, "DOES NOT HOLD")])

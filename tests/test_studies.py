@@ -231,9 +231,11 @@ def test_resources(tmp_path: Path) -> None:
 def test_conv_error(tmp_path: Path) -> None:
     p = load_study("conv_error").PRESETS["smoke"]
     table = run_smoke("conv_error", tmp_path)
-    assert len(table) == 2 * p.images * len(p.rates)
+    assert len(table) == 2 * p.images * len(p.rates) + p.images  # lead and top per rate; top-one at rate 0
     assert {"scheme", "compress_rate", "discarded", "image"} <= set(table.columns)
-    assert (table[table.compress_rate == 0].value < 1e-6).all() and (table[table.compress_rate > 0].value > 0).all()
+    exact = table[(table.compress_rate == 0) & (table.scheme != "top-one")]
+    assert (exact.value < 1e-6).all() and (table[table.compress_rate > 0].value > 0).all()
+    assert (table[table.scheme == "top-one"].value > 0).all()  # one coefficient discarded
 
 
 def test_energy_dynamics(tmp_path: Path) -> None:
