@@ -24,7 +24,7 @@ import pandas as pd
 from robustbench_bl import plots
 from robustbench_bl.evaluation import leaderboard
 from robustbench_bl.evaluation.benchmark import RESULT_SUFFIX
-from robustbench_bl.evaluation.stats import Claim, Finding
+from robustbench_bl.evaluation.stats import Claim, Finding, Verdict
 from robustbench_bl.versions import versions
 
 #: Cells longer than this (packed per-image outcomes, JSON blobs) are left out of the row tables.
@@ -164,8 +164,8 @@ def finding_html(finding: Finding) -> str:
 
 
 def _family(claim: Claim) -> str:
-    """A claim's family-wise interval and verdict (blank where it is the 95% one)."""
-    if claim.family_low is None or claim.family_high is None or claim.family_low == claim.low:
+    """A claim's family-wise interval and verdict where it decides: for a claim contradicted at 95%."""
+    if claim.family_low is None or claim.family_high is None or claim.verdict != Verdict.DOES_NOT_HOLD:
         return ""
     word = claim.family_verdict.value
     return f'[{claim.family_low:+.3f}, {claim.family_high:+.3f}] <span class="verdict {_verdict_class(word)}">{word}</span>'

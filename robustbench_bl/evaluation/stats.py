@@ -265,8 +265,8 @@ class Claim:
     def __str__(self) -> str:
         paper = f" (paper: {self.paper})" if self.paper else ""
         needs = ">" if self.direction == "above" else "<"
-        family = ""
-        if self.family_verdict != self.verdict:
+        family = ""  # the family-wise interval matters only for a contradiction (HOLDS needs no correction)
+        if self.verdict == Verdict.DOES_NOT_HOLD and self.family_verdict != self.verdict:
             family = f" (family-wise [{self.family_low:+.3f}, {self.family_high:+.3f}]: {self.family_verdict})"
         return (
             f"{self.label}: {self.estimate:+.3f} [{self.low:+.3f}, {self.high:+.3f}], needs {needs} "
