@@ -19,7 +19,7 @@ zero by construction and would only dilute). Per training seed and pooled over s
 comparator (the plain model with bfloat16-rounded weights and activations, `precision.rounded`) and
 the early-stopped plain models are controls with their own intervals.
 
-    python studies/noise_robustness.py                 # quick preset (default); 211 cells, minutes on the packaged sample
+    python studies/noise_robustness.py                 # quick preset (default): 191 cells, minutes on the packaged sample
     python studies/noise_robustness.py --preset smoke  # seconds, what the tests run
 """
 
