@@ -106,13 +106,14 @@ def window_claims(table: pd.DataFrame, name: str, seed: int) -> tuple[stats.Clai
     """For one channel: the median minimal-budget ratio of the strongest adaptive attacker (needs <
     CLOSED_RATIO), the bare minus defended robust accuracy at the informative budget (needs > -TOLERANCE),
     and a note on the non-adaptive and transfer attackers."""
-    median = {a: float(np.median(ratios(table, name, a))) for a in ATTACKERS if (table.attacker == a).any()}
+    per_attacker = {a: ratios(table, name, a) for a in ATTACKERS if (table.attacker == a).any()}
+    median = {a: float(np.median(r)) for a, r in per_attacker.items()}
     strongest = min(ADAPTIVE, key=lambda a: median[a])
     label = (
         f"{name}: minimal budget of {strongest} over the bare model's, median over the examples (non-adaptive "
         f"x{median['nonadaptive']:.2g}, transfer x{median[TRANSFER]:.2g})"
     )
-    median_ratio = partial(stats.bootstrap, ratios(table, name, strongest), seed=seed)
+    median_ratio = partial(stats.bootstrap, per_attacker[strongest], seed=seed)
     window = stats.Claim.measured(label, median_ratio, threshold=CLOSED_RATIO, paper=PAPER, direction="below")
     robust = table[table.metric == "robust_accuracy"]
     bare_curve = robust[robust.channel == "identity"].set_index("epsilon").value.sort_index()

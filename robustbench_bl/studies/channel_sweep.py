@@ -209,6 +209,7 @@ class ChannelSweep(ChannelStudy[Preset]):
             for name, s in wider.items():
                 if s is not None:
                     self.grid[name].append(s)
+        self.per_attack = tuned(table, self.tuning)  # read by the summary and the finding
         rows = best_rows(self.best)
         chosen = [{**self.base(), "channel": c, "selection": "best", "points": len(self.grid[c])} for c in CHANNELS]
         measure_cells(chosen, lambda cell: rows[cell["channel"]], f"{self.name} best")
@@ -243,11 +244,11 @@ class ChannelSweep(ChannelStudy[Preset]):
             "bare model (all images): "
             + ", ".join(f"{labels[a]} {v:.3f}" for a, v in bare.items())
             + "\nper channel and attack, tuned on half the images and judged on the other half:\n"
-            + text(tuned(table, self.tuning), index=False)
+            + text(self.per_attack, index=False)
         )
 
     def finding(self, table: pd.DataFrame) -> stats.Finding:
-        return finding(tuned(table, self.tuning), list(self.best[self.best.at_edge].channel))
+        return finding(self.per_attack, list(self.best[self.best.at_edge].channel))
 
 
 main = ChannelSweep.main

@@ -197,7 +197,8 @@ class Outcomes:
     ) -> stats.Claim:
         """Accuracy of a minus b over each pair's informative levels (those of b), averaged over the pairs
         (one pair per seed; pooled when several), with a 95% paired-bootstrap interval over the images."""
-        levels = [self.levels(panel, b)[0] for _, b in pairs]
+        chosen = [self.levels(panel, b) for _, b in pairs]
+        levels = [lvs for lvs, _ in chosen]
 
         def effect(m: Mapping[Any, np.ndarray]) -> np.ndarray:
             return np.mean(
@@ -208,7 +209,7 @@ class Outcomes:
                 axis=0,
             )
 
-        where = "; ".join(self.levels(panel, b)[1] for _, b in pairs)
+        where = "; ".join(word for _, word in chosen)
         interval = partial(stats.paired_bootstrap, self.correct, effect, seed=self.seed)
         return stats.Claim.measured(f"{label} [{where}]", interval, paper=paper)
 
