@@ -147,7 +147,14 @@ def parse_args(
         "--preset",
         choices=PRESETS,
         default="quick",
-        help="smoke: seconds; quick (default): <= 10 min on a 2-core CPU; paper: the papers' settings, for a GPU",
+        help="smoke: seconds; quick (default): <= 20 min on a 2-core CPU; paper: the papers' settings, for a GPU",
+    )
+    parser.add_argument(
+        "--images",
+        type=positive_int,
+        default=None,
+        help="test images instead of the preset's number (studies whose preset draws test images; a reference run "
+        "asks for more, a look for fewer)",
     )
     parser.add_argument(
         "--data",

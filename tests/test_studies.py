@@ -3,6 +3,8 @@ a valid PNG figure, and a rerun that recomputes nothing."""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 from pathlib import Path
 from types import ModuleType
@@ -288,8 +290,8 @@ def test_instability(tmp_path: Path) -> None:
 def test_decision_based(tmp_path: Path) -> None:
     module = load_study("decision_based")
     p = module.PRESETS["smoke"]
-    table = run_smoke("decision_based", tmp_path)
-    assert len(table) == len(p.models) * len(module.ATTACKS) * p.test
+    table = run_smoke("decision_based", tmp_path, "--images", "10")  # instead of the preset's 16
+    assert len(table) == len(p.models) * len(module.ATTACKS) * 10
     assert {"member", "train_compress", "seed_offset", "train_epochs", "attack", "example", "clean_correct"} <= set(
         table.columns
     )
@@ -314,3 +316,17 @@ def test_a_given_channel_sweep_without_this_models_strengths_is_a_clear_error(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"--channel-sweep {csv} lacks what adaptive_vs_nonadaptive needs" in err
     assert not (tmp_path / "channel_sweep").exists()  # a given file is not silently replaced by a fresh sweep
+
+
+@pytest.mark.parametrize("name", studies.NAMES)
+def test_images_replaces_the_presets_number_of_test_images_or_is_refused(name: str) -> None:
+    cls = next(
+        v for v in vars(load_study(name)).values() if isinstance(v, type) and getattr(v, "name", None) == name
+    )
+    args = argparse.Namespace(preset="quick", model=None, images=7)
+    if "test" in {f.name for f in dataclasses.fields(cls.presets["quick"])}:
+        assert cls.chosen_preset(args).test == 7
+        assert cls.chosen_preset(argparse.Namespace(preset="quick", model=None, images=None)) == cls.presets["quick"]
+    else:
+        with pytest.raises(ValueError, match=f"--images: {name} does not draw a number of test images"):
+            cls.chosen_preset(args)

@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from robustbench_bl import data, zoo
+from robustbench_bl.studies.common import ZOO_EPOCHS, zoo_name
+from robustbench_bl.training import recipe
 from robustbench_bl.training.fast import FastRecipe
 
 CARD_FIELDS = {
@@ -40,6 +42,28 @@ FIRST_ZOO = ["fastnet-0", "fastnet-50", "fastnet-85", "fastnet-e95", "fastnet-0-
 def test_the_zoo_ships_the_models_the_studies_need() -> None:
     assert zoo.names() == [n for n in zoo.SPECS if n in zoo.names()]  # in SPECS order, nothing unnamed
     assert set(FIRST_ZOO) <= set(zoo.names())
+
+
+@pytest.mark.parametrize("name", zoo.names())
+def test_the_studies_find_each_shipped_model_by_what_its_card_says(name: str) -> None:
+    card = zoo.card(name)
+    spec = zoo.SPECS[name]
+    assert zoo.find(card["compress_rate"], card["energy"], card["seed"], card["epochs"], spec.stem) == name
+    if card["epochs"] > 2:  # a fully trained one: the length the studies' presets ask for
+        assert card["epochs"] == ZOO_EPOCHS
+        assert (
+            zoo_name(
+                recipe(
+                    "fastnet",
+                    "cifar10",
+                    compress_rate=card["compress_rate"] or 0.0,
+                    energy=card["energy"],
+                    seed=card["seed"],
+                    epochs=card["epochs"],
+                )
+            )
+            == name
+        )
 
 
 @pytest.mark.parametrize("name", zoo.names())

@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from robustbench_bl import zoo
 from robustbench_bl.channels import Channel, channel_class, make
 from robustbench_bl.evaluation import stats
+from robustbench_bl.studies.common import ZOO_EPOCHS
 from robustbench_bl.studies.study import PT, TrainedStudy
 from robustbench_bl.training import TrainConfig, budget, recipe
 from robustbench_bl.validation import check_choice, check_positive_int
@@ -68,8 +70,17 @@ SETTINGS: dict[str, Setting] = {
             "square-linf": {"n_queries": 20},
         },
     ),
-    # The thesis's budgets: PGD 40 steps (minimal, and the strong check at 8/255), C&W-L2 100 steps.
-    "quick": Setting("lenet", 10000, 12, 8 / 255, 16, {"pgd-linf": {"steps": 40}, "pgd-linf-minimal": {"tries": 10}}),
+    # The zoo's plain FastNet and its band-limited kin (no training; the thesis defends a plain
+    # ResNet-18; `--model lenet` trains the old LeNet on the same budget); the thesis's budgets: PGD 40
+    # steps (minimal, and the strong check at 8/255), C&W-L2 100 steps.
+    "quick": Setting(
+        "fastnet",
+        zoo.TRAIN_SIZE,
+        ZOO_EPOCHS,
+        8 / 255,
+        16,
+        {"pgd-linf": {"steps": 40}, "pgd-linf-minimal": {"tries": 10}},
+    ),
     "paper": Setting("resnet18", 50000, 350, 8 / 255, 100),
 }
 

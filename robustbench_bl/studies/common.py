@@ -64,6 +64,9 @@ def trained_models(
     return Trained(test, {k: model for k, (model, _) in got.items()}, keys, {k: meta for k, (_, meta) in got.items()})
 
 
+#: The training length, in epochs, of the shipped zoo's fully trained FastNets (their cards' `epochs`):
+#: the studies' presets name zoo models by it (fewer epochs: the early-stopped controls).
+ZOO_EPOCHS = 6
 #: The zoo's first layer of each FastNet variant the studies train.
 ZOO_STEMS = {"fastnet": "whiten", "fastnet_nw": "learned"}
 

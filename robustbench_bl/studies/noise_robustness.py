@@ -43,7 +43,7 @@ from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation import stats
 from robustbench_bl.models.common import input_std
 from robustbench_bl.precision import rounded
-from robustbench_bl.studies.common import discarded_per_layer, zoo_only
+from robustbench_bl.studies.common import ZOO_EPOCHS, discarded_per_layer, zoo_only
 from robustbench_bl.studies.study import Cell, Row, TrainedStudy, text
 from robustbench_bl.training import TrainConfig, budget, predict, recipe
 
@@ -111,19 +111,19 @@ PRESETS = {
         50000,
         3000,
         (
-            (FAST, 0.0, 0, 6),
-            (FAST, 0.5, 0, 6),
-            (FAST, 0.85, 0, 6),
-            (FAST, 0.0, 1, 6),
-            (FAST, 0.5, 1, 6),
+            (FAST, 0.0, 0, ZOO_EPOCHS),
+            (FAST, 0.5, 0, ZOO_EPOCHS),
+            (FAST, 0.85, 0, ZOO_EPOCHS),
+            (FAST, 0.0, 1, ZOO_EPOCHS),
+            (FAST, 0.5, 1, ZOO_EPOCHS),
             (FAST, 0.0, 0, 1),
             (FAST, 0.0, 0, 2),
         ),
         DENSE,
         EPSILONS,
         (0.0, 0.1, 0.25, 0.5, 2.0),
-        rpa=((FAST, 0.0, 0, 6),),
-        optional=(("fastnet_nw", 0.0, 0, 6), ("fastnet_nw", 0.5, 0, 6), ("fastnet_nw", 0.85, 0, 6)),
+        rpa=((FAST, 0.0, 0, ZOO_EPOCHS),),
+        optional=tuple(("fastnet_nw", rate, 0, ZOO_EPOCHS) for rate in (0.0, 0.5, 0.85)),
     ),
     "paper": Preset(
         50000,

@@ -63,11 +63,18 @@ class Study(ABC, Generic[P]):
 
     @classmethod
     def chosen_preset(cls, args: argparse.Namespace) -> P:
-        """The preset --preset names, its model replaced by --model where the preset has one."""
+        """The preset --preset names, its model replaced by --model where the preset has one and its
+        number of test images by --images (an error for a study whose preset draws none)."""
         chosen = cls.presets[args.preset]
+        fields = {f.name for f in dataclasses.fields(chosen)}
         model = getattr(args, "model", None)
-        if model is not None and any(f.name == "model" for f in dataclasses.fields(chosen)):
+        if model is not None and "model" in fields:
             chosen = dataclasses.replace(chosen, model=model)
+        images = getattr(args, "images", None)
+        if images is not None:
+            if "test" not in fields:
+                raise ValueError(f"--images: {cls.name} does not draw a number of test images; leave the option out")
+            chosen = dataclasses.replace(chosen, test=images)
         return chosen
 
     @classmethod
@@ -115,6 +122,7 @@ class Study(ABC, Generic[P]):
         for option, value in (
             ("--data", a.data),
             ("--model", getattr(a, "model", None)),
+            ("--images", getattr(a, "images", None)),
             ("--checkpoints", a.checkpoints),
             ("--ray-address", a.ray_address),
         ):

@@ -83,13 +83,20 @@ def find(
     compress_rate: float | None = None,
     energy: float | None = None,
     seed: int = 0,
-    epochs: int = FastRecipe.epochs,
+    epochs: int | None = None,
     stem: str = "whiten",
 ) -> str | None:
-    """The shipped zoo model trained at this band, seed, number of epochs and stem, or None (a rate of
-    0 means plain)."""
-    want = ZooSpec(compress_rate or None, energy, seed, epochs, stem)
-    return next((n for n in names() if SPECS[n] == want), None)
+    """The shipped zoo model trained at this band, seed and stem, or None (a rate of 0 means plain).
+    `epochs`: the training length its card records; None: the fully trained one, whatever its length
+    (a zoo trained before the recipe's length changed is shorter than SPECS plans)."""
+    band = (compress_rate or None, energy, seed, stem)
+    for name in names():
+        spec = SPECS[name]
+        if (spec.compress_rate, spec.energy, spec.seed, spec.stem) != band:
+            continue
+        if epochs == card(name)["epochs"] or (epochs is None and spec.epochs == FastRecipe.epochs):
+            return name
+    return None
 
 
 def _files(name: str, folder: Path | None = None) -> tuple[Path, Path]:
