@@ -320,9 +320,7 @@ def test_a_given_channel_sweep_without_this_models_strengths_is_a_clear_error(
 
 @pytest.mark.parametrize("name", studies.NAMES)
 def test_images_replaces_the_presets_number_of_test_images_or_is_refused(name: str) -> None:
-    cls = next(
-        v for v in vars(load_study(name)).values() if isinstance(v, type) and getattr(v, "name", None) == name
-    )
+    cls = next(v for v in vars(load_study(name)).values() if isinstance(v, type) and getattr(v, "name", None) == name)
     args = argparse.Namespace(preset="quick", model=None, images=7)
     if "test" in {f.name for f in dataclasses.fields(cls.presets["quick"])}:
         assert cls.chosen_preset(args).test == 7
