@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from robustbench_bl import Defended, attacks, data
-from robustbench_bl.channels import ColorDepth, GaussianNoise
+from robustbench_bl.channels import Channel, ColorDepth, FFTCompression, GaussianNoise
 from robustbench_bl.training import TrainConfig, build_model, train
 
 #: Few steps with large relative step sizes: every attack runs in well under a second.
@@ -286,6 +286,20 @@ def test_attacker_draws_never_replay_the_judges(lenet: tuple[nn.Module, Tensor, 
     with torch.no_grad():
         assert torch.equal(attacker(x[:4]), same_stream(x[:4]))  # the attacker's stream, reproducibly
         assert not torch.allclose(attacker(x[:4]), judge(x[:4]))  # never the judge's draws
+
+
+@pytest.mark.parametrize(("channel", "draws"), [(GaussianNoise(0.1), 4), (FFTCompression(0.5), 1)])
+def test_eot_draws_a_stochastic_channel_eot_samples_times_and_a_deterministic_one_once(
+    lenet: tuple[nn.Module, Tensor, Tensor], channel: Channel, draws: int
+) -> None:
+    model, x, _ = lenet
+    seen = []
+    hook = model.register_forward_hook(lambda module, inputs, output: seen.append(len(inputs[0])))
+    attacker = attacks.threat_model(Defended(model, channel), False, attacks.Threat.parse("eot"), 4, seed=0)
+    with torch.no_grad():
+        attacker.module(x[:3])
+    hook.remove()
+    assert sum(seen) == 3 * draws and f"{draws} draw(s) per step" in attacker.gradient_path
 
 
 def test_foolbox_model_is_in_eval_mode(lenet: tuple[nn.Module, Tensor, Tensor]) -> None:
