@@ -302,6 +302,37 @@ def test_eot_draws_a_stochastic_channel_eot_samples_times_and_a_deterministic_on
     assert sum(seen) == 3 * draws and f"{draws} draw(s) per step" in attacker.gradient_path
 
 
+def test_adversarials_crafted_before_are_judged_as_if_crafted_in_the_run(
+    lenet: tuple[nn.Module, Tensor, Tensor],
+) -> None:
+    model, x, y = lenet
+    x, y = x[:12], y[:12]
+    defended = Defended(model, FFTCompression(0.3))  # deterministic: the judge's vote does not depend on its draws
+    budgets, options = (1 / 255, 4 / 255), {"steps": 10}
+    crafted = [attacks.craft_nonadaptive(model, "pgd-linf", x, y, e, seed=2, options=options) for e in budgets]
+    given = attacks.run(defended, "pgd-linf", x, y, epsilons=budgets, seed=2, options=options, crafted_before=crafted)
+    expected = attacks.judge(defended, x, y, crafted)
+    assert given.fooled.any() and torch.equal(given.fooled, expected.fooled) and given.seconds == 0
+    assert torch.equal(given.linf.nan_to_num(-1), expected.linf.nan_to_num(-1))
+    clean = attacks.run(defended, "pgd-linf", x, y, epsilons=budgets, options=options, crafted_before=[x, x])
+    assert not clean.fooled.any()  # the clean images it was given, not an attack of its own
+
+
+@pytest.mark.parametrize(
+    ("threat", "given", "message"),
+    [
+        ("eot", 2, "needs the 'nonadaptive' threat"),
+        ("nonadaptive", 1, "one adversarial batch shaped like x"),
+    ],
+)
+def test_adversarials_crafted_before_must_fit_the_run(
+    lenet: tuple[nn.Module, Tensor, Tensor], threat: str, given: int, message: str
+) -> None:
+    model, x, y = lenet
+    with pytest.raises(ValueError, match=message):
+        attacks.run(model, "pgd-linf", x[:4], y[:4], threat, epsilons=(0.01, 0.02), crafted_before=[x[:4]] * given)
+
+
 def test_foolbox_model_is_in_eval_mode(lenet: tuple[nn.Module, Tensor, Tensor]) -> None:
     model, _, _ = lenet
     defended = Defended(model).train()

@@ -134,6 +134,20 @@ def attacker_precision(attack: Attack, precision: str, device: torch.device) -> 
     return working if attack.kind == GRADIENT and not attack.minimizes else "float32"
 
 
+def check_crafted(crafted: Sequence[Tensor], threat: Threat, epsilons: tuple[float, ...], x: Tensor) -> None:
+    """Adversarials crafted before fit a run: non-adaptive, one per epsilon, each shaped like x."""
+    if threat.adaptive:
+        raise ValueError(
+            f"crafted_before needs the 'nonadaptive' threat (adversarials of the bare model), got {threat}"
+        )
+    if len(crafted) != len(epsilons) or any(tuple(a.shape) != tuple(x.shape) for a in crafted):
+        shapes = [tuple(a.shape) for a in crafted]
+        raise ValueError(
+            f"crafted_before must hold one adversarial batch shaped like x {tuple(x.shape)} per epsilon "
+            f"({len(epsilons)}), got shapes {shapes}"
+        )
+
+
 def run(
     model_or_defended: nn.Module,
     attack: str,
@@ -149,8 +163,14 @@ def run(
     batch_size: int = 256,
     progress: bool = False,
     precision: str = "auto",
+    crafted_before: Sequence[Tensor] | None = None,
 ) -> Outcome:
     """Attack under `threat`, then judge every adversarial by the defended model's majority vote.
+
+    `crafted_before`: under the non-adaptive threat, the adversarials of all of `x` already crafted
+    on the bare model (one per epsilon, as `craft_nonadaptive` makes them), judged here instead of
+    attacked again: they do not depend on the defense, so a study of many defenses crafts them once
+    (the Outcome's `seconds` then count no crafting).
 
     `precision` is the attacker's arithmetic (robustbench_bl.precision: 'auto' is bfloat16 where the
     hardware has it natively) for fixed-budget gradient attacks (see `attacker_precision`). The judge always votes with the model as it is (float32): the attacker's
@@ -178,6 +198,8 @@ def run(
         raise ValueError(
             "transfer needs an adaptive threat ('whitebox', 'bpda', 'eot' or 'bpda+eot'), got 'nonadaptive'"
         )
+    if crafted_before is not None:
+        check_crafted(crafted_before, threat, eps, x)
     crafted = make(attack, **(options or {}))
     device, dtype = placement(defended.model)
     working = attacker_precision(crafted, precision, device)
@@ -200,9 +222,12 @@ def run(
         chunks = range(0, len(x), batch_size)
         for start in tqdm(chunks, desc=f"{attack} [{threat}]", disable=not progress, unit="batch"):
             xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-            begin = time.perf_counter()
-            adversarials = crafted(chosen.module, xb, yb, eps, seed)
-            seconds += time.perf_counter() - begin
+            if crafted_before is not None:
+                adversarials = [a[start : start + batch_size].to(device, dtype) for a in crafted_before]
+            else:
+                begin = time.perf_counter()
+                adversarials = crafted(chosen.module, xb, yb, eps, seed)
+                seconds += time.perf_counter() - begin
             parts.append(judge(voter, xb, yb, adversarials, clean_labels[start : start + batch_size]))
     return Outcome(
         clean_correct=torch.cat([p.clean_correct for p in parts]),

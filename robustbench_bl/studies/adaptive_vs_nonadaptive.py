@@ -208,6 +208,26 @@ class AdaptiveVsNonadaptive(ChannelStudy[Preset]):
         super().prepare()
         self.best = self.tuned()
         self.proxy = attacks.channel_label(channel_at("laplace", self.best["laplace"]))
+        self.crafted: list[torch.Tensor] | None = None
+
+    def nonadaptive(self) -> list[torch.Tensor]:
+        """The non-adaptive attacker's adversarials at each budget, crafted once on the bare model (they
+        do not depend on the channel) and judged by every defense."""
+        if self.crafted is None:
+            self.crafted = [
+                attacks.craft_nonadaptive(
+                    self.models[self.plain],
+                    ATTACK,
+                    self.x,
+                    self.y,
+                    self.setting.eps * g,
+                    self.args.seed,
+                    self.setting.options.get(ATTACK),
+                    precision=self.args.precision,
+                )
+                for g in self.p.grid
+            ]
+        return self.crafted
 
     def cells(self) -> list[Cell]:
         base = self.cell(self.setting.model, model_key=self.keys[self.plain], eps=self.setting.eps)
@@ -247,6 +267,7 @@ class AdaptiveVsNonadaptive(ChannelStudy[Preset]):
             transfer=self.proxy if transfer else None,
             options=self.setting.options.get(ATTACK),
             precision=self.args.precision,
+            crafted_before=None if threat.adaptive else self.nonadaptive(),
         )
         settings = {
             "threat": threat.name,
