@@ -257,6 +257,12 @@ def test_channel_sweep_judges_recovery_with_an_exact_binomial_interval(robust: f
     assert "not judged (JPEG" in str(text)
 
 
+def test_channel_sweep_recovery_of_a_bare_model_right_on_nothing_decides_nothing() -> None:
+    row = {"channel": "fft", "attack": "cw-l2", "strength": 0.5, "distortion": 1.0, "robust": 0.0, "bare": 0.0, "n": 6}
+    text = studies.module("channel_sweep").finding(pd.DataFrame([row]), [])
+    assert verdict(text) == "INCONCLUSIVE" and "recovery: +nan [+0.000, +inf]" in str(text)
+
+
 def test_resources_judges_time_by_a_t_interval_over_pairs_and_memory_exactly() -> None:
     import json
 

@@ -24,6 +24,7 @@ leaderboard studies.
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,9 +81,12 @@ PAPER = "second paper ch. 3: 'all the channels can achieve about 85% accuracy' a
 
 def recovery(robust: float, n: int, bare: float) -> stats.Interval:
     """The interval of a recovery (robust accuracy over n images / the bare model's clean accuracy
-    `bare`): the exact binomial interval of the robust accuracy, scaled by `bare`."""
+    `bare`): the exact binomial interval of the robust accuracy, scaled by `bare`. A bare model that
+    gets no judged image right leaves the recovery undefined: (NaN, 0, inf), which decides nothing."""
 
     def interval(level: float) -> tuple[float, float, float]:
+        if bare == 0:
+            return math.nan, 0.0, math.inf
         _, lo, hi = stats.binomial_interval(round(robust * n), n, level)
         return robust / bare, lo / bare, hi / bare
 

@@ -1,0 +1,44 @@
+#!/bin/bash
+# The attack studies' reference runs: each study on the full offline CIFAR-10 and the zoo's models,
+# one after another in the background, resumably (a study's result store keeps every finished cell;
+# start the script again and it goes on). Each finished run's results.csv, finding, figures and the
+# exact command are copied to docs/results/NAME/ and the report page docs/results/report.html is
+# rebuilt; commit them. The README's verdict table quotes these runs.
+#
+#   RBL_DATA=/path/to/data nohup tools/reference_runs.sh channel_sweep adaptive_vs_nonadaptive &
+#
+# With no study named: all of them, in dependency order. Work folders: ~/.cache/robustbench_bl/reference/
+# (adaptive_vs_nonadaptive and leaderboard read channel_sweep's tuned strengths there). Log:
+# ~/.cache/robustbench_bl/logs/reference.log. One thread: run it beside one other job, not two.
+set -u
+cd "$(dirname "$0")/.."
+# Images per study (issue 27): the channel sweep tunes on half and judges on the other half.
+declare -A IMAGES=(
+    [channel_sweep]=2000
+    [adaptive_vs_nonadaptive]=1000
+    [leaderboard]=1000
+    [decision_based]=500
+    [instability]=500
+)
+studies=("$@")
+[ ${#studies[@]} -eq 0 ] && studies=(channel_sweep adaptive_vs_nonadaptive leaderboard decision_based instability)
+data=${RBL_DATA:?set RBL_DATA to the offline data folder (the reference runs need the full test set)}
+work=$HOME/.cache/robustbench_bl/reference
+log=$HOME/.cache/robustbench_bl/logs/reference.log
+mkdir -p "$work" "$(dirname "$log")"
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+for name in "${studies[@]}"; do
+    images=${IMAGES[$name]:?no reference size for study $name (one of: ${!IMAGES[*]})}
+    command=(python "studies/$name.py" --images "$images" --data "\$RBL_DATA" --quiet)
+    echo "=== $name start $(date)" >>"$log"
+    if .venv/bin/python "studies/$name.py" --images "$images" --data "$data" --quiet --out "$work/$name" >>"$log" 2>&1; then
+        shipped=docs/results/$name
+        mkdir -p "$shipped"
+        cp "$work/$name"/results.csv "$work/$name"/finding.{json,txt} "$work/$name"/*.png "$shipped"/
+        printf '%s\n' "${command[*]} --out docs/results/$name" >"$shipped/command.txt"
+        .venv/bin/python -m robustbench_bl report docs/results >>"$log" 2>&1
+        echo "=== $name end rc=0 $(date)" >>"$log"
+    else
+        echo "=== $name end rc=$? $(date)" >>"$log"
+    fi
+done
