@@ -37,6 +37,8 @@ def test_correctly_classified_keeps_the_first_n_right() -> None:
     y[1] = (y[1] + 1) % 4
     kept_x, kept_y = correctly_classified(model, x, y, 3)
     assert torch.equal(kept_x, x[[0, 2, 3]]) and torch.equal(kept_y, y[[0, 2, 3]])
+    every_x, _ = correctly_classified(model, x, y)  # n=None: all the right ones
+    assert len(every_x) == len(x) - 1 and torch.equal(every_x[:3], x[[0, 2, 3]])
 
 
 def test_examples_of_each_kind() -> None:
