@@ -4,6 +4,7 @@ sample exactly, discards at least its rate in every layer, and a tampered file i
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -153,6 +154,16 @@ def test_unknown_or_missing_models_are_named(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path)
     with pytest.raises(ValueError, match=r"rbl zoo train fastnet-50"):
         zoo.card("fastnet-50")
+
+
+def test_rbl_zoo_dir_replaces_the_shipped_folder(tmp_path: Path) -> None:
+    for name in ("fastnet-50",):
+        for suffix in (".json", ".safetensors"):
+            shutil.copy(zoo.WEIGHTS_DIR / f"{name}{suffix}", tmp_path / f"{name}{suffix}")
+    code = "from robustbench_bl import zoo; print(zoo.names(), zoo.find(0.5), zoo.load('fastnet-50').training)"
+    env = {**os.environ, "RBL_ZOO_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[0] == "['fastnet-50'] fastnet-50 False"
 
 
 def test_find_maps_bands_and_seeds_to_names() -> None:

@@ -27,8 +27,9 @@ from robustbench_bl.training.fast import FastRecipe, train_fast
 from robustbench_bl.validation import check_choice, read_json_record
 from robustbench_bl.versions import versions
 
-#: Where the shipped weights and cards live.
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+#: Where the zoo's weights and cards live: the shipped ones, or $RBL_ZOO_DIR (a folder of models
+#: trained with `rbl zoo train --out DIR`, e.g. a zoo still training) when set at import.
+WEIGHTS_DIR = Path(os.environ.get("RBL_ZOO_DIR") or Path(__file__).parent / "weights")
 #: Training images of every zoo model (the full CIFAR-10 training split).
 TRAIN_SIZE = 50000
 #: The widths a zoo model is trained at (airbench's).
