@@ -6,6 +6,8 @@
 # rebuilt; commit them. The README's verdict table quotes these runs.
 #
 #   RBL_DATA=/path/to/data nohup tools/reference_runs.sh channel_sweep adaptive_vs_nonadaptive &
+#   RBL_ZOO_DIR=robustbench_bl/zoo/pending RBL_DATA=... nohup tools/reference_runs.sh channel_sweep &
+#       (on zoo v2's finished models before they replace the shipped ones)
 #
 # With no study named: all of them, in dependency order. Work folders: ~/.cache/robustbench_bl/reference/
 # (adaptive_vs_nonadaptive and leaderboard read channel_sweep's tuned strengths there). Log:
@@ -29,7 +31,9 @@ mkdir -p "$work" "$(dirname "$log")"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 for name in "${studies[@]}"; do
     images=${IMAGES[$name]:?no reference size for study $name (one of: ${!IMAGES[*]})}
-    command=(python "studies/$name.py" --images "$images" --data "\$RBL_DATA" --quiet)
+    # RBL_ZOO_DIR (a zoo still training: robustbench_bl/zoo/pending) is part of the command; the rows'
+    # model_key names each model's weights by sha256 either way.
+    command=(${RBL_ZOO_DIR:+RBL_ZOO_DIR=$RBL_ZOO_DIR} python "studies/$name.py" --images "$images" --data "\$RBL_DATA" --quiet)
     echo "=== $name start $(date)" >>"$log"
     if .venv/bin/python "studies/$name.py" --images "$images" --data "$data" --quiet --out "$work/$name" >>"$log" 2>&1; then
         shipped=docs/results/$name
