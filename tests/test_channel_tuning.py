@@ -3,6 +3,7 @@ reading them back the way the adaptive and leaderboard studies do."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -144,3 +145,29 @@ def test_train_config_matches_the_budget_of_the_setting() -> None:
     assert (full.limit, full.epochs, full.compress_rate, full.model) == (quick.train, quick.epochs, 0.5, quick.model)
     sample = train_config(quick, 2000, seed=0)  # the packaged sample: more epochs, as many examples seen
     assert sample.limit == 2000 and sample.epochs * 2000 == quick.epochs * quick.train and sample.compress_rate is None
+
+
+def test_crafting_resumes_from_the_batches_it_stored(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10)).eval()
+    x = torch.rand(12, 3, 8, 8)
+    y = model(x).argmax(1)
+    calls = []
+    model.register_forward_hook(lambda module, inputs, output: calls.append(len(inputs[0])))
+    craft = partial(craft_nonadaptive, model, "pgd-linf", x, y, seed=1, options={"steps": 3}, batch_size=5)
+    whole = craft(2 / 255)  # no store: the reference
+    stored = craft(2 / 255, store=tmp_path)
+    files = sorted(tmp_path.glob("pgd-linf-*.pt"))
+    assert torch.equal(stored, whole) and len(files) == 3  # batches of 5, 5, 2
+    calls.clear()
+    assert torch.equal(craft(2 / 255, store=tmp_path), whole) and calls == []  # read back, nothing crafted
+    files[1].unlink()  # a run stopped before one of its batches was saved
+    assert torch.equal(craft(2 / 255, store=tmp_path), whole) and calls  # that batch again, bit for bit
+    assert len(list(tmp_path.glob("pgd-linf-*.pt"))) == 3
+    calls.clear()
+    other = craft(4 / 255, store=tmp_path)  # another budget is another file, crafted afresh
+    assert calls and len(list(tmp_path.glob("pgd-linf-*.pt"))) == 6 and not torch.equal(other, whole)
+    model[1].bias.data += 1  # other weights: nothing stored fits them
+    calls.clear()
+    craft(2 / 255, store=tmp_path)
+    assert calls and len(list(tmp_path.glob("pgd-linf-*.pt"))) == 9

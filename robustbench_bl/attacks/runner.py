@@ -3,10 +3,13 @@ from the one judge (`judge`: the defended majority vote); `craft_nonadaptive` cr
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,6 +23,7 @@ from robustbench_bl.channels import Channel
 from robustbench_bl.channels import make as make_channel
 from robustbench_bl.defense import Defended
 from robustbench_bl.models.common import eval_mode, placement
+from robustbench_bl.runtime.files import atomic_write
 from robustbench_bl.validation import check_images, check_labels, check_positive_int, check_range
 
 
@@ -255,22 +259,44 @@ def craft_nonadaptive(
     options: Mapping[str, Any] | None = None,
     batch_size: int = 256,
     precision: str = "auto",
+    store: str | os.PathLike[str] | None = None,
 ) -> Tensor:
     """Adversarials against the bare model, what a non-adaptive attacker sends to every defense.
 
     They do not depend on the channel, so a sweep crafts them once and judges every channel on them
     (`judge`) instead of re-running the attack per channel. `epsilon=None` keeps a minimization
-    attack (C&W) unbounded. Seeded like `attacks.run`, so the same seed crafts the same adversarials;
-    `precision` as in `run` (gradient attacks only).
+    attack (C&W) unbounded. Seeded like `attacks.run`, each batch from its own seed, so the same seed
+    crafts the same adversarials however the work was split; `precision` as in `run` (gradient
+    attacks only). `store`: a folder where each batch is saved as it completes, under a digest of
+    everything that made it (model weights, attack, options, budget, seed, precision, the batch), and
+    read back instead of crafted again: an attack of hours that is stopped resumes there.
     """
     crafted = make(attack, **(options or {}))
     device = placement(model)[0]
-    model = precision_.for_attacker(model, attacker_precision(crafted, precision, device), device)
+    working = attacker_precision(crafted, precision, device)
+    view = precision_.for_attacker(model, working, device)
+    recipe = (attack, sorted((options or {}).items()), epsilon, seed, working)
     chunks = []
-    with eval_mode(model), torch.random.fork_rng():
-        torch.manual_seed(seed)
+    with eval_mode(view), torch.random.fork_rng():
         for start in range(0, len(x), batch_size):
-            chunks.append(
-                crafted(model, x[start : start + batch_size], y[start : start + batch_size], [epsilon], seed)[0]
-            )
+            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+            path = None if store is None else Path(store) / f"{attack}-{batch_digest(model, recipe, xb, yb)}.pt"
+            if path is not None and path.is_file():
+                chunks.append(torch.load(path, weights_only=True).to(xb.device, xb.dtype))
+                continue
+            torch.manual_seed(seed + start)
+            adv = crafted(view, xb, yb, [epsilon], seed)[0]
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(path, lambda tmp, adv=adv: torch.save(adv.detach().cpu(), tmp))
+            chunks.append(adv)
     return torch.cat(chunks)
+
+
+def batch_digest(model: nn.Module, recipe: tuple[Any, ...], x: Tensor, y: Tensor) -> str:
+    """A digest of the model's weights and buffers, what crafts (`recipe`, by its repr) and the batch."""
+    digest = hashlib.sha256(repr(recipe).encode())
+    for name, tensor in [*model.state_dict().items(), ("x", x), ("y", y)]:
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:24]

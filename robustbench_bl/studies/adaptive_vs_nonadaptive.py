@@ -215,7 +215,7 @@ class AdaptiveVsNonadaptive(ChannelStudy[Preset]):
 
     def nonadaptive(self) -> list[torch.Tensor]:
         """The non-adaptive attacker's adversarials at each budget, crafted once on the bare model (they
-        do not depend on the channel) and judged by every defense."""
+        do not depend on the channel; kept in the run folder's `crafted/`) and judged by every defense."""
         if self.crafted is None:
             self.crafted = [
                 attacks.craft_nonadaptive(
@@ -227,6 +227,7 @@ class AdaptiveVsNonadaptive(ChannelStudy[Preset]):
                     self.args.seed,
                     self.setting.options.get(ATTACK),
                     precision=self.args.precision,
+                    store=self.folder.out / "crafted",
                 )
                 for g in self.p.grid
             ]

@@ -166,7 +166,8 @@ class ChannelSweep(ChannelStudy[Preset]):
         self.tuning = tuning_split(len(self.x), self.args.seed)
 
     def craft(self) -> dict[str, torch.Tensor]:
-        """The non-adaptive adversarials of the plain model, crafted once."""
+        """The non-adaptive adversarials of the plain model, crafted once (kept batch by batch in the run
+        folder's `crafted/`, so that a stopped sweep resumes its attacks)."""
         if not self.crafted:
             s = self.setting
             epsilons = {STRONG_ATTACK: s.eps, **{name: None for name in THESIS_ATTACKS}}
@@ -180,6 +181,7 @@ class ChannelSweep(ChannelStudy[Preset]):
                     self.args.seed,
                     s.options.get(name),
                     precision=self.args.precision,
+                    store=self.folder.out / "crafted",
                 )
                 for name in SWEEP_ATTACKS
             }
