@@ -16,7 +16,7 @@ fools it. Findings to check, per seed channel (JPEG is shown but not judged, as 
   with "often" taken as: on more than half of the (channel, example) pairs the Laplace-proxy attack
   needs at most CLOSED_RATIO x the bare model's budget.
 
-    python studies/adaptive_vs_nonadaptive.py                 # quick preset (default), <= 15 min on a CPU
+    python studies/adaptive_vs_nonadaptive.py                 # quick preset (default): zoo FastNet, 40 images
     python studies/adaptive_vs_nonadaptive.py --preset smoke  # seconds, what the tests run
 """
 

@@ -18,7 +18,7 @@ itself decoded from JPEG q75, so JPEG near that quality measures the data, not a
 channel's strength tuned for the mean of the thesis's attacks is stored for the adaptive-attack and
 leaderboard studies.
 
-    python studies/channel_sweep.py                 # quick preset (default)
+    python studies/channel_sweep.py                 # quick preset (default): zoo FastNet, 200 images
     python studies/channel_sweep.py --preset smoke  # seconds, what the tests run
 """
 

@@ -9,7 +9,7 @@ the examples both models classify right and the sizes differ, the share on which
 model needs the larger one (a sign test). Finding to check, per model and attack, with an exact
 binomial 95% interval: the band-limited models need larger perturbations (share above one half).
 
-    python studies/decision_based.py                 # quick preset (default), <= 15 min on a CPU
+    python studies/decision_based.py                 # quick preset (default): six zoo FastNets, 40 images
     python studies/decision_based.py --preset smoke  # seconds, what the tests run
 """
 

@@ -1,17 +1,19 @@
 """Instability of adversarial examples (second paper, section 3.2.2): M1 and M2 by kind of example.
 
 On natural test images each model classifies right, their adversarials crafted on that model
-(PGD-Linf at fixed budgets; C&W-L2, unbounded, which finds minimal-distortion adversarials) and
+(PGD-Linf at fixed budgets, deep past the boundary; the thesis's minimal-epsilon PGD-Linf and
+C&W-L2, which stop just past it) and
 Gaussian-noisy copies: M1 = ||grad_x f(x)||_2 and M2 = lambda_max(Hessian_x f(x)) for several
 definitions of f (`FS`): the predicted-class confidence, the cross-entropy at the original label
 (the paper's code) and at the adversarial (predicted) label, and the logit margin of the predicted
-class. Models: the plain CNN and the same CNN band-limited at 50% (second derivatives flow through
-band-limited layers). Finding to check, per model and per attack (each adversarial paired with its
-own natural image, fooling adversarials only): the median per-example log ratio adversarial /
-natural of M1 and of |M2| for the paper's f (cross-entropy at the original label) is above 0, with
-a 95% bootstrap interval; the other definitions of f follow.
+class. Models: the zoo's plain FastNet and the one band-limited at 50% (second derivatives flow
+through band-limited layers). Finding to check, per model and per attack (each adversarial paired
+with its own natural image, fooling adversarials only): the median per-example log ratio
+adversarial / natural of M1 and of |M2| is above 0, with a 95% bootstrap interval, judged apart for
+the thesis's f ("a single class confidence value") and its code's (cross-entropy at the original
+label); the other definitions of f and the noisy copies are notes.
 
-    python studies/instability.py                 # quick preset (default), <= 15 min on a CPU
+    python studies/instability.py                 # quick preset (default): zoo FastNets 0% / 50%, 45 images
     python studies/instability.py --preset smoke  # seconds, what the tests run
 """
 
