@@ -18,6 +18,7 @@ from robustbench_bl import data, zoo
 from robustbench_bl.runtime.checkpoints import CheckpointStore
 from robustbench_bl.studies.bands import layer_fractions
 from robustbench_bl.training import TrainConfig
+from robustbench_bl.training.fast import FastRecipe
 
 K = TypeVar("K", bound=Hashable)
 
@@ -64,9 +65,9 @@ def trained_models(
     return Trained(test, {k: model for k, (model, _) in got.items()}, keys, {k: meta for k, (_, meta) in got.items()})
 
 
-#: The training length, in epochs, of the shipped zoo's fully trained FastNets (their cards' `epochs`):
-#: the studies' presets name zoo models by it (fewer epochs: the early-stopped controls).
-ZOO_EPOCHS = 6
+#: The training length, in epochs, of the zoo's fully trained FastNets (the plain model's card, else the
+#: recipe's): the studies' presets name zoo models by it (fewer epochs: the early-stopped controls).
+ZOO_EPOCHS = zoo.card("fastnet-0")["epochs"] if "fastnet-0" in zoo.names() else FastRecipe.epochs
 #: The zoo's first layer of each FastNet variant the studies train.
 ZOO_STEMS = {"fastnet": "whiten", "fastnet_nw": "learned"}
 
