@@ -167,7 +167,10 @@ def test_crafting_resumes_from_the_batches_it_stored(tmp_path: Path) -> None:
     calls.clear()
     other = craft(4 / 255, store=tmp_path)  # another budget is another file, crafted afresh
     assert calls and len(list(tmp_path.glob("pgd-linf-*.pt"))) == 6 and not torch.equal(other, whole)
-    model[1].bias.data += 1  # other weights: nothing stored fits them
+    linear = model[1]
+    assert isinstance(linear, nn.Linear)
+    with torch.no_grad():
+        linear.bias.add_(1)  # other weights: nothing stored fits them
     calls.clear()
     craft(2 / 255, store=tmp_path)
     assert calls and len(list(tmp_path.glob("pgd-linf-*.pt"))) == 9

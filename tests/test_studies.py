@@ -16,6 +16,7 @@ from PIL import Image
 
 from robustbench_bl import channels, studies
 from robustbench_bl.evaluation import stats
+from robustbench_bl.studies.study import Study
 
 RESULTS_DOC = (Path(__file__).resolve().parents[1] / "docs" / "results.md").read_text(encoding="utf-8")
 COMMON_COLUMNS = {"study", "metric", "value", "seed", "wall_seconds", "version_torch", "version_robustbench-bl"}
@@ -320,7 +321,11 @@ def test_a_given_channel_sweep_without_this_models_strengths_is_a_clear_error(
 
 @pytest.mark.parametrize("name", studies.NAMES)
 def test_images_replaces_the_presets_number_of_test_images_or_is_refused(name: str) -> None:
-    cls = next(v for v in vars(load_study(name)).values() if isinstance(v, type) and getattr(v, "name", None) == name)
+    cls = next(
+        v
+        for v in vars(load_study(name)).values()
+        if isinstance(v, type) and issubclass(v, Study) and getattr(v, "name", None) == name
+    )
     args = argparse.Namespace(preset="quick", model=None, images=7)
     if "test" in {f.name for f in dataclasses.fields(cls.presets["quick"])}:
         assert cls.chosen_preset(args).test == 7

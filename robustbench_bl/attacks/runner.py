@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -288,7 +289,7 @@ def craft_nonadaptive(
             adv = crafted(view, xb, yb, [epsilon], seed)[0]
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(path, lambda tmp, adv=adv: torch.save(adv.detach().cpu(), tmp))
+                atomic_write(path, partial(torch.save, adv.detach().cpu()))
             chunks.append(adv)
     return torch.cat(chunks)
 
