@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -192,6 +193,34 @@ def test_recipe_smoke_publishes_a_loadable_card(tmp_path: Path) -> None:
     assert not (tmp_path / "fastnet-50.partial.pt").exists()
     assert min(record["discarded_per_layer"].values()) >= 0.5
     assert torch.isfinite(torch.tensor(record["history"][0]["loss"]))
+
+
+def test_check_re_measures_a_card_and_flags_a_false_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from robustbench_bl.zoo.command import main
+
+    monkeypatch.delenv("RBL_DATA", raising=False)
+    monkeypatch.setattr(data, "_online", lambda name, timeout=3.0: False)
+    name = "fastnet-50"
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(zoo.WEIGHTS_DIR / f"{name}{suffix}", tmp_path / f"{name}{suffix}")
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path)
+    assert main(["check", name, "--data", str(data.SAMPLE_DIR)]) == 0
+    assert "(0 images apart): agrees" in capsys.readouterr().out
+    card = json.loads((tmp_path / f"{name}.json").read_text())
+    card["accuracy"]["sample_test"]["accuracy"] += 0.003  # three images more than the model gets right
+    (tmp_path / f"{name}.json").write_text(json.dumps(card))
+    assert main(["check", name, "--data", str(data.SAMPLE_DIR)]) == 1
+    assert "(3 images apart): DISAGREES" in capsys.readouterr().out
+    subset = tmp_path / "data" / "cifar10"  # images the card never saw
+    subset.mkdir(parents=True)
+    sample = data.packaged_sample("test")
+    for split in ("train", "test"):
+        x = (sample.x[:50].permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+        np.savez(subset / f"{split}.npz", x=x, y=sample.y[:50].numpy())
+    assert main(["check", name, "--data", str(tmp_path / "data")]) == 1
+    assert "its card has no accuracy on these images" in capsys.readouterr().out
 
 
 def test_command_line_lists_models_and_rejects_unknown_names(capsys: pytest.CaptureFixture[str]) -> None:
