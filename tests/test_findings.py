@@ -263,6 +263,14 @@ def test_channel_sweep_recovery_of_a_bare_model_right_on_nothing_decides_nothing
     assert verdict(text) == "INCONCLUSIVE" and "recovery: +nan [+0.000, +inf]" in str(text)
 
 
+def test_decision_based_with_no_untied_pair_decides_nothing() -> None:
+    row = dict(attack="boundary", member="50%", reference="0%", pairs=4, ties=1.0, larger=0, decided=0)
+    row |= dict(median=1.0, median_reference=1.0, larger_share=0.5)
+    text = studies.module("decision_based").finding(pd.DataFrame([row]))
+    assert verdict(text) == "INCONCLUSIVE" and "larger in 0 of 0 untied pairs" in str(text)
+    assert "+nan [+0.000, +1.000]" in str(text)
+
+
 def test_resources_judges_time_by_a_t_interval_over_pairs_and_memory_exactly() -> None:
     import json
 

@@ -16,6 +16,7 @@ binomial 95% interval: the band-limited models need larger perturbations (share 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -91,14 +92,18 @@ def pairs(members: Sequence[Member]) -> tuple[list[tuple[str, str]], list[tuple[
     return claims, controls
 
 
+def undecided(level: float = 0.95) -> tuple[float, float, float]:
+    """The interval of a share over no pairs: every share is possible."""
+    return math.nan, 0.0, 1.0
+
+
 def finding(shares: pd.DataFrame, controls: Sequence[tuple[str, str]] = ()) -> stats.Finding:
     """Per band-limited model and attack: the share of untied pairs on which it needs the larger
     perturbation than the plain model of its seed, with an exact binomial 95% interval, against one half
-    (the first paper's 70% / 99% beside it); against the early-stopped controls as notes."""
+    (the first paper's 70% / 99% beside it); against the early-stopped controls as notes. A pair of
+    models with no untied example decides nothing: (NaN, 0, 1)."""
     claims, notes = [], []
     for r in shares.itertuples():
-        if r.decided == 0:
-            continue
         text = (
             f"{r.member} vs {r.reference}, {r.attack}: larger in {r.larger} of {r.decided} untied pairs "
             f"({r.ties:.0%} tied; medians {r.median:.3g} vs {r.median_reference:.3g})"
@@ -106,9 +111,8 @@ def finding(shares: pd.DataFrame, controls: Sequence[tuple[str, str]] = ()) -> s
         paper = PAPER + (
             f"; first paper 4.4: {PAPER_SHARES[r.attack]:.0%} of cases" if r.attack in PAPER_SHARES else ""
         )
-        claim = stats.Claim.measured(
-            text, partial(stats.binomial_interval, r.larger, r.decided), threshold=0.5, paper=paper
-        )
+        interval = partial(stats.binomial_interval, r.larger, r.decided) if r.decided else undecided
+        claim = stats.Claim.measured(text, interval, threshold=0.5, paper=paper)
         if (r.member, r.reference) in controls:
             notes.append(f"control, plain model stopped early ({claim.verdict}): {claim}")
         else:
