@@ -113,7 +113,8 @@ def threat_model(
     if decision:
         voter = Defended(defended.model, channel, defended.votes, max_batch=defended.max_batch)
         return ThreatModel(Vote(voter, stream).eval(), f"queries the majority vote of {where}")
-    # EOT over a deterministic channel: every draw is the same, one is the expectation.
+    # EOT over a deterministic channel: every draw is the same, one is the expectation (Defended runs
+    # it once in eval mode either way; the gradient path says so).
     draws = eot_samples if threat.eot and channel.stochastic else 1
     if threat.bpda:
         channel = straight_through(channel)
