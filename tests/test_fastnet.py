@@ -88,6 +88,29 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:
         train_fast(fresh(), train, other, device="cpu", resume=tmp_path / "run.pt", progress=False)
 
 
+def test_on_epoch_sees_the_initialized_model_then_each_epochs_weights() -> None:
+    """Epoch -1 is the model as training starts (whitening already set from the data, not random),
+    then one call per epoch with the weights being trained."""
+    train = data.packaged_sample("train").at_most(512)
+    recipe = FastRecipe(epochs=2, batch_size=256, whiten_images=100)
+    torch.manual_seed(0)
+    model = models.FastNet(widths=SMALL)
+    expected = models.FastNet(widths=SMALL)
+    init_whitening(expected, train.x[:100], recipe.whiten_eps)
+    seen: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+    train_fast(
+        model,
+        train,
+        recipe,
+        device="cpu",
+        progress=False,
+        on_epoch=lambda e, m: seen.append((e, m.whiten.weight.detach().clone(), m.head.weight.detach().clone())),
+    )
+    assert [e for e, _, _ in seen] == [-1, 0, 1]
+    torch.testing.assert_close(seen[0][1], expected.whiten.weight)
+    assert not torch.equal(seen[0][2], seen[1][2]) and not torch.equal(seen[1][2], seen[2][2])
+
+
 def test_recipe_rejects_bad_settings() -> None:
     with pytest.raises(ValueError, match="epochs"):
         FastRecipe(epochs=0)

@@ -293,17 +293,42 @@ def test_resources_judges_time_by_a_t_interval_over_pairs_and_memory_exactly() -
 @pytest.mark.parametrize(("end", "word"), [(0.4, "HOLDS"), (0.8, "DOES NOT HOLD")])
 def test_energy_dynamics_checks_the_direction_the_seed_states(end: float, word: str) -> None:
     """conv2 starts at 0.6 discarded on every seed and ends at `end` (+- 0.01): a fall holds, a rise
-    does not; conv1 (fixed input images) is a note."""
+    does not; conv1 (input not learned) and conv3 (discards nothing at initialization) are notes."""
+    layers = (
+        ("conv1", False, lambda e: 0.7),
+        ("conv2", True, lambda e: 0.6 if e == 0 else end),
+        ("conv3", True, lambda e: 0.0 if e == 0 else 0.2),
+    )
     rows = [
-        dict(energy=0.95, layer=layer, seed=s, epoch=e, value=v)
+        dict(
+            energy=0.95,
+            layer=layer,
+            module=f"m.{layer}",
+            input_learned=learned,
+            seed=s,
+            epoch=e,
+            value=value(e) + 0.01 * (s - 1) * (e > 0),
+        )
         for s in range(3)
         for e in range(3)
-        for layer, v in (("conv1", 0.7), ("conv2", 0.6 if e == 0 else end + 0.01 * (s - 1)))
+        for layer, learned, value in layers
     ]
     text = studies.module("energy_dynamics").finding(pd.DataFrame(rows))
     assert verdict(text) == word
     assert estimates(text) == [pytest.approx(0.6 - end, abs=1e-9)]
-    assert "conv1 (fixed input images, not judged)" in str(text)
+    assert "conv1 (m.conv1; its input is not learned, not judged)" in str(text)
+    assert "conv3 (m.conv3; discards nothing at initialization, not judged)" in str(text)
+
+
+@pytest.mark.parametrize(("model", "unlearned"), [("lenet", 1), ("fastnet", 2), ("fastnet_nw", 1)])
+def test_energy_dynamics_judges_only_layers_whose_input_is_learned(model: str, unlearned: int) -> None:
+    """A FastNet's frozen whitening leaves the next layer's input unlearned too; a learned stem does not."""
+    from robustbench_bl import models
+    from robustbench_bl.spectral import BandLimitedConv2d, bandlimit
+
+    net = bandlimit(models.make(model, 10, 3, image_size=32), energy=0.9)
+    layers = [name for name, module in net.named_modules() if isinstance(module, BandLimitedConv2d)]
+    assert studies.module("energy_dynamics").fixed_input_layers(net, layers) == set(layers[:unlearned])
 
 
 def ucr_table(at_own: float) -> pd.DataFrame:

@@ -23,7 +23,7 @@ from robustbench_bl.models.external import state_mismatch
 from robustbench_bl.runtime import distributed
 from robustbench_bl.runtime.files import atomic_write, sha256
 from robustbench_bl.training.config import TrainConfig, build_model, load_train_data
-from robustbench_bl.training.loop import resolve_device, train
+from robustbench_bl.training.loop import resolve_device
 from robustbench_bl.validation import read_json_record
 from robustbench_bl.versions import versions
 
@@ -124,16 +124,9 @@ class CheckpointStore:
             model.load_state_dict(state)
             return model.to(resolve_device(device)).eval(), self.metadata(config, source)
         start = time.perf_counter()
-        if config.optimizer == "fast":
-            from robustbench_bl.models.fastnet import FastNet
-            from robustbench_bl.training.fast import FastRecipe, train_fast
+        from robustbench_bl.training.fast import fit
 
-            if not isinstance(model, FastNet):
-                raise ValueError(f"optimizer 'fast' trains FastNets only, got model {config.model!r}")
-            recipe = FastRecipe(epochs=config.epochs, batch_size=config.batch_size, seed=config.seed)
-            history = train_fast(model, dataset, recipe, device=device, progress=progress)
-        else:
-            history = train(model, dataset, config, device=device, progress=progress)
+        history = fit(model, dataset, config, device=device, progress=progress)
         metrics: dict[str, object] = {
             "train_seconds": time.perf_counter() - start,
             "train_size": len(dataset),

@@ -13,6 +13,7 @@ import math
 import os
 import pickle
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from robustbench_bl import data as datasets
 from robustbench_bl import precision as precision_
 from robustbench_bl.models.fastnet import FastNet
 from robustbench_bl.runtime.files import atomic_write
-from robustbench_bl.training import augment_batch, check_inputs, resolve_device
+from robustbench_bl.training import TrainConfig, augment_batch, check_inputs, resolve_device, train
 from robustbench_bl.validation import check_positive_int, check_range
 
 
@@ -154,6 +155,7 @@ def train_fast(
     progress: bool = True,
     max_steps: int | None = None,
     precision: str = "auto",
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Train a FastNet (plain or band-limited) in place; returns one row per epoch.
 
@@ -162,6 +164,9 @@ def train_fast(
     `resume` names a per-epoch checkpoint file: written after every epoch (state dicts and RNG
     state only, loaded with weights_only=True) and picked up again when present, so a killed run
     continues at its next epoch with the same result. `max_steps` stops early (smoke tests).
+    `on_epoch(epoch, model)` runs once before training (epoch -1: as initialized, whitening set) and
+    after each epoch, on the weights being trained (studies record layer statistics with it); the
+    returned model holds the lookahead average instead.
     """
     check_inputs(dataset.x, "dataset.x")
     dev = resolve_device(device)
@@ -193,6 +198,8 @@ def train_fast(
     if first_epoch == 0 and model.stem == "whiten":
         init_whitening(model, dataset.x[: recipe.whiten_images], recipe.whiten_eps)
         lookahead = _Lookahead(model)
+    if on_epoch is not None and first_epoch == 0:
+        on_epoch(-1, model)
     bar = tqdm(range(first_epoch, recipe.epochs), desc="train fastnet", disable=not progress, unit="epoch")
     for epoch in bar:
         if model.stem == "whiten" and model.whiten.bias is not None:
@@ -241,8 +248,28 @@ def train_fast(
                 recipe=asdict(recipe),
             )
             atomic_write(path, lambda p: torch.save(state, p))
+        if on_epoch is not None:
+            on_epoch(epoch, model)
         if max_steps is not None and (epoch + 1) * steps_per_epoch >= max_steps:
             break
     lookahead.update(model, 1.0)  # finish on the averaged weights
     model.eval()
     return history
+
+
+def fit(
+    model: nn.Module,
+    dataset: datasets.Dataset,
+    config: TrainConfig,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Train `model` in place as `config` says: the FastNet recipe for optimizer 'fast' (its epochs,
+    batch size and seed), the generic loop (`training.train`) otherwise; one row per epoch."""
+    if config.optimizer != "fast":
+        return train(model, dataset, config, device=device, progress=progress, on_epoch=on_epoch)
+    if not isinstance(model, FastNet):
+        raise ValueError(f"optimizer 'fast' trains FastNets only, got model {config.model!r}")
+    recipe = FastRecipe(epochs=config.epochs, batch_size=config.batch_size, seed=config.seed)
+    return train_fast(model, dataset, recipe, device=device, progress=progress, on_epoch=on_epoch)

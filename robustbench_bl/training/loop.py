@@ -86,7 +86,8 @@ def train(
     Under torchrun the model is wrapped in DistributedDataParallel: every rank draws the same
     global batch (same seed) and takes its share, and the loss is scaled so that the averaged
     gradient equals the single-process one, whatever the number of ranks.
-    `on_epoch(epoch, model)` runs after each epoch (studies use it to record layer statistics).
+    `on_epoch(epoch, model)` runs once before training (epoch -1: as initialized) and after each
+    epoch (studies use it to record layer statistics).
     """
     check_inputs(dataset.x, "dataset.x")
     distributed.setup()
@@ -104,6 +105,8 @@ def train(
     optimizer = _optimizer(model, config)
     scheduler = _scheduler(optimizer, config, config.epochs * steps_per_epoch)
     history = []
+    if on_epoch is not None:
+        on_epoch(-1, model)
     bar = tqdm(range(config.epochs), desc=f"train {config.model}", disable=not progress or rank != 0, unit="epoch")
     for epoch in bar:
         order = torch.randperm(len(y), generator=generator, device=dev)
