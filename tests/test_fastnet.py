@@ -98,14 +98,12 @@ def test_on_epoch_sees_the_initialized_model_then_each_epochs_weights() -> None:
     expected = models.FastNet(widths=SMALL)
     init_whitening(expected, train.x[:100], recipe.whiten_eps)
     seen: list[tuple[int, torch.Tensor, torch.Tensor]] = []
-    train_fast(
-        model,
-        train,
-        recipe,
-        device="cpu",
-        progress=False,
-        on_epoch=lambda e, m: seen.append((e, m.whiten.weight.detach().clone(), m.head.weight.detach().clone())),
-    )
+
+    def record(epoch: int, net: nn.Module) -> None:
+        state = net.state_dict()
+        seen.append((epoch, state["whiten.weight"].clone(), state["head.weight"].clone()))
+
+    train_fast(model, train, recipe, device="cpu", progress=False, on_epoch=record)
     assert [e for e, _, _ in seen] == [-1, 0, 1]
     torch.testing.assert_close(seen[0][1], expected.whiten.weight)
     assert not torch.equal(seen[0][2], seen[1][2]) and not torch.equal(seen[1][2], seen[2][2])
