@@ -9,7 +9,7 @@ from torch import nn
 from robustbench_bl import models
 from robustbench_bl.runtime.profiling import epoch_cost, saved_bytes
 from robustbench_bl.spectral import BandLimitedConv2d
-from robustbench_bl.studies.bands import discarded, layer_fractions, with_band
+from robustbench_bl.studies.bands import discarded, layer_fractions, layer_sizes, with_band
 
 
 def test_with_band_copies_and_layer_fractions() -> None:
@@ -26,6 +26,23 @@ def test_with_band_copies_and_layer_fractions() -> None:
     energy = with_band(model, energy=0.9)
     energy.train()
     assert discarded(layer_fractions(energy, x)) > 0 and energy.training  # mode restored
+
+
+@pytest.mark.parametrize(
+    ("size", "kernel", "padding", "channels"), [(32, 5, 0, 3), (15, 3, 1, 8), (7, 3, 1, 4), (10, 2, 0, 1)]
+)
+def test_layer_sizes_count_the_one_sided_spectrum_of_the_padded_map(
+    size: int, kernel: int, padding: int, channels: int
+) -> None:
+    """What torch.fft.rfft2 returns for the padded input map, per image, over every input channel."""
+    model = nn.Sequential(nn.Conv2d(channels, 2, kernel, padding=padding), nn.ReLU(), nn.Conv2d(2, 3, 1))
+    x = torch.rand(3, channels, size, size)
+    expected = torch.fft.rfft2(nn.functional.pad(x[0], (padding,) * 4)).numel()
+    sizes = layer_sizes(with_band(model, energy=0.9), x)
+    assert sizes == {
+        "0": expected,
+        "2": torch.fft.rfft2(torch.zeros(2, size + 2 * padding - kernel + 1, size + 2 * padding - kernel + 1)).numel(),
+    }
 
 
 def test_saved_bytes_and_epoch_cost_on_cpu() -> None:

@@ -292,32 +292,30 @@ def test_resources_judges_time_by_a_t_interval_over_pairs_and_memory_exactly() -
 
 @pytest.mark.parametrize(("end", "word"), [(0.4, "HOLDS"), (0.8, "DOES NOT HOLD")])
 def test_energy_dynamics_checks_the_direction_the_seed_states(end: float, word: str) -> None:
-    """conv2 starts at 0.6 discarded on every seed and ends at `end` (+- 0.01): a fall holds, a rise
-    does not; conv1 (input not learned) and conv3 (discards nothing at initialization) are notes."""
-    layers = (
-        ("conv1", False, lambda e: 0.7),
-        ("conv2", True, lambda e: 0.6 if e == 0 else end),
-        ("conv3", True, lambda e: 0.0 if e == 0 else 0.2),
-    )
+    """conv2 (300 coefficients) starts at 0.6 discarded and ends at `end` (+- 0.01 over seeds); conv1
+    (100 coefficients) stays at 0.7: the network's compression, weighted by size, falls by
+    0.75 x (0.6 - end), which holds for a fall and not for a rise; each layer's path is a note."""
+    layers = (("conv1", False, 100, lambda e: 0.7), ("conv2", True, 300, lambda e: 0.6 if e == 0 else end))
     rows = [
         dict(
             energy=0.95,
             layer=layer,
             module=f"m.{layer}",
             input_learned=learned,
+            coefficients=size,
             seed=s,
             epoch=e,
             value=value(e) + 0.01 * (s - 1) * (e > 0),
         )
         for s in range(3)
         for e in range(3)
-        for layer, learned, value in layers
+        for layer, learned, size, value in layers
     ]
     text = studies.module("energy_dynamics").finding(pd.DataFrame(rows))
     assert verdict(text) == word
-    assert estimates(text) == [pytest.approx(0.6 - end, abs=1e-9)]
-    assert "conv1 (m.conv1; its input is not learned, not judged)" in str(text)
-    assert "conv3 (m.conv3; discards nothing at initialization, not judged)" in str(text)
+    assert estimates(text) == [pytest.approx(0.75 * (0.6 - end), abs=1e-9)]
+    assert "conv1 (m.conv1, input not learned): 70.0% -> 70.0% -> 70.0%, fall +0.000" in str(text)
+    assert f"conv2 (m.conv2, learned input): 60.0% -> {end:.1%} -> {end:.1%}, fall {0.6 - end:+.3f}" in str(text)
 
 
 @pytest.mark.parametrize(("model", "unlearned"), [("lenet", 1), ("fastnet", 2), ("fastnet_nw", 1)])

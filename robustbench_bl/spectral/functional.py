@@ -314,6 +314,15 @@ def kept_fraction(
     return _kept_fraction(geoms, bands)
 
 
+def spectrum_size(
+    x: torch.Tensor, kernel: tuple[int, ...], stride: Size = 1, padding: Size | str = 0, dilation: Size = 1
+) -> int:
+    """Coefficients of the one-sided spectrum of one input map (per image and channel) that a
+    band-limited convolution with these settings transforms: the size of its FFT-domain intermediate."""
+    geoms = _geometry(tuple(x.shape[2:]), tuple(kernel), stride, padding, dilation)
+    return math.prod(compression.spectrum_shape(tuple(g.n for g in geoms)))
+
+
 _TAPS = {1: "kL", 2: "kH x kW", 3: "kD x kH x kW"}
 
 

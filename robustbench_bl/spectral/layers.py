@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustbench_bl.spectral.backends import get_backend
-from robustbench_bl.spectral.functional import band_limited_conv, check_band, kept_fraction
+from robustbench_bl.spectral.functional import band_limited_conv, check_band, kept_fraction, spectrum_size
 from robustbench_bl.spectral.transforms import ROUTES
 from robustbench_bl.validation import check_choice
 
@@ -100,6 +100,12 @@ class _BandLimited(nn.modules.conv._ConvNd):
         return kept_fraction(
             input, self.kernel_size, self.stride, padding, self.dilation, self.compress_rate, self.energy
         )
+
+    def spectrum_size(self, input: torch.Tensor) -> int:
+        """Coefficients of the one-sided spectra this layer transforms per image of `input` (every
+        input channel): what its kept fraction is a fraction of."""
+        input, padding = self._padded(input)
+        return self.in_channels * spectrum_size(input, self.kernel_size, self.stride, padding, self.dilation)
 
     def extra_repr(self) -> str:
         band = f"energy={self.energy}" if self.energy is not None else f"compress_rate={self.compress_rate}"
