@@ -156,6 +156,29 @@ def test_noise_robustness_judges_each_seed_pooled_and_the_order_of_rates() -> No
     assert len(finding.claims) == 10 and "family-wise level 99.50%" in str(finding)
 
 
+@pytest.mark.parametrize(("d", "word"), [(0.1, "HOLDS"), (-0.1, "DOES NOT HOLD")])
+def test_noise_robustness_judges_the_whitening_free_family_and_notes_the_confound(d: float, word: str) -> None:
+    """The whitening-free family is judged like the whitened one (its 50% minus its 0%), and each
+    whitening-free model minus its whitened twin is a note: +d at 0%, 0 at 50%."""
+    finding = studies.module("noise_robustness").finding(
+        noise_table(
+            {
+                (("fastnet", 0.0, 0, 6), "fp32"): PLAIN,
+                (("fastnet", 0.5, 0, 6), "fp32"): shifted(0.1),
+                (("fastnet_nw", 0.0, 0, 6), "fp32"): shifted(d, far=0.1),
+                (("fastnet_nw", 0.5, 0, 6), "fp32"): shifted(0.1),
+            }
+        )
+    )
+    free = [c for c in finding.claims if "Fig. 6" in c.label and "fastnet_nw 50% (6 ep.) - fastnet_nw 0%" in c.label]
+    assert [c.estimate for c in free] == pytest.approx([0.1 - d], abs=1e-9)
+    confound = [n for n in finding.notes if n.startswith("whitening confound") and "Fig. 6" in n]
+    assert len(confound) == 2
+    assert f"confound ({word} that the free one is more robust): Gaussian" in confound[0]
+    assert "fastnet_nw 0% (6 ep.) - fastnet 0% (6 ep.)" in confound[0] and f"{d:+.3f}" in confound[0]
+    assert "fastnet_nw 50% (6 ep.) - fastnet 50% (6 ep.)" in confound[1] and "+0.000" in confound[1]
+
+
 def accuracy_table(quarter: float, half: float, energy: float) -> pd.DataFrame:
     rows = [
         ("static", 0.0, 0.0, 0.9),
