@@ -18,7 +18,7 @@ import torch
 from robustbench_bl import data, zoo
 from robustbench_bl.studies.common import ZOO_EPOCHS, zoo_name
 from robustbench_bl.training import recipe
-from robustbench_bl.training.fast import FastRecipe
+from robustbench_bl.training.fast import FastRecipe, train_fast
 
 CARD_FIELDS = {
     "architecture",
@@ -193,6 +193,47 @@ def test_recipe_smoke_publishes_a_loadable_card(tmp_path: Path) -> None:
     assert not (tmp_path / "fastnet-50.partial.pt").exists()
     assert min(record["discarded_per_layer"].values()) >= 0.5
     assert torch.isfinite(torch.tensor(record["history"][0]["loss"]))
+
+
+def test_an_energy_models_card_records_its_bands_from_initialization_on(tmp_path: Path) -> None:
+    """Fig. 4 on a zoo model: the card's bands at initialization are those of the network the training
+    started from (seen through train_fast's on_epoch(-1)), and each epoch's row holds its bands."""
+    recipe = FastRecipe(epochs=1, batch_size=256, whiten_images=200)
+    record = zoo.train(
+        "fastnet-e95",
+        data_root=data.SAMPLE_DIR,
+        work_dir=tmp_path,
+        out_dir=tmp_path,
+        recipe=recipe,
+        max_steps=2,
+        progress=False,
+        device="cpu",
+    )
+    train_set = data.load("cifar10", "train", root=data.SAMPLE_DIR)
+    probe = train_set.x[: zoo.EVAL_BATCH], train_set.y[: zoo.EVAL_BATCH]
+    started: dict[str, float] = {}
+
+    def at_start(epoch: int, model: torch.nn.Module) -> None:
+        if epoch == -1:
+            started.update(zoo.measure(model, *probe)["discarded_per_layer"])
+
+    train_fast(
+        zoo.build("fastnet-e95"), train_set, recipe, device="cpu", progress=False, max_steps=1, on_epoch=at_start
+    )
+    assert record["bands_at_initialization"] == started and len(started) == 7 and max(started.values()) > 0
+    assert set(record["history"][0]["discarded_per_layer"]) == set(started)
+    assert json.loads((tmp_path / "fastnet-e95.json").read_text())["bands_at_initialization"] == started
+    plain = zoo.train(
+        "fastnet-0",
+        data_root=data.SAMPLE_DIR,
+        work_dir=tmp_path,
+        out_dir=tmp_path,
+        recipe=recipe,
+        max_steps=1,
+        progress=False,
+        device="cpu",
+    )
+    assert "bands_at_initialization" not in plain and "discarded_per_layer" not in plain["history"][0]
 
 
 def test_check_re_measures_a_card_and_flags_a_false_one(

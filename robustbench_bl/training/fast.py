@@ -156,6 +156,7 @@ def train_fast(
     max_steps: int | None = None,
     precision: str = "auto",
     on_epoch: Callable[[int, nn.Module], None] | None = None,
+    describe: Callable[[nn.Module], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Train a FastNet (plain or band-limited) in place; returns one row per epoch.
 
@@ -166,7 +167,8 @@ def train_fast(
     continues at its next epoch with the same result. `max_steps` stops early (smoke tests).
     `on_epoch(epoch, model)` runs once before training (epoch -1: as initialized, whitening set) and
     after each epoch, on the weights being trained (studies record layer statistics with it); the
-    returned model holds the lookahead average instead.
+    returned model holds the lookahead average instead. `describe(model)` adds fields to each
+    epoch's row (the zoo records energy bands with it); they are kept in the resume checkpoint.
     """
     check_inputs(dataset.x, "dataset.x")
     dev = resolve_device(device)
@@ -235,6 +237,8 @@ def train_fast(
             "precision": working,
             "threads": torch.get_num_threads(),
         }
+        if describe is not None:
+            row |= describe(model)
         history.append(row)
         bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['train_accuracy']:.3f}")
         if path is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from robustbench_bl.models.fastnet import FastNet
 from robustbench_bl.runtime.files import sha256
 from robustbench_bl.spectral.layers import recording_bands
 from robustbench_bl.training import resolve_device
-from robustbench_bl.training.fast import FastRecipe, train_fast
+from robustbench_bl.training.fast import FastRecipe, init_whitening, train_fast
 from robustbench_bl.validation import check_choice, read_json_record
 from robustbench_bl.versions import versions
 
@@ -197,10 +198,11 @@ def publish(
     train_set: datasets.Dataset,
     out_dir: Path | None = None,
     data_root: str | os.PathLike[str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Store `model` as float16 safetensors and write its card, with accuracies measured on the
     stored (float16-rounded) weights: on the full offline test set when one is found, and on the
-    packaged test sample."""
+    packaged test sample. `extra`: further fields of the card."""
     weights, card_file = _files(name, out_dir)
     weights.parent.mkdir(parents=True, exist_ok=True)
     full_precision = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -245,9 +247,26 @@ def publish(
             "bytes": weights.stat().st_size,
         },
         "versions": versions(),
-    }
+    } | (extra or {})
     card_file.write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+def partial_bands(probe: tuple[torch.Tensor, torch.Tensor]) -> Callable[[nn.Module], dict[str, Any]]:
+    """A `train_fast(describe=...)` that records each epoch's per-layer discarded fraction on the probe
+    batch (the first EVAL_BATCH training images, one batch as the card's accuracies are measured)."""
+    return lambda model: {"discarded_per_layer": measure(model, *probe)["discarded_per_layer"]}
+
+
+def bands_at_initialization(
+    name: str, recipe: FastRecipe, train_set: datasets.Dataset, probe: tuple[torch.Tensor, torch.Tensor]
+) -> dict[str, float]:
+    """Per-layer discarded fraction on the probe batch of the model as its training started: the same
+    seeded initialization and whitening (so a resumed training reports it too)."""
+    model = build(name)
+    if model.stem == "whiten":
+        init_whitening(model, train_set.x[: recipe.whiten_images], recipe.whiten_eps)
+    return measure(model, *probe)["discarded_per_layer"]
 
 
 def _full_test_set(root: str | os.PathLike[str] | None = None) -> datasets.Dataset | None:
@@ -283,6 +302,7 @@ def train(
     train_set = datasets.load("cifar10", "train", root=data_root)
     model = build(name)
     partial = work / f"{name}.partial.pt"
+    probe = train_set.x[:EVAL_BATCH], train_set.y[:EVAL_BATCH]
     history = train_fast(
         model,
         train_set,
@@ -292,11 +312,17 @@ def train(
         progress=progress,
         max_steps=max_steps,
         precision=precision,
+        describe=None if SPECS[name].energy is None else partial_bands(probe),
     )
     seconds = sum(h["epoch_seconds"] for h in history)  # epochs run before a resume count too
-    record = publish(
-        name, model, recipe, history, seconds, train_set, None if out_dir is None else Path(out_dir), data_root
+    # Fig. 4 of the first paper on an energy model: its bands from the start (and per epoch in history).
+    extra = (
+        {}
+        if SPECS[name].energy is None
+        else {"bands_at_initialization": bands_at_initialization(name, recipe, train_set, probe)}
     )
+    out = None if out_dir is None else Path(out_dir)
+    record = publish(name, model, recipe, history, seconds, train_set, out, data_root, extra)
     partial.unlink(missing_ok=True)
     return record
 
