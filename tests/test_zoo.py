@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -174,19 +175,27 @@ def test_find_maps_bands_and_seeds_to_names() -> None:
     assert zoo.find(0.3) is None
 
 
-def test_recipe_smoke_publishes_a_loadable_card(tmp_path: Path) -> None:
-    """A few batches of the real recipe on the packaged sample, through zoo.train."""
-    recipe = FastRecipe(epochs=1, batch_size=256, whiten_images=200)
-    record = zoo.train(
-        "fastnet-50",
+#: A few batches of the real recipe on the packaged sample (2,000 images, 7 steps an epoch).
+SMOKE_RECIPE = FastRecipe(epochs=1, batch_size=256, whiten_images=200)
+
+
+def smoke_train(name: str, tmp_path: Path, max_steps: int = 2) -> dict[str, Any]:
+    """zoo.train of `name` cut to `max_steps` steps, its card and weights written to tmp_path."""
+    return zoo.train(
+        name,
         data_root=data.SAMPLE_DIR,
         work_dir=tmp_path,
         out_dir=tmp_path,
-        recipe=recipe,
-        max_steps=2,
+        recipe=SMOKE_RECIPE,
+        max_steps=max_steps,
         progress=False,
         device="cpu",
     )
+
+
+def test_recipe_smoke_publishes_a_loadable_card(tmp_path: Path) -> None:
+    """A few batches of the real recipe on the packaged sample, through zoo.train."""
+    record = smoke_train("fastnet-50", tmp_path)
     assert record["train_data"]["n"] == 2000 and "full_test" not in record["accuracy"]
     assert record["weights"]["sha256"] == zoo.sha256(tmp_path / "fastnet-50.safetensors")
     assert json.loads((tmp_path / "fastnet-50.json").read_text())["recipe"]["batch_size"] == 256
@@ -198,17 +207,7 @@ def test_recipe_smoke_publishes_a_loadable_card(tmp_path: Path) -> None:
 def test_an_energy_models_card_records_its_bands_from_initialization_on(tmp_path: Path) -> None:
     """Fig. 4 on a zoo model: the card's bands at initialization are those of the network the training
     started from (seen through train_fast's on_epoch(-1)), and each epoch's row holds its bands."""
-    recipe = FastRecipe(epochs=1, batch_size=256, whiten_images=200)
-    record = zoo.train(
-        "fastnet-e95",
-        data_root=data.SAMPLE_DIR,
-        work_dir=tmp_path,
-        out_dir=tmp_path,
-        recipe=recipe,
-        max_steps=2,
-        progress=False,
-        device="cpu",
-    )
+    record = smoke_train("fastnet-e95", tmp_path)
     train_set = data.load("cifar10", "train", root=data.SAMPLE_DIR)
     probe = train_set.x[: zoo.EVAL_BATCH], train_set.y[: zoo.EVAL_BATCH]
     started: dict[str, float] = {}
@@ -218,21 +217,12 @@ def test_an_energy_models_card_records_its_bands_from_initialization_on(tmp_path
             started.update(zoo.measure(model, *probe)["discarded_per_layer"])
 
     train_fast(
-        zoo.build("fastnet-e95"), train_set, recipe, device="cpu", progress=False, max_steps=1, on_epoch=at_start
+        zoo.build("fastnet-e95"), train_set, SMOKE_RECIPE, device="cpu", progress=False, max_steps=1, on_epoch=at_start
     )
     assert record["bands_at_initialization"] == started and len(started) == 7 and max(started.values()) > 0
     assert set(record["history"][0]["discarded_per_layer"]) == set(started)
     assert json.loads((tmp_path / "fastnet-e95.json").read_text())["bands_at_initialization"] == started
-    plain = zoo.train(
-        "fastnet-0",
-        data_root=data.SAMPLE_DIR,
-        work_dir=tmp_path,
-        out_dir=tmp_path,
-        recipe=recipe,
-        max_steps=1,
-        progress=False,
-        device="cpu",
-    )
+    plain = smoke_train("fastnet-0", tmp_path, max_steps=1)
     assert "bands_at_initialization" not in plain and "discarded_per_layer" not in plain["history"][0]
 
 
