@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,8 +68,12 @@ def lines(
         facet_kws={"sharex": sharex},
     )
     grid.set_axis_labels(xlabel or x, ylabel or y)
+    title_lines = 1
+    for ax in grid.axes.flat:  # long panel names wrap instead of running into the next panel's
+        ax.set_title(textwrap.fill(ax.get_title(), 48))
+        title_lines = max(title_lines, ax.get_title().count("\n") + 1)
     if title:
-        grid.figure.suptitle(title, y=1.03)
+        grid.figure.suptitle(title, y=1.03 + 0.06 * (title_lines - 1))
     return save(grid.figure, stem)
 
 
