@@ -150,6 +150,25 @@ def test_a_tampered_weight_file_is_refused(tmp_path: Path, monkeypatch: pytest.M
         zoo.load(name)
 
 
+def test_every_zoo_study_asks_for_the_length_of_the_zoo_it_runs_on() -> None:
+    """With RBL_ZOO_DIR at the pending zoo v2 (10-epoch cards), each study that takes its FastNets from
+    the zoo asks for 10 epochs, so it finds them instead of training 6-epoch ones."""
+    code = (
+        "from robustbench_bl import studies\n"
+        "for name in ('compression_mismatch', 'accuracy_vs_compression', 'noise_robustness'):\n"
+        "    p = studies.module(name).PRESETS['quick']\n"
+        "    print(name, getattr(p, 'epochs', None) or max(m[3] for m in p.models))\n"
+    )
+    env = {**os.environ, "RBL_ZOO_DIR": str(PENDING)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    epochs = json.loads((PENDING / "fastnet-0.json").read_text())["epochs"]
+    assert out.stdout.split() == [
+        w
+        for name in ("compression_mismatch", "accuracy_vs_compression", "noise_robustness")
+        for w in (name, str(epochs))
+    ]
+
+
 def test_unknown_or_missing_models_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="fastnet-0"):
         zoo.load("resnet-99")

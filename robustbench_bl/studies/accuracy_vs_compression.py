@@ -31,7 +31,7 @@ from robustbench_bl import plots
 from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation import stats
 from robustbench_bl.studies.bands import discarded, layer_fractions
-from robustbench_bl.studies.common import zoo_only
+from robustbench_bl.studies.common import ZOO_EPOCHS, zoo_only
 from robustbench_bl.studies.study import Cell, Row, TrainedPreset, TrainedStudy, text
 from robustbench_bl.training import TrainConfig, budget, predict, recipe
 
@@ -63,7 +63,7 @@ PRESETS = {
         "fastnet",
         50000,
         10000,
-        6,
+        ZOO_EPOCHS,
         rates=((0.0, 0), (0.5, 0), (0.85, 0), (0.0, 1), (0.5, 1)),
         energies=((0.95, 0),),
         optional=((0.25, 0),),

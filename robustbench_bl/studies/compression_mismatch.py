@@ -27,7 +27,7 @@ from robustbench_bl import plots
 from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation import stats
 from robustbench_bl.studies.bands import with_band
-from robustbench_bl.studies.common import discarded_per_layer
+from robustbench_bl.studies.common import ZOO_EPOCHS, discarded_per_layer
 from robustbench_bl.studies.study import Cell, Row, TrainedPreset, TrainedStudy, text
 from robustbench_bl.training import TrainConfig, budget, predict, recipe
 
@@ -51,7 +51,7 @@ PRESETS = {
         "fastnet",
         50000,
         5000,
-        6,
+        ZOO_EPOCHS,
         models=((0.0, 0), (0.5, 0), (0.85, 0), (0.0, 1), (0.5, 1)),
         test_rates=(0.0, 0.25, 0.5, 0.65, 0.85),
     ),
