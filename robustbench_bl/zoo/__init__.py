@@ -252,7 +252,7 @@ def publish(
     return record
 
 
-def partial_bands(probe: tuple[torch.Tensor, torch.Tensor]) -> Callable[[nn.Module], dict[str, Any]]:
+def epoch_bands(probe: tuple[torch.Tensor, torch.Tensor]) -> Callable[[nn.Module], dict[str, Any]]:
     """A `train_fast(describe=...)` that records each epoch's per-layer discarded fraction on the probe
     batch (the first EVAL_BATCH training images, one batch as the card's accuracies are measured)."""
     return lambda model: {"discarded_per_layer": measure(model, *probe)["discarded_per_layer"]}
@@ -312,7 +312,7 @@ def train(
         progress=progress,
         max_steps=max_steps,
         precision=precision,
-        describe=None if SPECS[name].energy is None else partial_bands(probe),
+        describe=None if SPECS[name].energy is None else epoch_bands(probe),
     )
     seconds = sum(h["epoch_seconds"] for h in history)  # epochs run before a resume count too
     # Fig. 4 of the first paper on an energy model: its bands from the start (and per epoch in history).
