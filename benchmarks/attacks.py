@@ -1,4 +1,5 @@
-"""Cost of attacking through Defended and of EOT, and accuracy and cost of the Hessian probe.
+"""Cost of attacking through Defended and of EOT, of Foolbox's gradients with and without frozen
+weights, and accuracy and cost of the Hessian probe.
 
 Prints markdown tables (medians over interleaved rounds) for benchmarks/README.md. Run:
     .venv/bin/python benchmarks/attacks.py [--repeats 7] [--images 64] [--eot-samples 8] [--threads 1]
@@ -9,7 +10,8 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 from channels import interleaved_seconds, rows_against  # benchmarks/channels.py, beside this script
@@ -73,6 +75,30 @@ def attack_costs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int, rep
     )
 
 
+def frozen_weights(x: torch.Tensor, y: torch.Tensor, repeats: int) -> None:
+    """Foolbox's C&W-L2 on a full-width FastNet (random weights time like trained ones) through the
+    registry (weights frozen for the attack) against `craft` alone (weights differentiated too, as
+    Foolbox's `loss.backward()` does), and the package's minimal PGD, whose `autograd.grad` needs no freezing."""
+    torch.manual_seed(0)
+    model = models.FastNet().eval()
+    runs: dict[str, Callable[[], object]] = {}
+    for name, options in (
+        ("cw-l2", {"steps": 10, "binary_search_steps": 1}),
+        ("pgd-linf-minimal", {"steps": 10, "tries": 1}),
+    ):
+        attack = attacks.make(name, **options)
+        runs[f"{name}, weights differentiated"] = partial(attack.craft, model, x, y, [None], 0)
+        runs[f"{name}, weights frozen (the registry)"] = partial(attack, model, x, y, [None])
+    times = interleaved_seconds(runs, repeats)
+    print(
+        f"\n| attack on a full-width FastNet, N={len(x)} | median ms | speed vs differentiated weights |\n|---|---:|---:|"
+    )
+    for name in ("cw-l2", "pgd-linf-minimal"):
+        pair = {k: v for k, v in times.items() if k.startswith(name)}
+        for label, seconds, ratio in rows_against(f"{name}, weights differentiated", pair, {}):
+            print(f"| {label} | {seconds * 1e3:.1f} | {ratio} |")
+
+
 def hessian_probe(model: nn.Module, x: torch.Tensor, small: int) -> None:
     """Lanczos (tol 1e-3, <= 50 products) against the exact Hessian's eigenvalues, per example."""
     torch.manual_seed(0)
@@ -121,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     model = trained_lenet()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.repeats} interleaved rounds\n")
     attack_costs(model, test.x, test.y, args.eot_samples, args.repeats)
+    frozen_weights(test.x[:32], test.y[:32], args.repeats)
     hessian_probe(model, test.x[: args.hessian_images], args.small)
 
 

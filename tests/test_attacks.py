@@ -4,6 +4,7 @@ color depth, eot draws the channel eot_samples times per step in one batch, flag
 
 from __future__ import annotations
 
+import copy
 import math
 from functools import lru_cache
 from typing import ClassVar
@@ -353,3 +354,24 @@ def test_boundary_under_an_adaptive_threat_with_examples_the_vote_gets_wrong(
     )
     assert not out.clean_correct[:3].any() and not out.fooled[0][:3].any()
     assert torch.isfinite(out.l2[0][out.fooled[0]]).all()
+
+
+@pytest.mark.parametrize("name", ["cw-l2", "deepfool-linf", "pgd-linf", "pgd-linf-minimal", "apgd-ce-linf"])
+def test_attacks_leave_the_weights_untouched_and_their_gradient_flags_as_they_were(
+    lenet: tuple[nn.Module, Tensor, Tensor], name: str
+) -> None:
+    """An attack runs with the weights frozen (Foolbox's backward would compute and accumulate their
+    gradients): afterwards no weight has a `.grad`, every flag is restored (a weight frozen before
+    stays frozen), and the adversarials equal those crafted without freezing."""
+    model, x, y = lenet
+    model = copy.deepcopy(model)
+    first = next(model.parameters())
+    first.requires_grad_(False)
+    attack = attacks.make(name, **FAST[name])
+    torch.manual_seed(0)
+    adversarial = attack(model, x[:8], y[:8], [8 / 255])[0]
+    assert all(p.grad is None for p in model.parameters())
+    assert [p.requires_grad for p in model.parameters()] == [False] + [True] * (len(list(model.parameters())) - 1)
+    torch.manual_seed(0)
+    unfrozen = attack.craft(model, x[:8], y[:8], [8 / 255], 0)[0]
+    torch.testing.assert_close(adversarial, unfrozen)
