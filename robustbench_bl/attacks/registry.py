@@ -95,7 +95,7 @@ class Attack(abc.ABC):
 def frozen(module: nn.Module) -> Iterator[None]:
     """`module`'s parameters without gradients for the duration, then as they were: an attack needs
     the input's gradient only, but Foolbox differentiates with `loss.backward()`, which also computes
-    (and accumulates in `.grad`) every weight's gradient; frozen, a FastNet's C&W step runs ~1.4x
+    (and accumulates in `.grad`) every weight's gradient; frozen, C&W on a FastNet runs 1.3-1.65x
     faster (benchmarks/attacks.py). Gradients through `torch.autograd.grad` to the input are the same."""
     thawed = [p for p in module.parameters() if p.requires_grad]
     for p in thawed:
