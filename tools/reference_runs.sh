@@ -6,12 +6,10 @@
 # rebuilt; commit them. The README's verdict table quotes these runs.
 #
 #   RBL_DATA=/path/to/data nohup tools/reference_runs.sh channel_sweep adaptive_vs_nonadaptive &
-#   RBL_ZOO_DIR=robustbench_bl/zoo/pending RBL_DATA=... nohup tools/reference_runs.sh channel_sweep &
-#       (on zoo v2's finished models before they replace the shipped ones)
 #
 # With no study named: all of them, in dependency order. Work folders: ~/.cache/robustbench_bl/reference/
 # (adaptive_vs_nonadaptive and leaderboard read channel_sweep's tuned strengths there). Log:
-# ~/.cache/robustbench_bl/logs/reference.log. One thread: run it beside one other job, not two.
+# ~/.cache/robustbench_bl/logs/reference-NAME.log. One thread: two runs of different studies may go side by side.
 set -u
 cd "$(dirname "$0")/.."
 # Images per study (issue 27): the channel sweep tunes on half and judges on the other half.
@@ -26,14 +24,15 @@ studies=("$@")
 [ ${#studies[@]} -eq 0 ] && studies=(channel_sweep adaptive_vs_nonadaptive leaderboard decision_based instability)
 data=${RBL_DATA:?set RBL_DATA to the offline data folder (the reference runs need the full test set)}
 work=$HOME/.cache/robustbench_bl/reference
-log=$HOME/.cache/robustbench_bl/logs/reference.log
-mkdir -p "$work" "$(dirname "$log")"
+logs=$HOME/.cache/robustbench_bl/logs
+mkdir -p "$work" "$logs"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 for name in "${studies[@]}"; do
     images=${IMAGES[$name]:?no reference size for study $name (one of: ${!IMAGES[*]})}
-    # RBL_ZOO_DIR (a zoo still training: robustbench_bl/zoo/pending) is part of the command; the rows'
+    # RBL_ZOO_DIR (another zoo folder) is part of the command; the rows'
     # model_key names each model's weights by sha256 either way.
     command=(${RBL_ZOO_DIR:+RBL_ZOO_DIR=$RBL_ZOO_DIR} python "studies/$name.py" --images "$images" --data "\$RBL_DATA" --quiet)
+    log=$logs/reference-$name.log
     echo "=== $name start $(date)" >>"$log"
     if .venv/bin/python "studies/$name.py" --images "$images" --data "$data" --quiet --out "$work/$name" >>"$log" 2>&1; then
         shipped=docs/results/$name

@@ -40,7 +40,8 @@ from robustbench_bl.training.fast import fit
 
 @dataclass(frozen=True)
 class Preset:
-    """`probe`: test images the fractions are measured on; `seeds`: training seed offsets."""
+    """`probe`: test images the fractions are measured on; `seeds`: training seed offsets;
+    `batch_size`: None for the model's recipe (`training.RECIPES`)."""
 
     model: str
     train: int
@@ -48,11 +49,13 @@ class Preset:
     epochs: int
     energies: tuple[float, ...]
     seeds: tuple[int, ...]
+    batch_size: int | None = None
 
 
 PRESETS = {
     "smoke": Preset("lenet", train=200, probe=64, epochs=2, energies=(0.95,), seeds=(0, 1)),
-    "quick": Preset("fastnet", train=5000, probe=256, epochs=4, energies=(0.9, 0.95), seeds=(0, 1, 2)),
+    # batch 512, half the zoo's: 9 optimizer steps an epoch on 5,000 images instead of 4
+    "quick": Preset("fastnet", 5000, 256, 4, energies=(0.9, 0.95), seeds=(0, 1, 2), batch_size=512),
     "paper": Preset("resnet18", train=50000, probe=256, epochs=350, energies=(0.9,), seeds=(0, 1, 2)),
 }
 
@@ -131,6 +134,7 @@ class EnergyDynamics(Study[Preset]):
             epochs=cell["epochs"],
             limit=cell["train_size"],
             seed=cell["seed"],
+            **({} if self.p.batch_size is None else {"batch_size": self.p.batch_size}),
         )
         dataset = load_train_data(config, self.args.data)
         model = build_model(config, dataset)

@@ -80,8 +80,8 @@ RECIPES: dict[str, dict[str, object]] = {
     "resnet18": dict(batch_size=128, lr=0.1, augment=True),
     "densenet121": dict(batch_size=128, lr=0.1, augment=True),
     "fcn1d": dict(batch_size=16, optimizer="adam", lr=1e-3, weight_decay=0.0),
-    "fastnet": dict(batch_size=512, epochs=6, optimizer="fast"),
-    "fastnet_nw": dict(batch_size=512, epochs=6, optimizer="fast"),
+    "fastnet": dict(batch_size=1024, epochs=10, optimizer="fast"),  # the zoo's (training.fast.FastRecipe)
+    "fastnet_nw": dict(batch_size=1024, epochs=10, optimizer="fast"),
 }
 
 
