@@ -1,7 +1,11 @@
-"""Speed of majority voting and of the batched SVD channel, as ratios measured side by side in one run.
+"""Speed of majority voting, of the batched SVD channel and of the judge's forward batch size, as
+ratios measured side by side in one run.
 
-Prints a markdown table (medians over repeats) for benchmarks/README.md. Run:
-    .venv/bin/python benchmarks/channels.py [--repeats 7] [--model lenet] [--images 128] [--max-batch 1024]
+Prints a markdown table (medians over repeats) for benchmarks/README.md. The last block votes a
+full-width FastNet (random weights time like trained ones) behind Gaussian noise on `--judge-images`
+images, as a study's judge does, at the old default max_batch=1024 (one forward of all the images
+per draw) against the default None (slices of 128 on a CPU). Run:
+    .venv/bin/python benchmarks/channels.py [--repeats 7] [--model lenet] [--images 128] [--max-batch 1024] [--judge-images 1000]
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--votes", type=positive_int, default=32)
     parser.add_argument("--images", type=positive_int, default=128, help="CIFAR-10 test images in the voting batch")
     parser.add_argument("--max-batch", type=positive_int, default=1024)
+    parser.add_argument("--judge-images", type=positive_int, default=1000)
     args = parser.parse_args(argv)
 
     x = data.cifar10("test").at_most(args.images, seed=0).x
@@ -97,8 +102,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         },
         args.repeats,
     )
+    judged = data.cifar10("test").at_most(args.judge_images, seed=0).x
+    fastnet = models.make("fastnet").eval()
+    old, new = (f"FastNet vote, 4 draws x N={len(judged)}, max_batch={b}" for b in ("1024", "None (128 on a CPU)"))
+    judging = interleaved_seconds(
+        {
+            old: lambda: Defended(fastnet, channel, votes=4, seed=0, max_batch=1024).eval().predict(judged),
+            new: lambda: Defended(fastnet, channel, votes=4, seed=0).eval().predict(judged),
+        },
+        args.repeats,
+    )
     rows = rows_against(bare, voting, {vote: " (target >= 0.8x)"})
     rows += rows_against(loop, svds, {channel_svd: " (target >= 5x)"})
+    rows += rows_against(old, judging, {})
 
     threads = torch.get_num_threads()
     print(

@@ -12,7 +12,7 @@ from torch import nn
 from robustbench_bl import Defended
 from robustbench_bl._foolbox import import_foolbox
 from robustbench_bl.channels import FFTCompression, GaussianNoise, Identity, UniformNoise
-from robustbench_bl.defense import majority
+from robustbench_bl.defense import CPU_BATCH, majority
 from robustbench_bl.evaluation.stats import binomial_lower
 
 CLASSES = 4
@@ -86,6 +86,24 @@ def test_votes_run_in_chunks_bounded_by_max_batch():
     _, counts = defended.predict(images(3))
     assert model.batches == [6, 6, 6, 3]  # two copies of the batch per forward, then the remainder
     assert (counts.sum(1) == 7).all()
+
+
+def test_a_batch_larger_than_max_batch_is_sliced_with_the_same_draws_scores_and_votes():
+    """No forward pass exceeds max_batch; slicing after the channel keeps the draws, so the smoothed
+    scores and the vote equal those of one unsliced forward (max_batch large enough)."""
+    model = Counting(linear())
+    x = images(10)
+    sliced = Defended(model, GaussianNoise(0.2), votes=3, seed=5, max_batch=4).eval()
+    whole = Defended(linear(), GaussianNoise(0.2), votes=3, seed=5, max_batch=30).eval()
+    torch.testing.assert_close(sliced(x), whole(x))
+    assert model.batches == [4, 4, 2] * 3
+    torch.testing.assert_close(sliced.predict(x)[1], whole.predict(x)[1])
+
+
+def test_max_batch_none_is_small_on_a_cpu() -> None:
+    model = Counting(linear())
+    Defended(model, GaussianNoise(0.1), votes=3).eval().predict(images(300))
+    assert max(model.batches) == CPU_BATCH == 128 and sum(model.batches) == 900
 
 
 def test_deterministic_channel_runs_once_in_eval_and_every_draw_in_training():
