@@ -18,11 +18,11 @@ from ._foolbox import import_foolbox
 from .channels import Channel, GaussianNoise, Identity
 from .channels.base import SeededGenerators
 from .evaluation.stats import binomial_lower
-from .models.common import placement, run_model
+from .models.common import CPU_BATCH, placement, run_model
 from .validation import check_images, check_positive_int, check_range
 
-#: Images per forward pass when `max_batch` is None: on a CPU, and on a GPU.
-CPU_BATCH, DEVICE_BATCH = 128, 1024
+#: Images per forward pass when `max_batch` is None on a GPU (on a CPU: `models.common.CPU_BATCH`).
+DEVICE_BATCH = 1024
 
 
 class Defended(nn.Module):

@@ -41,16 +41,13 @@ from torch import nn
 from robustbench_bl import plots
 from robustbench_bl.cli import command_line
 from robustbench_bl.evaluation import stats
-from robustbench_bl.models.common import input_std
+from robustbench_bl.models.common import CPU_BATCH, input_std
 from robustbench_bl.precision import rounded
 from robustbench_bl.studies.common import ZOO_EPOCHS, discarded_per_layer, zoo_only
 from robustbench_bl.studies.study import Cell, Row, TrainedStudy, text
 from robustbench_bl.training import TrainConfig, budget, predict, recipe
 
 EVAL = 500  # images on which each model's discarded fractions are reported
-#: Images per forward pass: on a CPU a FastNet evaluates 1.2-1.4x faster in batches of 125 than of 500
-#: (caches; benchmarks/README.md, zoo section), with the same predictions for static bands.
-BATCH = 125
 CHANCE = 0.1  # CIFAR-10's ten classes
 #: A level informs the claim where the plain model compared against keeps more than this x chance.
 INFORMATIVE = 2.0
@@ -405,7 +402,7 @@ class NoiseRobustness(TrainedStudy[Preset, Model]):
         if cell["level"] == 0 and curve in self.clean:
             correct = self.clean[curve]
         else:
-            correct = predict(model, images, BATCH, unclipped=cell["variant"] == "normalized").cpu() == self.y.cpu()
+            correct = predict(model, images, CPU_BATCH, unclipped=cell["variant"] == "normalized").cpu() == self.y.cpu()
         if cell["level"] == 0:
             self.clean[curve] = correct
         return [
