@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from robustbench_bl import attacks
-from robustbench_bl.attacks.minimal import epsilons, larger_share, minimal_perturbations
+from robustbench_bl.attacks.minimal import diameter, larger_share, minimal_perturbations
 
 SHAPE = (3, 8, 8)
 D = 3 * 8 * 8
@@ -38,31 +38,68 @@ def images(n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def test_epsilons_leave_minimization_attacks_unclipped_and_grid_fixed_ones() -> None:
+def test_diameter_is_the_box_in_the_attacks_norm() -> None:
     x = torch.rand(2, *SHAPE)
-    assert epsilons(attacks.make("boundary"), x, 16) == (math.sqrt(D),)
-    grid = epsilons(attacks.make("additive-gaussian"), x, 5)
-    assert len(grid) == 5 and grid[-1] == pytest.approx(math.sqrt(D)) and grid[0] == pytest.approx(math.sqrt(D) / 1000)
-    assert epsilons(attacks.make("additive-uniform"), x, 3)[-1] == pytest.approx(1.0)
+    assert diameter(attacks.make("boundary"), x) == math.sqrt(D)
+    assert diameter(attacks.make("additive-gaussian"), x) == math.sqrt(D)
+    assert diameter(attacks.make("additive-uniform"), x) == 1.0
+
+
+def test_fixed_budget_attacks_are_refused() -> None:
+    x, y = images()
+    with pytest.raises(ValueError, match="attack must search the smallest perturbation itself; 'pgd-linf'"):
+        minimal_perturbations(mean_threshold(), "pgd-linf", x, y)
+
+
+def brightest_pixel(threshold: float) -> nn.Module:
+    """Class 1 when any pixel exceeds `threshold`, else 0: from a flat image c < threshold, uniform noise
+    of Linf size e (its largest entry e, sign random) fools exactly when c + e > threshold."""
+
+    class Brightest(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            top = x.flatten(1).amax(1) - threshold
+            return torch.stack([-top, top], 1) * 100
+
+    return Brightest().eval()
+
+
+@pytest.mark.parametrize("steps", [50, 200])
+def test_the_uniform_noise_scan_stops_at_the_first_size_that_fools(steps: int) -> None:
+    """Foolbox 2's scan, sizes k / steps: the first that fools is the smallest k / steps above the
+    distance d = threshold - c, so the size found lies in [d, d + 1 / steps) (a scan that skips sizes,
+    or goes on past the first success, lands beyond)."""
+    c = torch.tensor([0.2, 0.35, 0.5, 0.6, 0.697])  # the last one: the first size already fools
+    x = c.view(-1, 1, 1, 1).expand(-1, *SHAPE).clone()
+    y = torch.zeros(5, dtype=torch.long)
+    rows = pd.DataFrame(
+        minimal_perturbations(brightest_pixel(0.7), "additive-uniform", x, y, seed=0, options={"steps": steps})
+    )
+    assert rows.fooled.all() and set(rows.metric) == {"min_linf"}
+    d = 0.7 - c.numpy()
+    assert (rows.value.to_numpy() >= d - 1e-6).all()
+    assert (rows.value.to_numpy() < d + 1 / steps + 1e-6).all()
 
 
 @pytest.mark.parametrize(
     "attack, options",
     [
         ("boundary", {"steps": 50}),
-        ("additive-gaussian", {"repeats": 10}),
+        ("additive-gaussian", {"steps": 200}),
+        ("additive-uniform", {"steps": 200}),
         ("blended-uniform", {"directions": 20, "steps": 20}),
     ],
 )
 def test_sizes_are_never_below_the_true_minimal_distance(attack: str, options: dict[str, int]) -> None:
     x, y = images()
-    rows = pd.DataFrame(minimal_perturbations(mean_threshold(), attack, x, y, seed=0, points=24, options=options))
+    rows = pd.DataFrame(minimal_perturbations(mean_threshold(), attack, x, y, seed=0, options=options))
     assert len(rows) == len(x) and list(rows.example) == list(range(len(x)))
-    assert set(rows.metric) == {"min_l2"}
+    norm = attacks.make(attack).norm
+    assert set(rows.metric) == {f"min_{norm.lower()}"}
     assert not rows.clean_correct.iloc[-1] and not rows.fooled.iloc[-1] and math.isnan(rows.value.iloc[-1])
     found = rows[rows.fooled]
     assert len(found) >= 3 and found.value.notna().all()
-    truth = ((x.flatten(1).mean(1) - 0.5).abs() * math.sqrt(D))[found.example.to_list()]
+    # the mean moves by at most the Linf size, and by at most the L2 size / sqrt(D)
+    truth = ((x.flatten(1).mean(1) - 0.5).abs() * (math.sqrt(D) if norm == "L2" else 1.0))[found.example.to_list()]
     assert (torch.tensor(found.value.to_numpy(), dtype=torch.float32) >= truth * (1 - 1e-4)).all()
 
 

@@ -7,32 +7,21 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from torch import Tensor, nn
 
 from robustbench_bl import attacks
-from robustbench_bl.validation import check_positive_int
 
-#: The second paper's decision-based attacks (registry names): additive uniform (Linf) and Gaussian
-#: noise, blended uniform noise, Gaussian blur, salt-and-pepper and the boundary attack (L2).
+#: The second paper's decision-based attacks (registry names), each searching the smallest perturbation
+#: itself: additive uniform (Linf) and Gaussian noise (Foolbox 2's scans), blended uniform noise,
+#: Gaussian blur, salt-and-pepper and the boundary attack (L2).
 ATTACKS = ("additive-uniform", "additive-gaussian", "blended-uniform", "gaussian-blur", "salt-and-pepper", "boundary")
 
 
-def epsilons(attack: attacks.Attack, x: Tensor, points: int) -> tuple[float, ...]:
-    """The epsilon axis that recovers each example's minimal perturbation from `attacks.run`.
-
-    A minimization attack gets one epsilon, the diameter of the [0, 1] input box in its norm, so
-    nothing is clipped and the size is the attack's own. A fixed-epsilon attack (additive noise)
-    gets `points` geometric steps up to that diameter from a thousandth of it: the smallest step
-    that fools resolves the minimal size to a factor of 1000 ** (1 / (points - 1)).
-    """
-    dimension = x[0].numel()
-    diameter = 1.0 if attack.norm == "Linf" else math.sqrt(dimension)
-    if attack.minimizes:
-        return (diameter,)
-    points = check_positive_int(points, "points", minimum=2)
-    return tuple(float(e) for e in np.geomspace(diameter / 1000, diameter, points))
+def diameter(attack: attacks.Attack, x: Tensor) -> float:
+    """The diameter of the [0, 1] input box in `attack`'s norm: as an epsilon it clips nothing, so a
+    minimization attack's adversarial keeps its own size."""
+    return 1.0 if attack.norm == "Linf" else math.sqrt(x[0].numel())
 
 
 def minimal_perturbations(
@@ -42,15 +31,21 @@ def minimal_perturbations(
     y: Tensor,
     *,
     seed: int = 0,
-    points: int = 16,
     options: Mapping[str, Any] | None = None,
     batch_size: int = 256,
 ) -> list[dict[str, Any]]:
-    """Tidy rows per example: whether `model` classifies it right, whether `attack` (on the bare
-    model, seeded) fooled it, and the size of the smallest fooling perturbation found in the
-    attack's norm (NaN when none)."""
-    eps = epsilons(attacks.make(attack, **(options or {})), x, points)
-    out = attacks.run(model, attack, x, y, epsilons=eps, seed=seed, options=options, batch_size=batch_size)
+    """Tidy rows per example: whether `model` classifies it right, whether `attack` (a minimization
+    attack, on the bare model, seeded) fooled it, and the size of the smallest fooling perturbation it
+    found in its norm (NaN when none)."""
+    made = attacks.make(attack, **(options or {}))
+    if not made.minimizes:
+        raise ValueError(
+            f"attack must search the smallest perturbation itself; {attack!r} takes a fixed budget "
+            f"(minimization attacks: {', '.join(ATTACKS)}, ...)"
+        )
+    out = attacks.run(
+        model, attack, x, y, epsilons=(diameter(made, x),), seed=seed, options=options, batch_size=batch_size
+    )
     size = (out.linf if out.norm == "Linf" else out.l2)[-1]
     return [
         {

@@ -151,6 +151,47 @@ class MinimalPGDAttack(Attack):
         return [adversarial if eps is None else x + (adversarial - x).clamp(-eps, eps) for eps in epsilons]
 
 
+class NoiseScanAttack(Attack):
+    """Foolbox 2's additive noise attacks (`AdditiveUniformNoiseAttack`, `AdditiveGaussianNoiseAttack`),
+    the first paper's "epsilon ... changed from 0 to 1" (its Fig. 28), written on Foolbox 3's one-draw
+    noise of a fixed size: a fresh draw at each of `steps` evenly spaced sizes up to the diameter of
+    the [0, 1] box in the attack's norm (1 in Linf, sqrt(dimension) in L2), each example stopping at
+    the first size whose draw fools it. A minimization attack: an epsilon only clips the adversarial
+    onto its ball. Examples the model already gets wrong keep their clean input (distance zero)."""
+
+    accepted = ("steps",)
+
+    def __init__(self, name: str, **options: Any) -> None:
+        super().__init__(name, **options)
+        self.noise: Any = getattr(import_foolbox().attacks, self.spec.name)()
+
+    @property
+    def minimizes(self) -> bool:
+        return True
+
+    @property
+    def norm(self) -> str:
+        return "Linf" if math.isinf(self.noise.distance.p) else f"L{self.noise.distance.p:g}"
+
+    def craft(
+        self, module: nn.Module, x: Tensor, y: Tensor, epsilons: Sequence[float | None], seed: int
+    ) -> list[Tensor]:
+        fb = import_foolbox()
+        fmodel = fb.PyTorchModel(module, bounds=(0, 1), device=x.device)
+        diameter = 1.0 if self.norm == "Linf" else math.sqrt(x[0].numel())
+        adversarial = x.clone()
+        left = (fmodel(x).argmax(-1) == y).nonzero().squeeze(1)
+        for level in range(1, self.options["steps"] + 1):
+            if len(left) == 0:
+                break
+            eps = diameter * level / self.options["steps"]
+            _, noisy, fooled = self.noise(fmodel, x[left], fb.criteria.Misclassification(y[left]), epsilons=eps)
+            adversarial[left[fooled]] = noisy[fooled]
+            left = left[~fooled]
+        clip = self.noise.distance.clip_perturbation
+        return [adversarial if eps is None else clip(x, adversarial, eps) for eps in epsilons]
+
+
 class TorchattacksAttack(BoundedAttack):
     """An attack of torchattacks (APGD, Square), seeded by `seed`."""
 
@@ -246,12 +287,9 @@ REGISTRY: dict[str, AttackSpec] = {
     "hopskipjump": AttackSpec(
         _FB, "HopSkipJumpAttack", {"steps": 16, "max_gradient_eval_steps": 1000}, DECISION, starts=True
     ),
-    "additive-uniform": AttackSpec(
-        _FB, "LinfRepeatedAdditiveUniformNoiseAttack", {"repeats": 100}, DECISION, "repeats"
-    ),
-    "additive-gaussian": AttackSpec(
-        _FB, "L2RepeatedAdditiveGaussianNoiseAttack", {"repeats": 100}, DECISION, "repeats"
-    ),
+    # Foolbox 2's scans: 1,000 noise sizes from 0 to the box's diameter, one draw each, first that fools
+    "additive-uniform": AttackSpec(NoiseScanAttack, "LinfAdditiveUniformNoiseAttack", {"steps": 1000}, DECISION),
+    "additive-gaussian": AttackSpec(NoiseScanAttack, "L2AdditiveGaussianNoiseAttack", {"steps": 1000}, DECISION),
     "blended-uniform": AttackSpec(
         _FB, "LinearSearchBlendedUniformNoiseAttack", {"directions": 1000, "steps": 100}, DECISION
     ),
