@@ -128,3 +128,42 @@ def test_larger_share_pairs_examples_both_models_classify_right() -> None:
     assert share.larger_share == pytest.approx((2 + 0.5) / 4)
     assert (share.larger, share.decided) == (2, 3)  # the sign test leaves the tie out
     assert share.median_reference == pytest.approx(2.5)
+
+
+class MeanAbove(nn.Module):
+    """Class 1 when the mean pixel exceeds `threshold`, else 0; counts the images it is asked about."""
+
+    def __init__(self, threshold: float) -> None:
+        super().__init__()
+        self.threshold, self.seen = threshold, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen += len(x)
+        s = (x.flatten(1).mean(1) - self.threshold) * 100
+        return torch.stack([-s, s], 1)
+
+
+def flat(*means: float) -> torch.Tensor:
+    return torch.tensor(means).view(-1, 1, 1, 1).expand(-1, *SHAPE).clone()
+
+
+def test_blended_noise_gives_the_examples_its_first_round_misses_the_full_budget() -> None:
+    """A random image's mean exceeds 0.5 + 2.3 sigma in ~1% of draws: the first round's 10 draws find
+    one for few of these examples, the full budget (1,000 more) for all of them."""
+    sigma = math.sqrt(1 / 12 / D)
+    x = flat(*[0.3] * 8)
+    rows = pd.DataFrame(
+        minimal_perturbations(MeanAbove(0.5 + 2.3 * sigma).eval(), "blended-uniform", x, torch.zeros(8).long())
+    )
+    assert rows.fooled.all()
+
+
+def test_blended_noise_queries_only_the_unfooled_examples_beyond_the_first_round() -> None:
+    """Random images are class 1 here, so the class-1 example never gets an adversarial draw: in one
+    round it would make all 16 examples query 1,000 draws (~17,600 images); the class-0 ones are done
+    after the first round (10 draws and the 100-step blend: ~1,800 images), the rest is its own ~1,100."""
+    x, y = flat(*[0.3] * 15, 0.7), torch.tensor([0] * 15 + [1])
+    model = MeanAbove(0.4).eval()  # 4.8 sigma below a random image's mean
+    rows = pd.DataFrame(minimal_perturbations(model, "blended-uniform", x, y))
+    assert rows.fooled.sum() == 15 and not rows.fooled.iloc[-1]
+    assert model.seen < 4000
