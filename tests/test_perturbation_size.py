@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from robustbench_bl import attacks
-from robustbench_bl.attacks.minimal import diameter, larger_share, minimal_perturbations
+from robustbench_bl.attacks.minimal import larger_share, minimal_perturbations
+from robustbench_bl.attacks.registry import diameter
 
 SHAPE = (3, 8, 8)
 D = 3 * 8 * 8
@@ -40,9 +41,9 @@ def images(n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_diameter_is_the_box_in_the_attacks_norm() -> None:
     x = torch.rand(2, *SHAPE)
-    assert diameter(attacks.make("boundary"), x) == math.sqrt(D)
-    assert diameter(attacks.make("additive-gaussian"), x) == math.sqrt(D)
-    assert diameter(attacks.make("additive-uniform"), x) == 1.0
+    assert diameter(attacks.make("boundary").norm, x) == math.sqrt(D)
+    assert diameter(attacks.make("additive-gaussian").norm, x) == math.sqrt(D)
+    assert diameter(attacks.make("additive-uniform").norm, x) == 1.0
 
 
 def test_fixed_budget_attacks_are_refused() -> None:

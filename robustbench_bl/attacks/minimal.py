@@ -11,17 +11,12 @@ import pandas as pd
 from torch import Tensor, nn
 
 from robustbench_bl import attacks
+from robustbench_bl.attacks.registry import diameter
 
 #: The second paper's decision-based attacks (registry names), each searching the smallest perturbation
 #: itself: additive uniform (Linf) and Gaussian noise (Foolbox 2's scans), blended uniform noise,
 #: Gaussian blur, salt-and-pepper and the boundary attack (L2).
 ATTACKS = ("additive-uniform", "additive-gaussian", "blended-uniform", "gaussian-blur", "salt-and-pepper", "boundary")
-
-
-def diameter(attack: attacks.Attack, x: Tensor) -> float:
-    """The diameter of the [0, 1] input box in `attack`'s norm: as an epsilon it clips nothing, so a
-    minimization attack's adversarial keeps its own size."""
-    return 1.0 if attack.norm == "Linf" else math.sqrt(x[0].numel())
 
 
 def minimal_perturbations(
@@ -44,7 +39,7 @@ def minimal_perturbations(
             f"(minimization attacks: {', '.join(ATTACKS)}, ...)"
         )
     out = attacks.run(
-        model, attack, x, y, epsilons=(diameter(made, x),), seed=seed, options=options, batch_size=batch_size
+        model, attack, x, y, epsilons=(diameter(made.norm, x),), seed=seed, options=options, batch_size=batch_size
     )
     size = (out.linf if out.norm == "Linf" else out.l2)[-1]
     return [

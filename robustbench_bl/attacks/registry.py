@@ -152,6 +152,12 @@ class MinimalPGDAttack(Attack):
         return [adversarial if eps is None else x + (adversarial - x).clamp(-eps, eps) for eps in epsilons]
 
 
+def diameter(norm: str, x: Tensor) -> float:
+    """The diameter of the [0, 1] box of x's examples in `norm` ('Linf' or 'L2'): as an epsilon it
+    clips nothing, so a minimization attack's adversarial keeps its own size."""
+    return 1.0 if norm == "Linf" else math.sqrt(x[0].numel())
+
+
 class NoiseScanAttack(Attack):
     """Foolbox 2's additive noise attacks (`AdditiveUniformNoiseAttack`, `AdditiveGaussianNoiseAttack`),
     the first paper's "epsilon ... changed from 0 to 1" (its Fig. 28), written on Foolbox 3's one-draw
@@ -179,13 +185,13 @@ class NoiseScanAttack(Attack):
     ) -> list[Tensor]:
         fb = import_foolbox()
         fmodel = fb.PyTorchModel(module, bounds=(0, 1), device=x.device)
-        diameter = 1.0 if self.norm == "Linf" else math.sqrt(x[0].numel())
+        size = diameter(self.norm, x)
         adversarial = x.clone()
         left = (fmodel(x).argmax(-1) == y).nonzero().squeeze(1)
         for level in range(1, self.options["steps"] + 1):
             if len(left) == 0:
                 break
-            eps = diameter * level / self.options["steps"]
+            eps = size * level / self.options["steps"]
             _, noisy, fooled = self.noise(fmodel, x[left], fb.criteria.Misclassification(y[left]), epsilons=eps)
             adversarial[left[fooled]] = noisy[fooled]
             left = left[~fooled]

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from robustbench_bl import attacks
+from robustbench_bl.attacks.registry import diameter
 from robustbench_bl.defense import Defended
 
 #: The checks `run_checks` knows, in the order it runs them.
@@ -126,14 +127,9 @@ def monotone(ev: Evaluation) -> Check:
     )
 
 
-def large_budget(norm: str, x: Tensor) -> float:
-    """A budget that holds the whole image box: Linf 1, L2 the box's diagonal."""
-    return 1.0 if norm == "Linf" else math.sqrt(x[0].numel())
-
-
 def unbounded(ev: Evaluation) -> Check:
     """PGD at a budget that holds the whole box leaves (almost) nothing robust."""
-    budget = large_budget(ev.norm, ev.x)
+    budget = diameter(ev.norm, ev.x)
     left = ev.attack(ev.pgd, budget)
     return _count("unbounded", left, f"robust at {ev.norm} {budget:.4g}", {"eps": budget})
 
