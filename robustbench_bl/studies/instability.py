@@ -167,9 +167,9 @@ class Preset:
 
 PRESETS = {
     "smoke": Preset(test=20, n=6, iters=5, eps=(8 / 255,), sigma=0.03, rates=(0.0, 0.5)),
-    # On the zoo's FastNets a cell takes ~4.4 s a probed image at 30 Lanczos steps (one thread beside
-    # two others; 12 cells): the ~40 right of 45 images at 20 steps, ~25 min under that load; the
-    # reference run takes 500 images.
+    # On zoo v2's full-width FastNets the 12 cells take ~50 s a probed image at 20 Lanczos steps (4.2 s
+    # a cell; 11 images a model, one thread beside two other jobs; the minimal PGD's cells cost most):
+    # the ~40 right of 45 images, ~33 min under that load; the reference run takes 500 images.
     "quick": Preset(test=45, n=None, iters=20, eps=(2 / 255, 8 / 255), sigma=0.03, rates=(0.0, 0.5)),
     "paper": Preset(test=2000, n=1000, iters=100, eps=(2 / 255, 8 / 255), sigma=0.03, rates=(0.0, 0.5)),
 }
