@@ -45,8 +45,8 @@ STEP_OPTIONS = (
 
 class Attack(abc.ABC):
     """One registered attack, ready to run: `attack(module, x, y, epsilons)` returns one batch of
-    adversarials per epsilon (the clean input where it found none). One adapter per library
-    (`FoolboxAttack`, `TorchattacksAttack`, `PGDAttack`) fills in how it runs."""
+    adversarials per epsilon (the clean input where it found none). One adapter per way of running
+    (`FoolboxAttack`, `TorchattacksAttack`, `PGDAttack`, ...) fills in how it runs."""
 
     #: Options the adapter accepts beyond the library's own checks (None: the library checks them).
     accepted: tuple[str, ...] | None = None
@@ -282,7 +282,7 @@ class BlendedNoiseAttack(FoolboxAttack):
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """A registered attack: the adapter that runs it (`adapter`: one class per library) and its
+    """A registered attack: the adapter that runs it (`adapter`: one class per way of running) and its
     class or function there (`name`), our defaults, whether it needs gradients, scores or decisions
     (`kind`), the option that sets its step or query budget (None if none), its norm where the
     library does not say (`norm`), and whether it walks from adversarial starting points (see
