@@ -54,6 +54,9 @@ PRESETS = {
     # 50% 218 s, 85% 96 s, FC / CD / SVD 62-77 s, and a 16-vote noise channel under EOT over 8 draws
     # more than 600 s (stopped there): ~200 s an image in all at 2 repeats. Hence one repeat, EOT over
     # 4 draws, Square with 500 queries and 20 images: a look (the paper preset keeps the protocol's own).
+    # With these settings on zoo v2 (4 images, one thread beside three other jobs) an image took 10-12 s
+    # per entry for the bare 0% model and FC / CD / SVD / JPEG, 15 s at 85%, 40 s at 50% and 40 s for
+    # each 16-vote noise channel: ~230 s an image for the ten entries.
     "quick": Preset(
         test=20,
         repeats=1,
