@@ -127,9 +127,15 @@ def test_killed_ray_driver_resumes_without_duplicates(tmp_path: Path) -> None:
 
 DDP_SCRIPT = textwrap.dedent(
     """
-    import sys
+    import atexit, os, pathlib, sys
+    import torch.distributed as dist
     from robustbench_bl.runtime.checkpoints import CheckpointStore
     from robustbench_bl.training import TrainConfig
+
+    def left() -> None:  # registered before the process group's teardown, so it runs after it
+        pathlib.Path(sys.argv[1], f"left-{os.environ['RANK']}").write_text(str(not dist.is_initialized()))
+
+    atexit.register(left)
     config = TrainConfig(**eval(sys.argv[2]))
     CheckpointStore(sys.argv[1]).get_or_train(config, device="cpu", progress=False)
     """
@@ -154,6 +160,8 @@ def test_ddp_two_processes_match_single_process(tmp_path: Path) -> None:
         repr(settings),
     ]
     subprocess.run(command, check=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    # each rank left the process group before exit (else Gloo's threads can abort it at finalization)
+    assert [(tmp_path / "ddp" / f"left-{rank}").read_text() for rank in (0, 1)] == ["True", "True"]
     ddp_store = CheckpointStore(tmp_path / "ddp")
     fingerprint = load_train_data(config).fingerprint
     assert ddp_store.metadata(config, fingerprint)["metrics"]["ranks"] == 2

@@ -7,6 +7,7 @@ of 1 and nothing here does any work.
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import torch
@@ -23,7 +24,16 @@ def setup() -> bool:
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend=backend)
+    # Left to interpreter finalization, Gloo's worker threads can abort the process (SIGABRT,
+    # "terminate called without an active exception"; pytorch issue 190489): leave the group first.
+    atexit.register(teardown)
     return True
+
+
+def teardown() -> None:
+    """Leave the process group, if joined (registered by `setup` to run at exit)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def rank_world() -> tuple[int, int]:
