@@ -62,8 +62,8 @@ PRESETS = {
     # The zoo's 0 / 50 / 85% at seed 0, 0 / 50% at seed 1, and the plain model stopped after one epoch
     # (lower accuracy, no band), at the registry's budgets (the paper's attacks as Foolbox ships them).
     # Per image and model on fastnet-0, one thread beside two other jobs: boundary 3.9 s,
-    # salt-and-pepper 0.9, blur 0.5, the additive scans 0.2 + 0.1, blended uniform 0.2 (~5.8 s; ~35 s
-    # for the six models), so 40 images; the reference run takes 500.
+    # salt-and-pepper 0.9, blur 0.5, the additive scans 0.2 + 0.1, blended uniform 0.2 (~5.8 s), and
+    # 2-4x that on the band-limited models (~60 s for the six), so 40 images; the reference run takes 500.
     "quick": Preset(test=40, models=MODELS),
     "paper": Preset(test=2000, models=MODELS, options={"boundary": {"steps": 5000}}),
 }
