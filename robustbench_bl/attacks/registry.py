@@ -152,6 +152,22 @@ class MinimalPGDAttack(Attack):
         return [adversarial if eps is None else x + (adversarial - x).clamp(-eps, eps) for eps in epsilons]
 
 
+def foolbox_model(module: nn.Module, x: Tensor) -> Any:
+    """`module` as Foolbox queries it: inputs in the [0, 1] box, on x's device."""
+    return import_foolbox().PyTorchModel(module, bounds=(0, 1), device=x.device)
+
+
+def norm_name(distance: Any) -> str:
+    """'Linf' or 'L<p>': the norm of a Foolbox distance."""
+    return "Linf" if math.isinf(distance.p) else f"L{distance.p:g}"
+
+
+def clipped(distance: Any, x: Tensor, adversarial: Tensor, epsilons: Sequence[float | None]) -> list[Tensor]:
+    """A minimization attack's adversarials per epsilon: clipped onto each epsilon ball in `distance`'s
+    norm (None: as found)."""
+    return [adversarial if eps is None else distance.clip_perturbation(x, adversarial, eps) for eps in epsilons]
+
+
 def diameter(norm: str, x: Tensor) -> float:
     """The diameter of the [0, 1] box of x's examples in `norm` ('Linf' or 'L2'): as an epsilon it
     clips nothing, so a minimization attack's adversarial keeps its own size."""
@@ -178,13 +194,13 @@ class NoiseScanAttack(Attack):
 
     @property
     def norm(self) -> str:
-        return "Linf" if math.isinf(self.noise.distance.p) else f"L{self.noise.distance.p:g}"
+        return norm_name(self.noise.distance)
 
     def craft(
         self, module: nn.Module, x: Tensor, y: Tensor, epsilons: Sequence[float | None], seed: int
     ) -> list[Tensor]:
         fb = import_foolbox()
-        fmodel = fb.PyTorchModel(module, bounds=(0, 1), device=x.device)
+        fmodel = foolbox_model(module, x)
         size = diameter(self.norm, x)
         adversarial = x.clone()
         left = (fmodel(x).argmax(-1) == y).nonzero().squeeze(1)
@@ -195,8 +211,7 @@ class NoiseScanAttack(Attack):
             _, noisy, fooled = self.noise(fmodel, x[left], fb.criteria.Misclassification(y[left]), epsilons=eps)
             adversarial[left[fooled]] = noisy[fooled]
             left = left[~fooled]
-        clip = self.noise.distance.clip_perturbation
-        return [adversarial if eps is None else clip(x, adversarial, eps) for eps in epsilons]
+        return clipped(self.noise.distance, x, adversarial, epsilons)
 
 
 class TorchattacksAttack(BoundedAttack):
@@ -237,14 +252,13 @@ class FoolboxAttack(Attack):
 
     @property
     def norm(self) -> str:
-        p = self.foolbox_attack.distance.p
-        return "Linf" if math.isinf(p) else f"L{p:g}"
+        return norm_name(self.foolbox_attack.distance)
 
     def craft(
         self, module: nn.Module, x: Tensor, y: Tensor, epsilons: Sequence[float | None], seed: int
     ) -> list[Tensor]:
         fb = import_foolbox()
-        fmodel = fb.PyTorchModel(module, bounds=(0, 1), device=x.device)
+        fmodel = foolbox_model(module, x)
         if self.spec.starts:
             return _from_starting_points(self.foolbox_attack, fmodel, x, y, epsilons)
         _, clipped, _ = self.foolbox_attack(fmodel, x, fb.criteria.Misclassification(y), epsilons=list(epsilons))
@@ -264,7 +278,7 @@ class BlendedNoiseAttack(FoolboxAttack):
         self, module: nn.Module, x: Tensor, y: Tensor, epsilons: Sequence[float | None], seed: int
     ) -> list[Tensor]:
         fb = import_foolbox()
-        fmodel = fb.PyTorchModel(module, bounds=(0, 1), device=x.device)
+        fmodel = foolbox_model(module, x)
         full = self.foolbox_attack
         first = type(full)(
             distance=full.distance, directions=min(self.FIRST_DIRECTIONS, full.directions), steps=full.steps
@@ -275,9 +289,7 @@ class BlendedNoiseAttack(FoolboxAttack):
         missed = (~fooled).nonzero().squeeze(1)
         if len(missed) and full.directions > first.directions:
             adversarial[missed], _, _ = full(fmodel, x[missed], fb.criteria.Misclassification(y[missed]), epsilons=None)
-        adversarial = adversarial.detach()
-        clip = full.distance.clip_perturbation
-        return [adversarial if eps is None else clip(x, adversarial, eps) for eps in epsilons]
+        return clipped(full.distance, x, adversarial.detach(), epsilons)
 
 
 @dataclass(frozen=True)
