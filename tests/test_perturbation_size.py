@@ -18,15 +18,17 @@ SHAPE = (3, 8, 8)
 D = 3 * 8 * 8
 
 
-def mean_threshold(margin: float = 20.0) -> nn.Module:
-    """Class 1 when the mean pixel exceeds 0.5, else 0: the L2 distance to the boundary is |mean - 0.5| sqrt(D)."""
-    linear = nn.Linear(D, 2)
-    with torch.no_grad():
-        linear.weight.zero_()
-        linear.bias.zero_()
-        linear.weight[1].fill_(margin / D)
-        linear.bias[1] = -margin / 2
-    return nn.Sequential(nn.Flatten(), linear).eval()
+class MeanAbove(nn.Module):
+    """Class 1 when the mean pixel exceeds `threshold`, else 0; counts the images it is asked about."""
+
+    def __init__(self, threshold: float) -> None:
+        super().__init__()
+        self.threshold, self.seen = threshold, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen += len(x)
+        s = (x.flatten(1).mean(1) - self.threshold) * 100
+        return torch.stack([-s, s], 1)
 
 
 def images(n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,7 +51,7 @@ def test_diameter_is_the_box_in_the_attacks_norm() -> None:
 def test_fixed_budget_attacks_are_refused() -> None:
     x, y = images()
     with pytest.raises(ValueError, match="attack must search the smallest perturbation itself; 'pgd-linf'"):
-        minimal_perturbations(mean_threshold(), "pgd-linf", x, y)
+        minimal_perturbations(MeanAbove(0.5).eval(), "pgd-linf", x, y)
 
 
 def brightest_pixel(threshold: float) -> nn.Module:
@@ -92,7 +94,7 @@ def test_the_uniform_noise_scan_stops_at_the_first_size_that_fools(steps: int) -
 )
 def test_sizes_are_never_below_the_true_minimal_distance(attack: str, options: dict[str, int]) -> None:
     x, y = images()
-    rows = pd.DataFrame(minimal_perturbations(mean_threshold(), attack, x, y, seed=0, options=options))
+    rows = pd.DataFrame(minimal_perturbations(MeanAbove(0.5).eval(), attack, x, y, seed=0, options=options))
     assert len(rows) == len(x) and list(rows.example) == list(range(len(x)))
     norm = attacks.make(attack).norm
     assert set(rows.metric) == {f"min_{norm.lower()}"}
@@ -129,19 +131,6 @@ def test_larger_share_pairs_examples_both_models_classify_right() -> None:
     assert share.larger_share == pytest.approx((2 + 0.5) / 4)
     assert (share.larger, share.decided) == (2, 3)  # the sign test leaves the tie out
     assert share.median_reference == pytest.approx(2.5)
-
-
-class MeanAbove(nn.Module):
-    """Class 1 when the mean pixel exceeds `threshold`, else 0; counts the images it is asked about."""
-
-    def __init__(self, threshold: float) -> None:
-        super().__init__()
-        self.threshold, self.seen = threshold, 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.seen += len(x)
-        s = (x.flatten(1).mean(1) - self.threshold) * 100
-        return torch.stack([-s, s], 1)
 
 
 def flat(*means: float) -> torch.Tensor:
