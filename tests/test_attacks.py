@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import math
 from functools import lru_cache
+from pathlib import Path
 from typing import ClassVar
 
 import pandas as pd
@@ -317,6 +318,44 @@ def test_adversarials_crafted_before_are_judged_as_if_crafted_in_the_run(
     assert torch.equal(given.linf.nan_to_num(-1), expected.linf.nan_to_num(-1))
     clean = attacks.run(defended, "pgd-linf", x, y, epsilons=budgets, options=options, crafted_before=[x, x])
     assert not clean.fooled.any()  # the clean images it was given, not an attack of its own
+
+
+def test_stored_adversarials_are_read_back_and_one_attack_runs_once(
+    lenet: tuple[nn.Module, Tensor, Tensor], tmp_path: Path
+) -> None:
+    """`run(store=...)` judges what it saved instead of attacking again, bit for bit, and only where
+    the attack is the same one: a transfer attack against any defense, BPDA+EOT on a deterministic
+    channel (= BPDA); never BPDA+EOT on a random channel for its BPDA, nor another seed."""
+    model, x, y = lenet
+    x, y = x[:12], y[:12]
+    crafting = []
+    model.register_forward_pre_hook(lambda module, args: crafting.append(torch.is_grad_enabled()))
+    options, budgets = {"steps": 4}, (4 / 255, 32 / 255)
+
+    def run(channel: Channel, threat: str, seed: int = 0, **kwargs: object) -> tuple[attacks.Outcome, bool]:
+        crafting.clear()
+        out = attacks.run(Defended(model, channel), "pgd-linf", x, y, threat, budgets, 2, seed, options=options,
+                          batch_size=5, **kwargs)  # fmt: skip
+        return out, sum(crafting) > 2  # gradients beyond gradient_masking's two forwards: the attack ran
+
+    def same(a: attacks.Outcome, b: attacks.Outcome) -> bool:
+        return torch.equal(a.fooled, b.fooled) and torch.equal(a.linf.nan_to_num(-1), b.linf.nan_to_num(-1))
+
+    fft, gauss = FFTCompression(0.3), GaussianNoise(0.1)
+    reference, attacked = run(fft, "bpda")
+    first, attacked_first = run(fft, "bpda", store=tmp_path)
+    again, attacked_again = run(fft, "bpda", store=tmp_path)
+    assert reference.fooled.any() and attacked and attacked_first and not attacked_again
+    assert same(first, reference) and same(again, reference) and again.seconds == first.seconds > 0
+    assert not run(fft, "bpda+eot", store=tmp_path)[1]  # deterministic: BPDA+EOT is BPDA
+    assert run(fft, "bpda", seed=1, store=tmp_path)[1]  # another seed is another attack
+    assert run(gauss, "bpda+eot", store=tmp_path)[1] and run(gauss, "bpda", store=tmp_path)[1]  # random: two attacks
+    proxy = GaussianNoise(0.05)
+    transfer, attacked = run(fft, "eot", transfer=proxy, store=tmp_path)
+    judged, attacked_again = run(ColorDepth(4), "eot", transfer=proxy, store=tmp_path)
+    assert attacked and not attacked_again  # one transfer attack, judged on every defense
+    assert same(judged, run(ColorDepth(4), "eot", transfer=proxy)[0])
+    assert len(list(tmp_path.glob("pgd-linf-run-*.pt"))) == 5
 
 
 @pytest.mark.parametrize(

@@ -169,6 +169,7 @@ def run(
     progress: bool = False,
     precision: str = "auto",
     crafted_before: Sequence[Tensor] | None = None,
+    store: str | os.PathLike[str] | None = None,
 ) -> Outcome:
     """Attack under `threat`, then judge every adversarial by the defended model's majority vote.
 
@@ -176,6 +177,12 @@ def run(
     on the bare model (one per epsilon, as `craft_nonadaptive` makes them), judged here instead of
     attacked again: they do not depend on the defense, so a study of many defenses crafts them once
     (the Outcome's `seconds` then count no crafting).
+
+    `store`: a folder where the adversarials are saved under a digest of everything that made them
+    (model weights, attack, options, budgets, seed, precision, batching, what the attacker attacks as
+    its gradient path says, x and y) and read back instead of crafted again. Attacks that are one and
+    the same then run once: a transfer attack judged on many channels, BPDA+EOT on a deterministic
+    channel (BPDA), EOT on one (white-box). `seconds` is then the crafting time measured when saved.
 
     `precision` is the attacker's arithmetic (robustbench_bl.precision: 'auto' is bfloat16 where the
     hardware has it natively) for fixed-budget gradient attacks (see `attacker_precision`). The judge always votes with the model as it is (float32): the attacker's
@@ -223,17 +230,30 @@ def run(
         view = precision_.for_attacker(defended.model, working, device)
         attacker = Defended(view, defended.channel, defended.votes, max_batch=defended.max_batch)
         chosen = threat_model(attacker, entry.kind == DECISION, threat, eot_samples, seed, transfer, batch_size)
-        parts, seconds = [], 0.0
+        recipe = (attack, sorted((options or {}).items()), eps, seed, working, batch_size, chosen.gradient_path)
+        path = None
+        if store is not None and crafted_before is None:
+            path = Path(store) / f"{attack}-run-{batch_digest(defended.model, (*recipe, defended.max_batch), x, y)}.pt"
+        given, seconds = crafted_before, 0.0
+        if path is not None and path.is_file():
+            saved = torch.load(path, weights_only=True)
+            given, seconds = list(saved["adversarials"]), float(saved["seconds"])
+        parts, made = [], []
         chunks = range(0, len(x), batch_size)
         for start in tqdm(chunks, desc=f"{attack} [{threat}]", disable=not progress, unit="batch"):
             xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-            if crafted_before is not None:
-                adversarials = [a[start : start + batch_size].to(device, dtype) for a in crafted_before]
+            if given is not None:
+                adversarials = [a[start : start + batch_size].to(device, dtype) for a in given]
             else:
                 begin = time.perf_counter()
                 adversarials = crafted(chosen.module, xb, yb, eps, seed)
                 seconds += time.perf_counter() - begin
+                made.append(torch.stack(adversarials).detach().cpu())
             parts.append(judge(voter, xb, yb, adversarials, clean_labels[start : start + batch_size]))
+        if path is not None and made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            saved = {"adversarials": torch.cat(made, 1), "seconds": torch.tensor(seconds, dtype=torch.float64)}
+            atomic_write(path, partial(torch.save, saved))
     return Outcome(
         clean_correct=torch.cat([p.clean_correct for p in parts]),
         fooled=torch.cat([p.fooled for p in parts], 1),
