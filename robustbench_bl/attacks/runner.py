@@ -8,7 +8,7 @@ import math
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -116,6 +116,41 @@ class Outcome(Judgement):
     masked_fraction: float = 0.0
     distortion: float = 0.0
     precision: str = "float32"
+    attacked: int = 0
+
+    def subset(self, index: slice | Tensor) -> Outcome:
+        """The same outcome for the examples `index` selects."""
+        return replace(
+            self,
+            clean_correct=self.clean_correct[index],
+            fooled=self.fooled[:, index],
+            l2=self.l2[:, index],
+            linf=self.linf[:, index],
+        )
+
+    def extended(self, attack: str, more: Outcome | None, where: Tensor) -> Outcome:
+        """The cumulative outcome after the next attack of a cascade (one epsilon): `more`, that
+        attack's outcome on the examples `where` (indices) this one left robust, or None when none
+        was left. Fooled where either fooled; a perturbation's size is the first attack's that fooled."""
+        if more is None:
+            path = "not run: every example was fooled before"
+            return replace(self, seconds=0.0, kind=spec(attack).kind, gradient_path=path, attacked=0)
+        fooled, l2, linf = self.fooled.clone(), self.l2.clone(), self.linf.clone()
+        fooled[:, where] = more.fooled
+        l2[:, where], linf[:, where] = more.l2, more.linf
+        return replace(
+            self,
+            fooled=fooled,
+            l2=l2,
+            linf=linf,
+            seconds=more.seconds,
+            norm=more.norm,
+            kind=more.kind,
+            gradient_path=more.gradient_path,
+            masked_fraction=more.masked_fraction,
+            precision=more.precision,
+            attacked=len(where),
+        )
 
 
 def check_epsilons(epsilons: object) -> tuple[float, ...]:
@@ -267,6 +302,7 @@ def run(
         masked_fraction=masked,
         distortion=distortion,
         precision=working,
+        attacked=len(x),
     )
 
 

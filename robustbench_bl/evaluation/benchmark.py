@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,8 @@ def benchmark(
     name: str | None = None,
     checks: str | Sequence[str] = "all",
     protocol: str = "standard",
+    cascade: bool = True,
+    check_images: int | None = None,
 ) -> BenchmarkResult:
     """Clean and worst-case robust accuracy of Defended(model, channel, votes) with 95% intervals.
 
@@ -176,8 +179,15 @@ def benchmark(
     robust accuracy are kept (`*_per_repeat`): the spread of the final stochastic prediction.
     `checks` names the sanity checks run after the suite ('all', the default, or some of
     `sanity.CHECKS`; () for none): a failed one marks the result not trustworthy.
-    `name` labels the model in the result (default: its class name). `forward_passes` in the row
-    counts the images that went through the model, attacks and judge together.
+    `check_images`: the checks run on the first that many of the images (default: all of them; each
+    check's cost grows with them, the suite's fooled examples do not need them).
+    `cascade` (AutoAttack's way): each attack runs on the examples the attacks before it in the suite
+    left robust, so the per-attack rows are the robust accuracy after that attack (cumulative); the
+    worst case per example is the same as attacking every example with every attack, at a fraction
+    of the cost once the first attack has fooled most. `cascade=False` runs every attack on every
+    example (each attack's own robust accuracy). `name` labels the model in the result (default: its
+    class name). `forward_passes` in the row counts the images that went through the model, attacks
+    and judge together.
     """
     norm = check_choice(norm, "norm", NORMS)
     eps = check_range(eps, "eps", 0.0, math.inf, high_inclusive=False)
@@ -197,6 +207,7 @@ def benchmark(
     if eot_samples is None:
         eot_samples = RAND_EOT if protocol == "rand" else 16
     eot_samples = check_positive_int(eot_samples, "eot_samples")  # 0 is an error, not the default
+    checked = len(x) if check_images is None else min(check_positive_int(check_images, "check_images"), len(x))
     suites = RAND_SUITES if protocol == "rand" else SUITES
     suite = [(name, {**opts, **(options or {}).get(name, {})}) for name, opts in suites[norm]]
     start = time.perf_counter()
@@ -205,10 +216,11 @@ def benchmark(
     try:
         threat = threat_for(defended, x, y)
         frames, clean, robust, first = _suite(
-            defended, suite, x, y, threat, eps, eot_samples, seed, runs, norm, votes, progress, precision
+            defended, suite, x, y, threat, eps, eot_samples, seed, runs, norm, votes, progress, precision, cascade
         )
+        first = {name: outcome.subset(slice(0, checked)) for name, outcome in first.items()}
         evaluation = sanity.Evaluation(
-            defended, x, y, threat, norm, eps, eot_samples, seed, dict(options or {}), precision, first
+            defended, x[:checked], y[:checked], threat, norm, eps, eot_samples, seed, dict(options or {}), precision, first
         )
         done = sanity.run_checks(evaluation, _check_names(checks))
     finally:
@@ -228,6 +240,8 @@ def benchmark(
     if failed:
         note = f"evaluation not trustworthy: sanity check(s) failed: {', '.join(failed)}"
         row["warnings"] = "; ".join(w for w in (row["warnings"], note) if w)
+    row["cascade"] = cascade
+    row["check_images"] = checked
     row["forward_passes"] = forwarded[0]
     row["seconds"] = time.perf_counter() - start
     return BenchmarkResult(row, per_attack)
@@ -247,28 +261,35 @@ def _suite(
     votes: int,
     progress: bool,
     precision: str,
+    cascade: bool,
 ) -> tuple[list[pd.DataFrame], list[torch.Tensor], list[torch.Tensor], dict[str, attacks.Outcome]]:
     """Every attack of the suite in every repeat: the tidy frames, per repeat the clean and the
     robust outcome per example (robust: clean vote right and no attack fooled it), and the first
-    repeat's outcome of each attack (what the sanity checks compare against)."""
+    repeat's outcome of each attack (what the sanity checks compare against). With `cascade`, an
+    attack runs on the examples still robust after the ones before it and its outcome is cumulative."""
     frames, clean, robust = [], [], []
     first: dict[str, attacks.Outcome] = {}
     for r in range(runs):
-        outcomes = []
+        outcomes: list[attacks.Outcome] = []
         for name, opts in suite:
-            outcome = attacks.run(
+            run = partial(
+                attacks.run,
                 defended,
                 name,
-                x,
-                y,
-                threat,
-                [eps],
-                eot_samples,
-                seed + r,
+                threat=threat,
+                epsilons=[eps],
+                eot_samples=eot_samples,
+                seed=seed + r,
                 options=opts,
                 progress=progress,
                 precision=precision,
             )
+            if cascade and outcomes:
+                before = outcomes[-1]
+                alive = torch.nonzero(before.robust[0]).flatten()
+                outcome = before.extended(name, run(x[alive], y[alive]) if len(alive) else None, alive)
+            else:
+                outcome = run(x, y)
             outcomes.append(outcome)
             first.setdefault(name, outcome)
             frames.append(
@@ -279,6 +300,7 @@ def _suite(
                     threat=threat.name,
                     gradient_path=outcome.gradient_path,
                     attacker_precision=outcome.precision,
+                    examples_attacked=outcome.attacked,
                     repeat=r,
                     channel=attacks.channel_label(defended.channel),
                     votes=votes,

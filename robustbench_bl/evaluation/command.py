@@ -71,6 +71,15 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--protocol", choices=PROTOCOLS, default="standard", help="the standard suite, or AutoAttack's rand version"
     )
+    parser.add_argument(
+        "--no-cascade",
+        dest="cascade",
+        action="store_false",
+        help="run every attack on every image (each attack's own robust accuracy); default: AutoAttack's cascade",
+    )
+    parser.add_argument(
+        "--check-images", type=positive_int, default=None, help="the sanity checks on the first this many (default: all)"
+    )
     parser.add_argument("--dataset", choices=data.IMAGE_DATASETS, default="cifar10")
     parser.add_argument("--data", default=None, help="data folder (torchvision layout or npz); default as for studies")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the sample, the attacks and draws")
@@ -115,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> BenchmarkResult:
         precision=args.precision,
         name=args.name or args.model,
         protocol=args.protocol,
+        cascade=args.cascade,
+        check_images=args.check_images,
     )
     r = result.row
     print(

@@ -86,14 +86,21 @@ class Evaluation:
         found = [o.robust[0] for o in self.outcomes.values() if o.kind == attacks.GRADIENT]
         return torch.stack(found).all(0)
 
-    def attack(self, name: str, eps: float, threat: attacks.Threat | str | None = None, **options: Any) -> Tensor:
-        """Per image, robust under `name` at `eps` (one independent run, the suite's options and seed)."""
+    def attack(
+        self, name: str, eps: float, threat: attacks.Threat | str | None = None, among: Tensor | None = None, **options: Any
+    ) -> Tensor:
+        """Per image, robust under `name` at `eps` (one independent run, the suite's options and seed);
+        with `among` (a mask) only those images are attacked, and the others count as not robust."""
         chosen = {**self.options.get(name, {}), **options}
+        index = torch.arange(len(self.x)) if among is None else torch.nonzero(among).flatten()
+        robust = torch.zeros(len(self.x), dtype=torch.bool)
+        if len(index) == 0:
+            return robust
         outcome = attacks.run(
             self.defended,
             name,
-            self.x,
-            self.y,
+            self.x[index],
+            self.y[index],
             self.threat if threat is None else threat,
             [eps],
             self.eot_samples,
@@ -101,7 +108,8 @@ class Evaluation:
             options=chosen,
             precision=self.precision,
         )
-        return outcome.robust[0]
+        robust[index] = outcome.robust[0]
+        return robust
 
 
 def _count(name: str, beaten: Tensor, what: str, evidence: dict[str, Any]) -> Check:
@@ -178,7 +186,7 @@ def noise(ev: Evaluation, draws: int = NOISE_DRAWS) -> Check:
 def convergence(ev: Evaluation) -> Check:
     """PGD with twice the steps fools nothing the suite left robust: the attacks had converged."""
     steps = 2 * int(ev.options.get(ev.pgd, {}).get("steps", attacks.spec(ev.pgd).defaults["steps"]))
-    longer = ev.attack(ev.pgd, ev.eps, steps=steps)
+    longer = ev.attack(ev.pgd, ev.eps, among=ev.robust, steps=steps)  # only what the suite left robust can count
     beaten = ev.robust & ~longer
     return _count("convergence", beaten, f"robust under the suite, fooled by PGD with {steps} steps", {"steps": steps})
 
