@@ -8,7 +8,7 @@ import copy
 import math
 from functools import lru_cache
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pandas as pd
 import pytest
@@ -332,7 +332,7 @@ def test_stored_adversarials_are_read_back_and_one_attack_runs_once(
     model.register_forward_pre_hook(lambda module, args: crafting.append(torch.is_grad_enabled()))
     options, budgets = {"steps": 4}, (4 / 255, 32 / 255)
 
-    def run(channel: Channel, threat: str, seed: int = 0, **kwargs: object) -> tuple[attacks.Outcome, bool]:
+    def run(channel: Channel, threat: str, seed: int = 0, **kwargs: Any) -> tuple[attacks.Outcome, bool]:
         crafting.clear()
         out = attacks.run(Defended(model, channel), "pgd-linf", x, y, threat, budgets, 2, seed, options=options,
                           batch_size=5, **kwargs)  # fmt: skip
@@ -351,7 +351,7 @@ def test_stored_adversarials_are_read_back_and_one_attack_runs_once(
     assert run(fft, "bpda", seed=1, store=tmp_path)[1]  # another seed is another attack
     assert run(gauss, "bpda+eot", store=tmp_path)[1] and run(gauss, "bpda", store=tmp_path)[1]  # random: two attacks
     proxy = GaussianNoise(0.05)
-    transfer, attacked = run(fft, "eot", transfer=proxy, store=tmp_path)
+    _, attacked = run(fft, "eot", transfer=proxy, store=tmp_path)
     judged, attacked_again = run(ColorDepth(4), "eot", transfer=proxy, store=tmp_path)
     assert attacked and not attacked_again  # one transfer attack, judged on every defense
     assert same(judged, run(ColorDepth(4), "eot", transfer=proxy)[0])

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+import torch
 from scipy.stats import binomtest
 from test_attacks import FAST, trained_lenet
+from torch import nn
 
 import robustbench_bl
 from robustbench_bl import Defended, attacks
@@ -110,25 +113,38 @@ def test_the_rand_protocol_is_autoattacks_rand_version_and_keeps_each_repeat() -
         robustbench_bl.benchmark(model, "gauss:0.03", eot_samples=0)
 
 
-def own_robust(model: object, name: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def own_robust(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """One attack's own per-example robustness at 8/255 on every example (the cascade's reference)."""
-    return attacks.run(model, name, x, y, "whitebox", 8 / 255, options=FAST[name]).robust[0]  # type: ignore[arg-type]
+    return attacks.run(model, name, x, y, "whitebox", 8 / 255, options=FAST[name]).robust[0]
+
+
+def record_runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, object]]:
+    """Every `attacks.run` from here on, as (attack, images attacked, the steps option)."""
+    seen: list[tuple[str, int, object]] = []
+    run = attacks.run
+
+    def recorded(model: nn.Module, name: str, x: torch.Tensor, *args: Any, **kwargs: Any) -> attacks.Outcome:
+        seen.append((name, len(x), (kwargs.get("options") or {}).get("steps")))
+        return run(model, name, x, *args, **kwargs)
+
+    monkeypatch.setattr(attacks, "run", recorded)
+    return seen
 
 
 @pytest.mark.parametrize("cascade", [True, False])
-def test_the_cascade_attacks_what_is_left_and_keeps_the_worst_case(monkeypatch: pytest.MonkeyPatch, cascade: bool) -> None:
+def test_the_cascade_attacks_what_is_left_and_keeps_the_worst_case(
+    monkeypatch: pytest.MonkeyPatch, cascade: bool
+) -> None:
     """With two attacks that treat each example alone (FGSM, DeepFool), the cascade's worst case is
     exactly that of running both on every example; the second attacks only what the first left
     robust; its row is the accuracy after both (cumulative) where the plain suite keeps its own."""
     model, x, y = trained_lenet()
     x, y = x[:24], y[:24]
-    suite = (("fgsm", {}), ("deepfool-linf", {}))
+    suite: tuple[tuple[str, dict[str, Any]], ...] = (("fgsm", {}), ("deepfool-linf", {}))
     monkeypatch.setitem(SUITES, "Linf", suite)
-    seen: list[tuple[str, int]] = []
-    run = attacks.run
-    monkeypatch.setattr(attacks, "run", lambda m, name, xs, *a, **k: seen.append((name, len(xs))) or run(m, name, xs, *a, **k))
+    seen = record_runs(monkeypatch)
     result = robustbench_bl.benchmark(model, data=(x, y), n=24, options=FAST, checks=(), cascade=cascade)
-    last = seen[-1]  # the suite's second attack
+    last = seen[-1][:2]  # the suite's second attack
     first, second = own_robust(model, "fgsm", x, y), own_robust(model, "deepfool-linf", x, y)
     assert 0 < first.sum() < 24 and (first & ~second).any()  # FGSM leaves some that DeepFool fools
     assert result.robust_accuracy == pytest.approx((first & second).float().mean().item())
@@ -155,17 +171,13 @@ def test_an_attack_with_nothing_left_to_fool_is_not_run(monkeypatch: pytest.Monk
 def test_the_checks_run_on_the_first_check_images(monkeypatch: pytest.MonkeyPatch) -> None:
     """`check_images` bounds what every check attacks; convergence attacks only what the suite left robust."""
     model, x, y = trained_lenet()
-    seen: list[tuple[str, int, object]] = []
-    run = attacks.run
-    record = lambda m, name, xs, *a, **k: seen.append((name, len(xs), (k.get("options") or {}).get("steps"))) or run(m, name, xs, *a, **k)
-    monkeypatch.setattr(attacks, "run", record)
+    seen = record_runs(monkeypatch)
     result = robustbench_bl.benchmark(model, "cd:6", data=(x[:20], y[:20]), n=20, eps=5 / 255, options=OPTIONS,
                                       checks=("monotone", "convergence"), check_images=8)  # fmt: skip
     assert result.row["check_images"] == 8
     checks = {c["name"]: c for c in json.loads(result.row["checks"])}
     assert all(c["detail"].endswith("of 8 images (allowed 1)") for c in checks.values())
-    suite_names = [name for name, _ in SUITES["Linf"]]
-    after_suite = seen[len(suite_names):]
+    after_suite = seen[len(SUITES["Linf"]) :]
     assert [n for _, n, _ in after_suite[:3]] == [8, 8, 8]  # monotone: eps/2, eps, 2 eps on the checked images
-    longer = after_suite[3]
-    assert longer[2] == 2 * OPTIONS["pgd-linf"]["steps"] and 0 < longer[1] < 8
+    _, attacked, steps = after_suite[3]
+    assert steps == 2 * 8 and FAST["pgd-linf"] == {"steps": 8} and 0 < attacked < 8  # convergence: the robust ones

@@ -220,7 +220,17 @@ def benchmark(
         )
         first = {name: outcome.subset(slice(0, checked)) for name, outcome in first.items()}
         evaluation = sanity.Evaluation(
-            defended, x[:checked], y[:checked], threat, norm, eps, eot_samples, seed, dict(options or {}), precision, first
+            defended,
+            x[:checked],
+            y[:checked],
+            threat,
+            norm,
+            eps,
+            eot_samples,
+            seed,
+            dict(options or {}),
+            precision,
+            first,
         )
         done = sanity.run_checks(evaluation, _check_names(checks))
     finally:

@@ -78,7 +78,10 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help="run every attack on every image (each attack's own robust accuracy); default: AutoAttack's cascade",
     )
     parser.add_argument(
-        "--check-images", type=positive_int, default=None, help="the sanity checks on the first this many (default: all)"
+        "--check-images",
+        type=positive_int,
+        default=None,
+        help="the sanity checks on the first this many (default: all)",
     )
     parser.add_argument("--dataset", choices=data.IMAGE_DATASETS, default="cifar10")
     parser.add_argument("--data", default=None, help="data folder (torchvision layout or npz); default as for studies")

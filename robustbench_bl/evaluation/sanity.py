@@ -87,7 +87,12 @@ class Evaluation:
         return torch.stack(found).all(0)
 
     def attack(
-        self, name: str, eps: float, threat: attacks.Threat | str | None = None, among: Tensor | None = None, **options: Any
+        self,
+        name: str,
+        eps: float,
+        threat: attacks.Threat | str | None = None,
+        among: Tensor | None = None,
+        **options: Any,
     ) -> Tensor:
         """Per image, robust under `name` at `eps` (one independent run, the suite's options and seed);
         with `among` (a mask) only those images are attacked, and the others count as not robust."""

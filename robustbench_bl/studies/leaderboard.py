@@ -132,8 +132,20 @@ class Leaderboard(ChannelStudy[Preset]):
 
     def cells(self) -> list[Cell]:
         p, s = self.p, self.setting
-        base = {"study": self.name, "dataset": "cifar10", "model": s.model, "norm": "Linf", "eps": p.eps or s.eps, "n": p.test}
-        base |= {"seed": self.args.seed, "max_repeats": p.repeats, "eot_draws": p.eot, "check_images": min(p.checked, p.test)}
+        base = {
+            "study": self.name,
+            "dataset": "cifar10",
+            "model": s.model,
+            "norm": "Linf",
+            "eps": p.eps or s.eps,
+            "n": p.test,
+        }
+        base |= {
+            "seed": self.args.seed,
+            "max_repeats": p.repeats,
+            "eot_draws": p.eot,
+            "check_images": min(p.checked, p.test),
+        }
         entries = [(rate, "identity", 0.0, "bare") for rate in p.rates]
         entries += [(0.0, name, self.best[name], "channel_sweep") for name in CHANNELS]
         return [
