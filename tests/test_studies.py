@@ -192,6 +192,8 @@ def test_leaderboard(tmp_path: Path) -> None:
         "repeats",
     } <= set(table.columns)
     assert (table.ci_low <= table.value).all() and (table.value <= table.ci_high).all()
+    checks = table.checks.map(json.loads)  # a fifth of the 20 images, the fewest allowed
+    assert (table.check_images == 4).all() and checks.map(lambda c: "of 4 images" in c[0]["detail"]).all()
     board = pd.read_csv(out / "leaderboard.csv")
     assert list(board["rank"]) == list(range(1, entries + 1))
     assert board.robust.is_monotonic_decreasing and (board.robust <= board.clean).all()
