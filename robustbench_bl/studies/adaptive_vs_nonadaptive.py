@@ -272,8 +272,8 @@ class AdaptiveVsNonadaptive(ChannelStudy[Preset]):
             options=self.setting.options.get(ATTACK),
             precision=self.args.precision,
             crafted_before=None if threat.adaptive else self.nonadaptive(),
-            store=self.folder.out
-            / "crafted",  # one transfer attack for every channel; BPDA+EOT = BPDA where deterministic
+            # One Laplace-proxy attack judged on every channel; BPDA+EOT is BPDA on a deterministic one.
+            store=self.folder.out / "crafted",
         )
         settings = {
             "threat": threat.name,
