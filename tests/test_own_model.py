@@ -108,6 +108,7 @@ def test_the_result_file_holds_the_protocol_and_the_report_ranks_result_files(tm
     assert set(doc["per_attack_robust_accuracy"]) == set(OPTIONS)
     assert min(doc["per_attack_robust_accuracy"].values()) >= doc["robust_accuracy"]["value"]
     assert doc["attacker"]["threat"] == "whitebox" and "deterministic" in doc["attacker"]["why"]
+    assert doc["attacker"]["cascade"] is True and doc["check_images"] == 24
     assert doc["forward_passes"] + weak.row["forward_passes"] == counted[0] > 0  # every image the model saw
     assert doc["versions"]["torch"] == versions()["torch"] and doc["data"]["source"] == "user"
     board = leaderboard.result_board(report.result_files(tmp_path))

@@ -81,7 +81,8 @@ class BenchmarkResult:
     def document(self) -> dict[str, Any]:
         """The result as one JSON document to share and compare (RobustBench keeps one per model):
         model, data, threat model, defense, the attacker's threat and why, accuracies with 95%
-        intervals, each attack's own robust accuracy, flags, forward passes, time, versions, seed."""
+        intervals, each attack's robust accuracy (after the attacks before it too, under the cascade),
+        the sanity checks and the images they ran on, flags, forward passes, time, versions, seed."""
         r = self.row
         robust = self.attacks[self.attacks.metric == "robust_accuracy"]
         return {
@@ -95,6 +96,7 @@ class BenchmarkResult:
                 "why": r["threat_reason"],
                 "eot_samples": r["eot_samples"],
                 "suite": r["suite"].split("; "),
+                "cascade": r["cascade"],
                 "repeats": r["repeats"],
             },
             "clean_accuracy": {
@@ -111,6 +113,7 @@ class BenchmarkResult:
             "per_attack_robust_accuracy": {str(k): float(v) for k, v in robust.groupby("attack").value.mean().items()},
             "flags": {k.removeprefix("flag_"): bool(v) for k, v in r.items() if k.startswith("flag_")},
             "checks": json.loads(r["checks"]),
+            "check_images": r["check_images"],
             "trustworthy": r["trustworthy"],
             "warnings": [w for w in r["warnings"].split("; ") if w],
             "forward_passes": r["forward_passes"],
