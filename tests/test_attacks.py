@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -356,6 +356,36 @@ def test_stored_adversarials_are_read_back_and_one_attack_runs_once(
     assert attacked and not attacked_again  # one transfer attack, judged on every defense
     assert same(judged, run(ColorDepth(4), "eot", transfer=proxy)[0])
     assert len(list(tmp_path.glob("pgd-linf-run-*.pt"))) == 5
+
+
+def test_a_stopped_run_goes_on_from_its_last_stored_batch_bit_for_bit(
+    lenet: tuple[nn.Module, Tensor, Tensor], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PGD's random starts and EOT's channel draws run on across batches; a run stopped in its
+    second batch and started again reads the first back and crafts the rest as one run would have."""
+    model, x, y = lenet
+    x, y = x[:12], y[:12]
+    defended = Defended(model, GaussianNoise(0.05))
+    run = partial(attacks.run, defended, "pgd-linf", x, y, "eot", (4 / 255,), 2, 5, options={"steps": 3}, batch_size=5)
+    run(store=tmp_path / "whole")
+    (whole,) = (tmp_path / "whole").glob("*.pt")  # batches are dropped once the run is saved whole
+    calls = []
+    attack = attacks.Attack.__call__
+
+    def stops(self: attacks.Attack, *args: Any, **kwargs: Any) -> list[Tensor]:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("stopped")  # while crafting the second batch of the first try
+        return attack(self, *args, **kwargs)
+
+    monkeypatch.setattr(attacks.Attack, "__call__", stops)
+    with pytest.raises(RuntimeError, match="stopped"):
+        run(store=tmp_path / "stopped")
+    assert [p.name.rsplit("-", 1)[1] for p in (tmp_path / "stopped").glob("*.pt")] == ["0.pt"]
+    run(store=tmp_path / "stopped")
+    (resumed,) = (tmp_path / "stopped").glob("*.pt")
+    assert len(calls) == 4 and resumed.name == whole.name  # then the second and third batches only
+    assert torch.equal(torch.load(resumed)["adversarials"], torch.load(whole)["adversarials"])
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from robustbench_bl.attacks.registry import DECISION, GRADIENT, Attack, make, sp
 from robustbench_bl.attacks.threats import Threat, threat_model
 from robustbench_bl.channels import Channel
 from robustbench_bl.channels import make as make_channel
+from robustbench_bl.channels.base import SeededGenerators
 from robustbench_bl.defense import Defended
 from robustbench_bl.models.common import eval_mode, placement
 from robustbench_bl.runtime.files import atomic_write
@@ -153,6 +154,32 @@ class Outcome(Judgement):
         )
 
 
+class RandomState:
+    """Where an attack's random draws stand between batches: torch's global generator (random starts),
+    the device's (CUDA) and the attacked module's seeded channel generators (EOT draws). Saved with
+    each crafted batch, restored when a stopped run reads that batch back."""
+
+    def __init__(self, device: torch.device, module: nn.Module) -> None:
+        self.device = device
+        generators = getattr(module, "generator", None)
+        self.generators = generators if isinstance(generators, SeededGenerators) else None
+
+    def state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"torch_rng": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["device_rng"] = torch.cuda.get_rng_state(self.device)
+        if self.generators is not None:
+            state["channel_rng"] = self.generators.state()
+        return state
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        torch.set_rng_state(state["torch_rng"])
+        if "device_rng" in state:
+            torch.cuda.set_rng_state(state["device_rng"], self.device)
+        if self.generators is not None:
+            self.generators.restore(state.get("channel_rng", {}))
+
+
 def check_epsilons(epsilons: object) -> tuple[float, ...]:
     """A non-empty sequence of finite, non-negative numbers, returned sorted and without repeats."""
     if isinstance(epsilons, (int, float)):
@@ -218,6 +245,8 @@ def run(
     its gradient path says, x and y) and read back instead of crafted again. Attacks that are one and
     the same then run once: a transfer attack judged on many channels, BPDA+EOT on a deterministic
     channel (BPDA), EOT on one (white-box). `seconds` is then the crafting time measured when saved.
+    Each batch is saved as it is crafted, with where the random draws stood after it, so a run that
+    was stopped goes on from its last batch and crafts what it would have crafted.
 
     `precision` is the attacker's arithmetic (robustbench_bl.precision: 'auto' is bfloat16 where the
     hardware has it natively) for fixed-budget gradient attacks (see `attacker_precision`). The judge always votes with the model as it is (float32): the attacker's
@@ -273,22 +302,37 @@ def run(
         if path is not None and path.is_file():
             saved = torch.load(path, weights_only=True)
             given, seconds = list(saved["adversarials"]), float(saved["seconds"])
+        draws = RandomState(device, chosen.module)
         parts, made = [], []
         chunks = range(0, len(x), batch_size)
         for start in tqdm(chunks, desc=f"{attack} [{threat}]", disable=not progress, unit="batch"):
             xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+            done = None if path is None else path.with_name(f"{path.stem}-{start}.pt")  # a stopped run's batch
             if given is not None:
                 adversarials = [a[start : start + batch_size].to(device, dtype) for a in given]
+            elif done is not None and done.is_file():
+                saved = torch.load(done, weights_only=True)
+                adversarials = [a.to(device, dtype) for a in saved["adversarials"]]
+                seconds += float(saved["seconds"])
+                draws.restore(saved)  # the draws go on as if this batch had been crafted here
+                made.append(saved["adversarials"])
             else:
                 begin = time.perf_counter()
                 adversarials = crafted(chosen.module, xb, yb, eps, seed)
-                seconds += time.perf_counter() - begin
+                spent = time.perf_counter() - begin
+                seconds += spent
                 made.append(torch.stack(adversarials).detach().cpu())
+                if done is not None:
+                    done.parent.mkdir(parents=True, exist_ok=True)
+                    batch = {"adversarials": made[-1], "seconds": torch.tensor(spent, dtype=torch.float64)}
+                    atomic_write(done, partial(torch.save, {**batch, **draws.state()}))
             parts.append(judge(voter, xb, yb, adversarials, clean_labels[start : start + batch_size]))
         if path is not None and made:
             path.parent.mkdir(parents=True, exist_ok=True)
             saved = {"adversarials": torch.cat(made, 1), "seconds": torch.tensor(seconds, dtype=torch.float64)}
             atomic_write(path, partial(torch.save, saved))
+            for start in chunks:
+                path.with_name(f"{path.stem}-{start}.pt").unlink(missing_ok=True)
     return Outcome(
         clean_correct=torch.cat([p.clean_correct for p in parts]),
         fooled=torch.cat([p.fooled for p in parts], 1),

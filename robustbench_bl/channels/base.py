@@ -53,6 +53,17 @@ class SeededGenerators:
             self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
         return self._generators[device]
 
+    def state(self) -> dict[str, Tensor]:
+        """Each generator's state by device name: where the draws stand, to resume them (`restore`)."""
+        return {str(device): generator.get_state() for device, generator in self._generators.items()}
+
+    def restore(self, state: dict[str, Tensor]) -> None:
+        """Set the generators to a `state()`, so the next draws are those that followed it."""
+        for name, value in state.items():
+            generator = self(torch.device(name))
+            if generator is not None:
+                generator.set_state(value)
+
 
 class Channel(nn.Module, ABC):
     """A lossy input channel C: x -> C(x), images in [0, 1] to images in [0, 1], clipped at the end.
