@@ -297,25 +297,28 @@ def run(
         recipe = (attack, sorted((options or {}).items()), eps, seed, working, batch_size, chosen.gradient_path)
         path = None
         if store is not None and crafted_before is None:
-            path = Path(store) / f"{attack}-run-{batch_digest(defended.model, (*recipe, defended.max_batch), x, y)}.pt"
+            digest = batch_digest(defended.model, (*recipe, defended.max_batch), x, y)
+            path = Path(store) / f"{attack}-run-{digest}.pt"
         given, seconds = crafted_before, 0.0
         if path is not None and path.is_file():
-            saved = torch.load(path, weights_only=True)
-            given, seconds = list(saved["adversarials"]), float(saved["seconds"])
+            whole = torch.load(path, weights_only=True)
+            given, seconds = list(whole["adversarials"]), float(whole["seconds"])
         draws = RandomState(device, chosen.module)
         parts, made = [], []
         chunks = range(0, len(x), batch_size)
+        # each batch of a run not yet saved whole, as it is crafted (read back by a stopped run)
+        batch_files = {start: path.with_name(f"{path.stem}-{start}.pt") for start in chunks} if path else {}
         for start in tqdm(chunks, desc=f"{attack} [{threat}]", disable=not progress, unit="batch"):
             xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-            done = None if path is None else path.with_name(f"{path.stem}-{start}.pt")  # a stopped run's batch
+            done = batch_files.get(start)
             if given is not None:
                 adversarials = [a[start : start + batch_size].to(device, dtype) for a in given]
             elif done is not None and done.is_file():
-                saved = torch.load(done, weights_only=True)
-                adversarials = [a.to(device, dtype) for a in saved["adversarials"]]
-                seconds += float(saved["seconds"])
-                draws.restore(saved)  # the draws go on as if this batch had been crafted here
-                made.append(saved["adversarials"])
+                batch = torch.load(done, weights_only=True)
+                adversarials = [a.to(device, dtype) for a in batch["adversarials"]]
+                seconds += float(batch["seconds"])
+                draws.restore(batch)  # the draws go on as if this batch had been crafted here
+                made.append(batch["adversarials"])
             else:
                 begin = time.perf_counter()
                 adversarials = crafted(chosen.module, xb, yb, eps, seed)
@@ -329,10 +332,10 @@ def run(
             parts.append(judge(voter, xb, yb, adversarials, clean_labels[start : start + batch_size]))
         if path is not None and made:
             path.parent.mkdir(parents=True, exist_ok=True)
-            saved = {"adversarials": torch.cat(made, 1), "seconds": torch.tensor(seconds, dtype=torch.float64)}
-            atomic_write(path, partial(torch.save, saved))
-            for start in chunks:
-                path.with_name(f"{path.stem}-{start}.pt").unlink(missing_ok=True)
+            whole = {"adversarials": torch.cat(made, 1), "seconds": torch.tensor(seconds, dtype=torch.float64)}
+            atomic_write(path, partial(torch.save, whole))
+            for file in batch_files.values():
+                file.unlink(missing_ok=True)
     return Outcome(
         clean_correct=torch.cat([p.clean_correct for p in parts]),
         fooled=torch.cat([p.fooled for p in parts], 1),
