@@ -146,6 +146,10 @@ def test_adaptive_vs_nonadaptive(tmp_path: Path) -> None:
     # per cell: clean, seconds, then per budget robust, success and 4 sizes, then the minimal-size medians
     per_cell = table.groupby(["channel", "attacker"]).size()
     assert len(per_cell) == cells and per_cell.between(2 + 6 * len(grid), 2 + 6 * len(grid) + 2).all()
+    # measured in order (the store keeps it): each channel's own attackers, then the transfer cells together
+    order = [tuple(pair) for pair in table.drop_duplicates(["channel", "attacker"])[["channel", "attacker"]].values]
+    assert order[-len(CHANNELS) :] == [(c, module.TRANSFER) for c in CHANNELS]
+    assert order[1:5] == [("fft", a) for a in module.ATTACKERS if a != module.TRANSFER]
     assert {
         "channel",
         "strength",

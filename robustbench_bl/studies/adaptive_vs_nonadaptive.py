@@ -234,6 +234,9 @@ class AdaptiveVsNonadaptive(ChannelStudy[Preset]):
         return self.crafted
 
     def cells(self) -> list[Cell]:
+        """The bare model, then each channel's attackers, the Laplace-proxy transfer cells last and
+        together: their one crafted attack is judged on every channel while its stored file is at hand
+        (as BPDA's file is for BPDA+EOT on a deterministic channel, two cells on)."""
         base = self.cell(self.setting.model, model_key=self.keys[self.plain], eps=self.setting.eps)
         bare = {
             "channel": "identity",
@@ -242,6 +245,8 @@ class AdaptiveVsNonadaptive(ChannelStudy[Preset]):
             "votes": 1,
             "attacker": "nonadaptive",
         }
+        own = [(name, attacker) for name in CHANNELS for attacker in ATTACKERS if attacker != TRANSFER]
+        transfer = [(name, TRANSFER) for name in CHANNELS]
         return [{**base, **bare}] + [
             {
                 **base,
@@ -251,8 +256,7 @@ class AdaptiveVsNonadaptive(ChannelStudy[Preset]):
                 "votes": votes_for(name, self.setting.votes),
                 "attacker": attacker,
             }
-            for name in CHANNELS
-            for attacker in ATTACKERS
+            for name, attacker in own + transfer
         ]
 
     def measure(self, cell: Cell) -> list[Row]:
