@@ -3,8 +3,9 @@
 ranked board for leaderboard results, and one board of every benchmark result file
 (`*.benchmark.json`) found (`rbl report DIR`).
 
-A study folder is any folder holding `results.csv` (what every study's --out gets); a folder of
-study folders (`results/`) gives one page for all of them. Figures are embedded as data URIs and
+A study folder is any folder holding `results.csv` (what every study's --out gets) or, where it is
+large, `results.csv.gz` (how the reference runs ship it); a folder of study folders (`results/`)
+gives one page for all of them. Figures are embedded as data URIs and
 the sorting script is inline, so the page needs no server, no network and no other file.
 """
 
@@ -31,6 +32,8 @@ from robustbench_bl.versions import versions
 LONG_CELL = 120
 #: At most this many rows per table on the page; all of them stay in results.csv.
 MAX_ROWS = 1000
+#: A study folder's rows: the CSV every study writes, or the same gzipped (pandas reads both).
+RESULT_TABLES = ("results.csv", "results.csv.gz")
 
 
 @dataclass(frozen=True)
@@ -50,12 +53,17 @@ class StudyResults:
         return "no finding" if self.finding is None else self.finding.verdict.value
 
 
+def results_table(folder: Path) -> Path | None:
+    """The study folder's rows file (one of RESULT_TABLES), None when `folder` is not a study folder."""
+    return next((folder / name for name in RESULT_TABLES if (folder / name).is_file()), None)
+
+
 def study_folders(root: str | Path) -> list[Path]:
-    """`root` itself when it holds results.csv, else every folder below it that does (sorted)."""
+    """`root` itself when it holds a study's rows (RESULT_TABLES), else every folder below it that does (sorted)."""
     root = _folder(root)
-    if (root / "results.csv").is_file():
+    if results_table(root) is not None:
         return [root]
-    return sorted(p.parent for p in root.rglob("results.csv"))
+    return sorted({p.parent for name in RESULT_TABLES for p in root.rglob(name)})
 
 
 def result_files(root: str | Path) -> list[Path]:
@@ -72,8 +80,11 @@ def _folder(root: str | Path) -> Path:
 
 def load(folder: Path) -> StudyResults:
     """Read one study folder: rows, finding.txt, PNG figures and leaderboard.csv when present."""
+    table = results_table(folder)
+    if table is None:
+        raise ValueError(f"{folder} holds neither of {', '.join(RESULT_TABLES)}: give a study's --out folder")
     try:
-        rows = pd.read_csv(folder / "results.csv")
+        rows = pd.read_csv(table)
         board = pd.read_csv(folder / "leaderboard.csv") if (folder / "leaderboard.csv").is_file() else None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise ValueError(f"{folder} holds a damaged CSV file ({err}); rerun the study to rewrite it") from None
@@ -278,7 +289,7 @@ def write(root: str | Path, out: str | Path | None = None) -> Path:
     folders, results = study_folders(root), result_files(root)
     if not folders and not results:
         raise ValueError(
-            f"DIR {str(root)!r} holds no results.csv and no *{RESULT_SUFFIX}: give a study's --out folder, "
+            f"DIR {str(root)!r} holds no {' or '.join(RESULT_TABLES)} and no *{RESULT_SUFFIX}: give a study's --out folder, "
             "rbl benchmark's, or a folder of them (e.g. results/)"
         )
     board = leaderboard.result_board(results) if results else None

@@ -4,6 +4,7 @@ errors, every figure decodes, sorting orders numbers as numbers and reverses on 
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -81,10 +82,22 @@ def test_folders_are_the_root_or_every_study_below_it(results: Path, tmp_path: P
     assert report.study_folders(results / "a") == [results / "a"]
     (tmp_path / "empty").mkdir()
     assert report.study_folders(tmp_path / "empty") == [] and report.result_files(tmp_path / "empty") == []
-    with pytest.raises(ValueError, match=r"holds no results\.csv and no \*\.benchmark\.json"):
+    with pytest.raises(ValueError, match=r"holds no results\.csv or results\.csv\.gz and no \*\.benchmark\.json"):
         report.write(tmp_path / "empty")
     with pytest.raises(ValueError, match="not a folder"):
         report.study_folders(tmp_path / "missing")
+
+
+def test_a_gzipped_results_table_is_a_study_folder_read_like_the_csv(results: Path) -> None:
+    """The reference runs ship a large results.csv gzipped: the folder is found and its rows read the same."""
+    plain = report.load(results / "a").rows
+    csv = results / "a" / "results.csv"
+    (results / "a" / "results.csv.gz").write_bytes(gzip.compress(csv.read_bytes()))
+    csv.unlink()
+    assert report.study_folders(results) == [results / "a", results / "b", results / "nested" / "c"]
+    assert report.study_folders(results / "a") == [results / "a"]
+    pd.testing.assert_frame_equal(report.load(results / "a").rows, plain)
+    assert "alpha" in report.write(results).read_text()
 
 
 def test_verdicts_come_from_the_finding_json(results: Path) -> None:

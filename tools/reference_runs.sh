@@ -1,7 +1,7 @@
 #!/bin/bash
 # The attack studies' reference runs: each study on the full offline CIFAR-10 and the zoo's models,
 # one after another in the background, resumably (a study's result store keeps every finished cell;
-# start the script again and it goes on). Each finished run's results.csv, finding, figures and the
+# start the script again and it goes on). Each finished run's results.csv (gzipped when large), finding, figures and the
 # exact command are copied to docs/results/NAME/ and the report page docs/results/report.html is
 # rebuilt; commit them. The README's verdict table quotes these runs.
 #
@@ -64,7 +64,14 @@ for name in "${studies[@]}"; do
     if .venv/bin/python "studies/$name.py" --images "$images" --data "$data" "${given[@]}" --quiet --out "$work/$name" >>"$log" 2>&1; then
         shipped=docs/results/$name
         mkdir -p "$shipped"
-        cp "$work/$name"/results.csv "$work/$name"/finding.{json,txt} "$work/$name"/*.png "$shipped"/
+        cp "$work/$name"/finding.{json,txt} "$work/$name"/*.png "$shipped"/
+        # A table over 5 MB ships gzipped (pandas and `rbl report` read results.csv.gz as they read the CSV).
+        rm -f "$shipped"/results.csv{,.gz}
+        if [ "$(stat -c %s "$work/$name/results.csv")" -gt 5000000 ]; then
+            gzip -9 -n -c "$work/$name/results.csv" >"$shipped/results.csv.gz"
+        else
+            cp "$work/$name/results.csv" "$shipped"/
+        fi
         printf '%s\n' "${command[*]} --out docs/results/$name" >"$shipped/command.txt"
         rm -f "$kept"
         .venv/bin/python -m robustbench_bl report docs/results >>"$log" 2>&1
