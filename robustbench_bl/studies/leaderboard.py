@@ -74,6 +74,9 @@ PRESETS = {
     # Hence 8 images, the checks on 4: the reference run (--images 1000) checks 200. The quick preset
     # took 20 min 14 s on the packaged sample (channel_sweep's strengths given; one thread beside two
     # other jobs): bare 0% 89 s, 50% 295 s, 85% 111 s, FC / CD / SVD 52-54 s, each noise channel 160-168 s.
+    # On an Intel Xeon with AMX bf16 (2026-12-08; the attacker in bf16), beside two reference runs:
+    # 16 min 16 s (11 min 11 s of CPU): bare 0% 38 s, 50% 253 s, 85% 136 s, FC / CD / SVD 42-46 s,
+    # JPEG 54 s, each noise channel 111-122 s; the band-limited models and the noise votes gain least.
     "quick": Preset(
         test=8,
         repeats=1,
