@@ -134,9 +134,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         if "attack" in args.only:
             x, y = torch.rand(args.batch, 3, 32, 32), torch.randint(0, 10, (args.batch,))
+            trained = {name: zoo.load(name) for name in ("fastnet-0", "fastnet-50")}
             nets = {
-                "fastnet-0 (zoo, 64/128/128)": zoo.load("fastnet-0"),
-                "fastnet-50 (zoo, 64/128/128)": zoo.load("fastnet-50"),
+                **{f"{name} (zoo, {'/'.join(map(str, net.widths))})": net for name, net in trained.items()},
                 "FastNet 64/256/256": fastnet((64, 256, 256), 0.0),
                 "FastNet 64/256/256, 50%": fastnet((64, 256, 256), 0.5),
             }

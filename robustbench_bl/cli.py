@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import torch
 
-from robustbench_bl.precision import PRECISIONS
+from robustbench_bl.precision import PRECISIONS, flush_denormals
 
 if TYPE_CHECKING:
     from robustbench_bl.data import Dataset
@@ -102,7 +102,9 @@ def writable_folder(path: str | os.PathLike[str], name: str) -> Path:
 def command_line(main: Callable[[Sequence[str]], object], argv: Sequence[str] | None = None) -> int:
     """Run a command's `main(argv)` and return its exit code: an expected error (ValueError,
     TypeError, OSError: bad input, a damaged or unreadable file) is one line on stderr and code 2.
-    RBL_TRACEBACK=1 shows the whole traceback instead, for debugging."""
+    RBL_TRACEBACK=1 shows the whole traceback instead, for debugging. Float denormals count as zero
+    in the command's process (`precision.flush_denormals`)."""
+    flush_denormals()
     try:
         main(list(sys.argv[1:] if argv is None else argv))
     except (ValueError, TypeError, OSError) as err:

@@ -3,6 +3,9 @@ autocast and match float32, and the judge of every attack stays float32."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -158,3 +161,20 @@ def test_rounded_model_is_the_closed_form_of_rounded_weights_and_inputs(dtype: t
 def test_rounded_refuses_a_dtype_that_is_not_narrower() -> None:
     with pytest.raises(ValueError, match="dtype must be a floating type narrower than float32"):
         precision.rounded(nn.Linear(2, 2), torch.float64)
+
+
+def test_commands_count_denormals_as_zero_in_every_thread() -> None:
+    """A fresh process keeps float32 denormals; under `command_line` they count as zero, also in the
+    worker threads torch starts afterwards (a 2-thread product over a million elements): importing
+    the package has not started them."""
+    script = (
+        "import torch\n"
+        "torch.set_num_threads(2)\n"
+        "import robustbench_bl, robustbench_bl.attacks, robustbench_bl.studies, robustbench_bl.zoo\n"
+        "from robustbench_bl.cli import command_line\n"
+        "print(int((torch.full((10,), 1e-40) * 1.0).count_nonzero()))\n"  # too small to start the threads
+        "main = lambda argv: print(int((torch.full((1_000_000,), 1e-40) * 1.0).count_nonzero()))\n"
+        "command_line(main, [])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["10", "0"]
