@@ -102,9 +102,11 @@ def writable_folder(path: str | os.PathLike[str], name: str) -> Path:
 def command_line(main: Callable[[Sequence[str]], object], argv: Sequence[str] | None = None) -> int:
     """Run a command's `main(argv)` and return its exit code: an expected error (ValueError,
     TypeError, OSError: bad input, a damaged or unreadable file) is one line on stderr and code 2.
-    RBL_TRACEBACK=1 shows the whole traceback instead, for debugging. Float denormals count as zero
-    in the command's process (`precision.flush_denormals`)."""
-    flush_denormals()
+    RBL_TRACEBACK=1 shows the whole traceback instead, for debugging. Run as the process's own command
+    (`argv` None: sys.argv) it first makes float denormals count as zero (`precision.flush_denormals`);
+    given `argv` (in-process, as the tests call it) it leaves the process's floating-point state alone."""
+    if argv is None:
+        flush_denormals()
     try:
         main(list(sys.argv[1:] if argv is None else argv))
     except (ValueError, TypeError, OSError) as err:

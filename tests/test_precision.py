@@ -164,17 +164,18 @@ def test_rounded_refuses_a_dtype_that_is_not_narrower() -> None:
 
 
 def test_commands_count_denormals_as_zero_in_every_thread() -> None:
-    """A fresh process keeps float32 denormals; under `command_line` they count as zero, also in the
-    worker threads torch starts afterwards (a 2-thread product over a million elements): importing
-    the package has not started them."""
+    """As the process's command, `command_line` makes float32 denormals count as zero, also in the
+    worker threads torch starts afterwards (importing the package has not started them); called
+    in-process with arguments it keeps them (else hypothesis and other tests would inherit the flag)."""
     script = (
         "import torch\n"
         "torch.set_num_threads(2)\n"
         "import robustbench_bl, robustbench_bl.attacks, robustbench_bl.studies, robustbench_bl.zoo\n"
         "from robustbench_bl.cli import command_line\n"
-        "print(int((torch.full((10,), 1e-40) * 1.0).count_nonzero()))\n"  # too small to start the threads
-        "main = lambda argv: print(int((torch.full((1_000_000,), 1e-40) * 1.0).count_nonzero()))\n"
-        "command_line(main, [])\n"
+        # in-process, given its arguments, it leaves denormals alone (too few to start the threads) ...
+        "command_line(lambda argv: print(int((torch.full((10,), 1e-40) * 1.0).count_nonzero())), [])\n"
+        # ... and as the process's command it flushes them, in both threads of a parallel product
+        "command_line(lambda argv: print(int((torch.full((1_000_000,), 1e-40) * 1.0).count_nonzero())))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["10", "0"]
