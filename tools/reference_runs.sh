@@ -16,7 +16,9 @@
 # A run outlives the machine it ran on: `tools/reference_runs.sh --save NAME...` keeps the finished
 # cells of runs still going in docs/results/NAME/cells.jsonl.gz (the study's results store, gzipped;
 # commit it), and a run whose work folder has no store yet (a new machine) starts from that file.
-# The file is removed when the run finishes and ships its results.
+# The file is removed when the run finishes and ships its results. Each row records the attacker's
+# precision ('auto' picks bf16 on a CPU with native bf16, float32 elsewhere): a run continued on
+# another kind of machine can mix the two across cells, and its rows say which.
 set -u
 cd "$(dirname "$0")/.."
 # Images per study (issue 27): the channel sweep tunes on half and judges on the other half.
