@@ -49,7 +49,7 @@ def native_bf16(device: torch.device | str) -> bool:
 
 def flush_denormals() -> None:
     """Treat float denormals (|x| < 1.2e-38 in float32) as zero in this process, as GPUs do: the
-    convolution backward of a trained model on channels_last input (the attacker's view) ran 3.3x
+    convolution backward of a trained model on channels_last input (the attacker's view) ran 2.9-3.1x
     slower on them in float32 and 1.3x in bfloat16 on an AVX-512 Xeon (benchmarks/README.md). The
     commands call it first: threads torch starts later inherit it, ones already running do not."""
     torch.set_flush_denormal(True)
