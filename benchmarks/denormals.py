@@ -9,6 +9,7 @@ rounds of each child's median step, the ratio the median of per-round ratios kep
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import subprocess
 import sys
@@ -54,12 +55,17 @@ def measure(flush: bool, threads: int, steps: int) -> list[float]:
     return [float(line) for line in out.split()]
 
 
-def main(argv: Sequence[str]) -> None:
+def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=positive_int, default=3)
     parser.add_argument("--threads", type=positive_int, default=2)
     parser.add_argument("--steps", type=positive_int, default=3)
-    args = parser.parse_args(argv)
+    parser.add_argument("--child", choices=("keep", "flush"), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str]) -> None:
+    args = parse(argv)
     kept, flushed = [], []
     for _ in range(args.rounds):
         kept.append(measure(False, args.threads, args.steps))
@@ -79,7 +85,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--child"]:  # not through command_line, which would flush in both
-        child(sys.argv[2] == "flush", int(sys.argv[4]), int(sys.argv[6]))
+    if (args := parse(sys.argv[1:])).child:  # not through command_line, which would flush in both
+        child(args.child == "flush", args.threads, args.steps)
     else:
         sys.exit(command_line(main))
